@@ -1,0 +1,241 @@
+//! The interface every protocol adapter implements, and the transport drives.
+//!
+//! The transport owns sockets, WebSocket framing and timers; an adapter owns one
+//! protocol's bytes. They meet here:
+//!
+//! * [`Adapter`] is the factory registered once per protocol: its name, the WebSocket
+//!   subprotocols it serves, how to recognise its first bytes, and [`Adapter::open`].
+//! * [`Session`] is one connection's protocol state machine. The transport feeds it
+//!   [`Input`] and the current time; the session appends what it wants written to an
+//!   [`Output`], which the transport writes in one batch per wake-up.
+//!
+//! Nothing in this module performs I/O or reads the clock, so a session can be tested
+//! by feeding it bytes and instants.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+/// What a connection runs over, so an adapter can tell how its bytes travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// A WebSocket: input arrives message by message, output leaves as messages.
+    WebSocket,
+    /// A plain byte stream (TCP, with or without TLS).
+    Stream,
+}
+
+/// The WebSocket message type an adapter writes (binary for MQTT, text for STOMP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Opcode 0x2: arbitrary bytes.
+    Binary,
+    /// Opcode 0x1: UTF-8 text, validated by the transport on the way in.
+    Text,
+}
+
+/// One WebSocket subprotocol name an adapter serves, with its preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subprotocol {
+    /// The token as it appears in `Sec-WebSocket-Protocol` (compared case-sensitively,
+    /// as RFC 6455 requires).
+    pub name: &'static str,
+    /// Among the names of one adapter that a client offers, the highest rank wins;
+    /// equal ranks keep the client's order.
+    pub rank: u8,
+}
+
+/// The answer of [`Adapter::sniff`] to the first bytes of a connection that named no
+/// subprotocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniff {
+    /// These bytes start this adapter's protocol.
+    Match,
+    /// Not enough bytes to tell yet.
+    NeedMore,
+    /// These bytes are not this adapter's protocol.
+    NoMatch,
+}
+
+/// What the transport knows of a connection when it opens a session on it.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// Process-unique connection number, for logs.
+    pub id: u64,
+    /// The peer's address as the listener saw it.
+    pub peer: SocketAddr,
+    /// The name of the listener that accepted the connection (`ws`, `mqtt`, …).
+    pub listener: &'static str,
+    /// Whether the bytes travel inside TLS.
+    pub tls: bool,
+    /// WebSocket or plain stream.
+    pub carrier: Carrier,
+    /// The subprotocol the handshake settled on, if any.
+    pub subprotocol: Option<&'static str>,
+}
+
+/// A chunk of bytes from the peer.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Bytes from a stream; packet boundaries are not preserved.
+    Stream(Bytes),
+    /// One complete WebSocket message, reassembled from its fragments; text messages
+    /// are valid UTF-8. Stream protocols treat it as the next bytes of the stream.
+    Message(MessageKind, Bytes),
+}
+
+impl Input {
+    /// The bytes, whatever their framing.
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            Input::Stream(b) | Input::Message(_, b) => b,
+        }
+    }
+}
+
+/// One piece of output: over WebSocket, one message of `kind`; over a stream, bytes.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Frame type when the carrier is a WebSocket; ignored on streams.
+    pub kind: MessageKind,
+    /// The bytes; shared, never copied per receiver.
+    pub data: Bytes,
+}
+
+/// A session's request to end its connection after what it has written is flushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// The WebSocket close code (RFC 6455 §7.4.1) the transport sends on WebSockets;
+    /// on streams the socket is simply closed.
+    pub code: u16,
+    /// A short reason, for the close frame and the log.
+    pub reason: String,
+}
+
+impl CloseRequest {
+    /// Normal closure (1000).
+    pub fn normal(reason: impl Into<String>) -> Self {
+        Self {
+            code: 1000,
+            reason: reason.into(),
+        }
+    }
+
+    /// Protocol error (1002): the peer broke the adapter's protocol.
+    pub fn protocol_error(reason: impl Into<String>) -> Self {
+        Self {
+            code: 1002,
+            reason: reason.into(),
+        }
+    }
+
+    /// Policy violation (1008): a rule of the broker refused the peer.
+    pub fn policy(reason: impl Into<String>) -> Self {
+        Self {
+            code: 1008,
+            reason: reason.into(),
+        }
+    }
+
+    /// Message too big (1009).
+    pub fn too_big(reason: impl Into<String>) -> Self {
+        Self {
+            code: 1009,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a session hands back to the transport from one call.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Bytes to write, in order.
+    pub writes: Vec<Outgoing>,
+    /// Set when the connection must close once `writes` are flushed.
+    pub close: Option<CloseRequest>,
+}
+
+impl Output {
+    /// Queue `data` to be written as one message of `kind`.
+    pub fn send(&mut self, kind: MessageKind, data: Bytes) {
+        self.writes.push(Outgoing { kind, data });
+    }
+
+    /// Ask the transport to close the connection after flushing. The first request wins.
+    pub fn close(&mut self, request: CloseRequest) {
+        if self.close.is_none() {
+            self.close = Some(request);
+        }
+    }
+
+    /// True when there is nothing to write and no close requested.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.close.is_none()
+    }
+}
+
+/// One connection's protocol state machine. Sans-IO: no method blocks or does I/O.
+pub trait Session: Send {
+    /// Bytes arrived from the peer.
+    fn on_input(&mut self, input: Input, now: Instant, out: &mut Output);
+
+    /// The earliest instant at which the session wants [`Session::on_timeout`] called,
+    /// if any (keep-alive checks, retransmissions).
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The instant returned by [`Session::poll_timeout`] has passed.
+    fn on_timeout(&mut self, _now: Instant, _out: &mut Output) {}
+
+    /// The broker is shutting down: last words to the peer (an MQTT 5 DISCONNECT, a
+    /// STOMP ERROR) may be written to `out`. The transport closes the connection after.
+    fn on_shutdown(&mut self, _now: Instant, _out: &mut Output) {}
+
+    /// The connection is gone, for whatever reason; no more output is possible.
+    /// `clean` is true when the session itself asked to close or the peer closed
+    /// in an orderly way.
+    fn on_closed(&mut self, _clean: bool, _now: Instant) {}
+}
+
+/// A protocol the transport can serve, registered once at start-up.
+pub trait Adapter: Send + Sync + 'static {
+    /// Short protocol name for logs and metrics (`mqtt`, `stomp`, `echo`).
+    fn name(&self) -> &'static str;
+
+    /// The WebSocket subprotocols this adapter serves.
+    fn subprotocols(&self) -> &'static [Subprotocol];
+
+    /// The message type this adapter writes over WebSocket.
+    fn message_kind(&self) -> MessageKind;
+
+    /// Whether `first_bytes` (the start of a connection that offered no subprotocol)
+    /// begin this adapter's protocol.
+    fn sniff(&self, first_bytes: &[u8]) -> Sniff;
+
+    /// A new session for a connection.
+    fn open(&self, info: &ConnectionInfo) -> Box<dyn Session>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_close_request_wins() {
+        let mut out = Output::default();
+        assert!(out.is_empty());
+        out.close(CloseRequest::too_big("first"));
+        out.close(CloseRequest::normal("second"));
+        assert_eq!(out.close, Some(CloseRequest::too_big("first")));
+        assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn input_exposes_bytes_whatever_the_framing() {
+        let b = Bytes::from_static(b"\x10\x00");
+        assert_eq!(Input::Stream(b.clone()).bytes(), &b);
+        assert_eq!(Input::Message(MessageKind::Binary, b.clone()).bytes(), &b);
+    }
+}

@@ -1,0 +1,146 @@
+//! The HTTP side of the WebSocket listeners (hyper 1.x): `GET /healthz`, `GET /metrics`,
+//! WebSocket upgrades on any path, 404 for everything else.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, info};
+
+use crate::connection::{serve_websocket, Start};
+use crate::handshake::{self, Accepted, HandshakePolicy};
+use crate::registry::Negotiated;
+use crate::server::Shared;
+use ferry_core::{Carrier, ConnectionInfo};
+
+type Body = Full<Bytes>;
+
+/// Serve HTTP/1.1 on one accepted connection until it closes or is upgraded.
+pub(crate) async fn serve_http<S>(io: S, peer: SocketAddr, listener: &'static str, tls: bool, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let http = &shared.config.http;
+    let service = {
+        let shared = shared.clone();
+        service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(route(req, peer, listener, tls, shared)) }
+        })
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.handshake_timeout)
+        .max_buf_size(http.max_request_head_size)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                let reason = if e.is_timeout() { "request head timeout" } else if e.is_parse_too_large() { "request head too large" } else { "bad HTTP" };
+                if e.is_timeout() || e.is_parse() || e.is_parse_too_large() {
+                    shared.metrics.refused(if e.is_timeout() { "http_timeout" } else { "http_malformed" });
+                    info!(%peer, listener, error = %e, "HTTP connection dropped: {reason}");
+                } else {
+                    debug!(%peer, listener, error = %e, "HTTP connection ended");
+                }
+            }
+        }
+        _ = shared.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+fn route(mut req: Request<Incoming>, peer: SocketAddr, listener: &'static str, tls: bool, shared: Arc<Shared>) -> Response<Body> {
+    if handshake::is_websocket_attempt(req.headers()) {
+        return upgrade(&mut req, peer, listener, tls, shared);
+    }
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/metrics") => {
+            let mut resp = text(StatusCode::OK, shared.metrics.render());
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            resp
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn upgrade(req: &mut Request<Incoming>, peer: SocketAddr, listener: &'static str, tls: bool, shared: Arc<Shared>) -> Response<Body> {
+    let policy = HandshakePolicy {
+        registry: &shared.registry,
+        origins: &shared.origins,
+        echo_path: Some(shared.config.websocket.echo_path.as_str()).filter(|p| !p.is_empty()),
+    };
+    let accepted = match handshake::check(req.method(), req.version(), req.uri().path(), req.headers(), &policy) {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            info!(%peer, listener, status = refusal.status.as_u16(), reason = %refusal.reason, "WebSocket handshake refused");
+            shared.metrics.refused(refusal.label);
+            let mut resp = text(refusal.status, format!("{}\n", refusal.reason));
+            if refusal.advertise_version {
+                resp.headers_mut().insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            }
+            return resp;
+        }
+    };
+    let (start, subprotocol) = match accepted {
+        Accepted::Echo => (Start::Open(shared.echo.clone()), None),
+        Accepted::Adapter(Negotiated::Chosen { adapter, name }) => (Start::Open(adapter), Some(name)),
+        Accepted::Adapter(_) => (Start::Sniff, None),
+    };
+    let (resp, upgraded) = match fastwebsockets::upgrade::upgrade(&mut *req) {
+        Ok(pair) => pair,
+        Err(e) => {
+            // Unreachable after `check`, which tests the same headers; refuse anyway.
+            shared.metrics.refused("key");
+            return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+        }
+    };
+    let mut resp = resp.map(|_| Full::new(Bytes::new()));
+    if let Some(name) = subprotocol {
+        resp.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(name));
+    }
+    let info = ConnectionInfo {
+        id: shared.next_connection_id(),
+        peer,
+        listener,
+        tls,
+        carrier: Carrier::WebSocket,
+        subprotocol,
+    };
+    let timeout = shared.config.http.handshake_timeout;
+    let task_shared = shared.clone();
+    shared.tracker.spawn(async move {
+        match tokio::time::timeout(timeout, upgraded).await {
+            Ok(Ok(ws)) => serve_websocket(ws.into_inner(), info, start, task_shared).await,
+            Ok(Err(e)) => debug!(%peer, error = %e, "upgrade failed"),
+            Err(_) => {
+                task_shared.metrics.refused("upgrade_timeout");
+                info!(%peer, "upgrade did not complete in time");
+            }
+        }
+    });
+    resp
+}

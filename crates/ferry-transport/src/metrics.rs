@@ -1,0 +1,130 @@
+//! The transport's metrics, served as Prometheus text at `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: u16,
+}
+
+/// Counters and gauges of the transport, cheap to update from any task.
+pub struct Metrics {
+    registry: Registry,
+    opened: Family<ListenerLabel, Counter>,
+    active: Family<ListenerLabel, Gauge>,
+    refused: Family<ReasonLabel, Counter>,
+    closes: Family<CodeLabel, Counter>,
+    tasks: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ferry");
+        let opened = Family::<ListenerLabel, Counter>::default();
+        let active = Family::<ListenerLabel, Gauge>::default();
+        let refused = Family::<ReasonLabel, Counter>::default();
+        let closes = Family::<CodeLabel, Counter>::default();
+        let tasks = Gauge::default();
+        registry.register(
+            "connections_opened",
+            "Connections whose protocol session started, per listener",
+            opened.clone(),
+        );
+        registry.register("connections_active", "Connections open now, per listener", active.clone());
+        registry.register(
+            "connections_refused",
+            "Connections refused before a session started (handshake, TLS, timeouts), per reason",
+            refused.clone(),
+        );
+        registry.register(
+            "websocket_closes_sent",
+            "WebSocket close frames sent, per close code",
+            closes.clone(),
+        );
+        registry.register("runtime_alive_tasks", "Tasks alive in the broker's runtime", tasks.clone());
+        Self {
+            registry,
+            opened,
+            active,
+            refused,
+            closes,
+            tasks,
+        }
+    }
+}
+
+/// Keeps a connection counted as active until dropped.
+pub struct ActiveGuard {
+    gauge: Gauge,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+impl Metrics {
+    /// Count a new connection on `listener`; it stays active while the guard lives.
+    pub fn connection_opened(&self, listener: &'static str) -> ActiveGuard {
+        self.opened.get_or_create(&ListenerLabel { listener }).inc();
+        let gauge = self.active.get_or_create(&ListenerLabel { listener }).clone();
+        gauge.inc();
+        ActiveGuard { gauge }
+    }
+
+    /// Count a connection refused before its session started.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Count a close frame sent with `code`.
+    pub fn close_sent(&self, code: u16) {
+        self.closes.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            self.tasks.set(handle.metrics().num_alive_tasks() as i64);
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_active_gauge() {
+        let m = Metrics::default();
+        let guard = m.connection_opened("ws");
+        m.refused("origin");
+        m.close_sent(1009);
+        let text = m.render();
+        assert!(text.contains("ferry_connections_opened_total{listener=\"ws\"} 1"), "{text}");
+        assert!(text.contains("ferry_connections_active{listener=\"ws\"} 1"), "{text}");
+        assert!(text.contains("ferry_connections_refused_total{reason=\"origin\"} 1"), "{text}");
+        assert!(text.contains("ferry_websocket_closes_sent_total{code=\"1009\"} 1"), "{text}");
+        drop(guard);
+        assert!(m.render().contains("ferry_connections_active{listener=\"ws\"} 0"));
+    }
+}

@@ -1,0 +1,200 @@
+//! Starting and stopping the transport: binds the listeners, runs their accept loops,
+//! tracks every connection task for a graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::{Adapter, Carrier, ConnectionInfo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{ListenerConfig, TransportConfig};
+use crate::connection::{serve_stream, Start};
+use crate::echo::EchoAdapter;
+use crate::error::TransportError;
+use crate::http::serve_http;
+use crate::metrics::Metrics;
+use crate::origin::OriginPolicy;
+use crate::registry::Registry;
+use crate::tls;
+
+/// State every connection task shares.
+pub(crate) struct Shared {
+    pub(crate) config: TransportConfig,
+    pub(crate) registry: Registry,
+    pub(crate) origins: OriginPolicy,
+    pub(crate) echo: Arc<dyn Adapter>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// What a listener serves.
+#[derive(Clone)]
+enum Service {
+    /// HTTP and WebSocket.
+    Http,
+    /// One protocol straight over the stream.
+    Protocol(Arc<dyn Adapter>),
+}
+
+/// A running transport.
+pub struct Server {
+    shared: Arc<Shared>,
+    bound: Vec<(&'static str, SocketAddr)>,
+}
+
+impl Server {
+    /// Bind every listener the configuration enables and that has something to serve,
+    /// and start accepting. Fails, naming the cause, if an address cannot be bound or
+    /// the TLS material is unusable.
+    pub async fn start(config: TransportConfig, registry: Registry) -> Result<Server, TransportError> {
+        let http_tls = tls::acceptor(&config.tls, &[b"http/1.1"])?;
+        let stream_tls = tls::acceptor(&config.tls, &[])?;
+        let shared = Arc::new(Shared {
+            origins: OriginPolicy::new(&config.http.allowed_origins, config.http.allow_missing_origin),
+            registry,
+            echo: Arc::new(EchoAdapter),
+            metrics: Arc::new(Metrics::default()),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_id: AtomicU64::new(1),
+            config,
+        });
+        let l = &shared.config.listeners;
+        let mqtt = shared.registry.by_name("mqtt");
+        let stomp = shared.registry.by_name("stomp");
+        let plans: [(&'static str, &ListenerConfig, Option<Service>, bool); 6] = [
+            ("ws", &l.ws, Some(Service::Http), false),
+            ("wss", &l.wss, Some(Service::Http), true),
+            ("mqtt", &l.mqtt, mqtt.clone().map(Service::Protocol), false),
+            ("mqtts", &l.mqtts, mqtt.map(Service::Protocol), true),
+            ("stomp", &l.stomp, stomp.clone().map(Service::Protocol), false),
+            ("stomps", &l.stomps, stomp.map(Service::Protocol), true),
+        ];
+        let mut bound = Vec::new();
+        for (name, listener, service, secure) in plans {
+            if !listener.enabled {
+                continue;
+            }
+            let Some(service) = service else {
+                info!(listener = name, "not started: no adapter serves this protocol yet");
+                continue;
+            };
+            let acceptor = match (secure, &service) {
+                (false, _) => None,
+                (true, Service::Http) => http_tls.clone(),
+                (true, Service::Protocol(_)) => stream_tls.clone(),
+            };
+            if secure && acceptor.is_none() {
+                info!(listener = name, "not started: no TLS certificate configured (tls.cert_file)");
+                continue;
+            }
+            let socket = TcpListener::bind(listener.bind).await.map_err(|source| TransportError::Bind {
+                listener: name,
+                addr: listener.bind,
+                source,
+            })?;
+            let addr = socket.local_addr().map_err(|source| TransportError::Bind {
+                listener: name,
+                addr: listener.bind,
+                source,
+            })?;
+            info!(listener = name, %addr, tls = secure, "listening");
+            bound.push((name, addr));
+            shared.tracker.spawn(accept_loop(socket, name, acceptor, service, shared.clone()));
+        }
+        Ok(Server { shared, bound })
+    }
+
+    /// The listeners that run, with the addresses they bound.
+    pub fn local_addrs(&self) -> &[(&'static str, SocketAddr)] {
+        &self.bound
+    }
+
+    /// A token cancelled when shutdown begins.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Stop accepting, ask every connection to close (WebSocket close 1001), and wait up
+    /// to `grace` for them. Returns true if every connection closed in time.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_ok()
+    }
+}
+
+async fn accept_loop(socket: TcpListener, name: &'static str, tls: Option<TlsAcceptor>, service: Service, shared: Arc<Shared>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            accepted = socket.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                shared
+                    .tracker
+                    .spawn(handle(stream, peer, name, tls.clone(), service.clone(), shared.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(listener = name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    info!(listener = name, "stopped accepting");
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, name: &'static str, tls: Option<TlsAcceptor>, service: Service, shared: Arc<Shared>) {
+    let Some(acceptor) = tls else {
+        return dispatch(stream, peer, name, false, service, shared).await;
+    };
+    let timeout = shared.config.tls.handshake_timeout;
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => dispatch(stream, peer, name, true, service, shared).await,
+        Ok(Err(e)) => {
+            shared.metrics.refused("tls_handshake");
+            info!(%peer, listener = name, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            shared.metrics.refused("tls_timeout");
+            info!(%peer, listener = name, "TLS handshake timed out");
+        }
+    }
+}
+
+async fn dispatch<S>(stream: S, peer: SocketAddr, name: &'static str, tls: bool, service: Service, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    match service {
+        Service::Http => serve_http(stream, peer, name, tls, shared).await,
+        Service::Protocol(adapter) => {
+            let info = ConnectionInfo {
+                id: shared.next_connection_id(),
+                peer,
+                listener: name,
+                tls,
+                carrier: Carrier::Stream,
+                subprotocol: None,
+            };
+            serve_stream(stream, info, Start::Open(adapter), shared).await
+        }
+    }
+}

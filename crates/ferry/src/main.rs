@@ -1,0 +1,101 @@
+//! `ferry`: the broker binary. Reads the settings, starts the transport with the
+//! protocol adapters, and shuts down gracefully on SIGINT/SIGTERM.
+
+mod logging;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferry_transport::{Registry, Server};
+use tracing::{info, warn};
+
+use crate::settings::Settings;
+
+/// Ferry, a message broker for MQTT and STOMP over WebSocket and TCP.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Without it Ferry runs on its built-in defaults;
+    /// `FERRY_*` environment variables override either.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (the default).
+    Run,
+    /// Validate a configuration file (with the environment's overrides) and print the
+    /// effective configuration.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Run) | None => run(cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let settings = Settings::load(Some(file))?;
+    print!("{}", settings.to_toml()?);
+    eprintln!("ferry: {} is valid", file.display());
+    Ok(())
+}
+
+fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    logging::init(&settings.log);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if settings.runtime.worker_threads > 0 {
+        runtime.worker_threads(settings.runtime.worker_threads);
+    }
+    let runtime = runtime.build().context("cannot start the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+/// The protocol adapters this build serves.
+fn registry() -> Registry {
+    Registry::new()
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let server = Server::start(settings.transport(), registry()).await?;
+    info!(version = env!("CARGO_PKG_VERSION"), "ferry started");
+    let signal = wait_for_signal().await?;
+    info!(signal, grace = ?settings.shutdown.grace_period, "shutting down");
+    if server.shutdown(settings.shutdown.grace_period).await {
+        info!("all connections closed; bye");
+    } else {
+        warn!("grace period over with connections still open; exiting anyway");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,263 @@
+//! The broker's settings: built-in defaults, then the TOML file, then `FERRY_*`
+//! environment variables, through the `config` crate. Unknown keys and bad values are
+//! refused with the key's name.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ferry_transport::config::{HttpConfig, Listeners, TlsConfig, WebSocketConfig};
+use ferry_transport::TransportConfig;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "FERRY";
+
+/// Every setting of the broker; `conf/ferry.toml` documents each key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[log]`
+    pub log: LogSettings,
+    /// `[runtime]`
+    pub runtime: RuntimeSettings,
+    /// `[shutdown]`
+    pub shutdown: ShutdownSettings,
+    /// `[listeners.*]`
+    pub listeners: Listeners,
+    /// `[tls]`
+    pub tls: TlsConfig,
+    /// `[http]`
+    pub http: HttpConfig,
+    /// `[websocket]`
+    pub websocket: WebSocketConfig,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: what is logged and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a tracing filter such as
+    /// `info,ferry_transport=debug`.
+    pub level: String,
+    /// `plain` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Plain,
+        }
+    }
+}
+
+/// `[runtime]`: the async runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    /// Worker threads; 0 means one per CPU core.
+    pub worker_threads: usize,
+}
+
+/// `[shutdown]`: what SIGINT/SIGTERM do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    /// How long connections get to close after the close frames are sent.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Settings {
+    /// Load the defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// [`Settings::load`] with the environment given explicitly (for tests).
+    pub fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Settings> {
+        let defaults = config::Config::try_from(&Settings::default()).context("internal error: defaults do not serialise")?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("FERRY_")).collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("http.allowed_origins")
+                .source(Some(env)),
+        );
+        let merged = builder.build().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let settings: Settings = merged
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks serde cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.http.max_request_head_size < 8192 {
+            bail!(
+                "invalid configuration: http.max_request_head_size must be at least 8192 (is {})",
+                self.http.max_request_head_size
+            );
+        }
+        if self.websocket.max_message_size == 0 {
+            bail!("invalid configuration: websocket.max_message_size must be at least 1");
+        }
+        if !self.websocket.ping_interval.is_zero() && self.websocket.ping_timeout.is_zero() {
+            bail!("invalid configuration: websocket.ping_timeout must be above 0s when websocket.ping_interval is");
+        }
+        if !self.websocket.echo_path.is_empty() && !self.websocket.echo_path.starts_with('/') {
+            bail!(
+                "invalid configuration: websocket.echo_path must start with '/' (is {:?})",
+                self.websocket.echo_path
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bail!(
+                "invalid configuration: log.level {:?} is not a level or tracing filter",
+                self.log.level
+            );
+        }
+        Ok(())
+    }
+
+    /// The transport's part.
+    pub fn transport(&self) -> TransportConfig {
+        TransportConfig {
+            listeners: self.listeners.clone(),
+            tls: self.tls.clone(),
+            http: self.http.clone(),
+            websocket: self.websocket.clone(),
+        }
+    }
+
+    /// The effective settings as TOML, for `ferry check-config`.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string_pretty(self).context("cannot print the configuration")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn conf_file() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../conf/ferry.toml")
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write(toml: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(&path, toml).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn shipped_file_states_exactly_the_defaults() {
+        let from_file = Settings::load_from(Some(&conf_file()), env(&[])).unwrap();
+        assert_eq!(from_file, Settings::default());
+    }
+
+    #[test]
+    fn no_file_runs_on_defaults() {
+        assert_eq!(Settings::load_from(None, env(&[])).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let (_d, path) = write("[websocket]\nmax_message_size = 10\n[listeners.ws]\nbind = \"127.0.0.1:9000\"\n");
+        let s = Settings::load_from(
+            Some(&path),
+            env(&[
+                ("FERRY_WEBSOCKET__MAX_MESSAGE_SIZE", "20"),
+                ("FERRY_LISTENERS__MQTT__ENABLED", "false"),
+                ("FERRY_HTTP__ALLOWED_ORIGINS", "https://a.example,https://b.example"),
+                ("FERRY_SHUTDOWN__GRACE_PERIOD", "3s"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.websocket.max_message_size, 20);
+        assert_eq!(s.listeners.ws.bind.to_string(), "127.0.0.1:9000");
+        assert!(s.listeners.ws.enabled, "a partial table keeps the other defaults");
+        assert!(!s.listeners.mqtt.enabled);
+        assert_eq!(s.http.allowed_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(s.shutdown.grace_period, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let (_d, path) = write("[websocket]\nmax_mesage_size = 10\n");
+        let err = Settings::load_from(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("max_mesage_size"), "{err}");
+        let err = Settings::load_from(None, env(&[("FERRY_NOPE", "1")])).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_name() {
+        for (toml, key) in [
+            ("[websocket]\nmax_message_size = \"big\"\n", "max_message_size"),
+            ("[listeners.ws]\nbind = \"nowhere\"\n", "bind"),
+            ("[shutdown]\ngrace_period = \"soon\"\n", "grace_period"),
+            ("[log]\nformat = \"xml\"\n", "format"),
+            ("[http]\nmax_request_head_size = 100\n", "http.max_request_head_size"),
+            ("[websocket]\necho_path = \"echo\"\n", "websocket.echo_path"),
+        ] {
+            let (_d, path) = write(toml);
+            let err = Settings::load_from(Some(&path), env(&[])).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Settings::load_from(Some(Path::new("/nonexistent/ferry.toml")), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn effective_configuration_round_trips() {
+        let text = Settings::default().to_toml().unwrap();
+        let (_d, path) = write(&text);
+        assert_eq!(Settings::load_from(Some(&path), env(&[])).unwrap(), Settings::default());
+    }
+}
