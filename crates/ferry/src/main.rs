@@ -78,9 +78,11 @@ fn registry() -> Registry {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Listen for signals before anyone can see the broker up.
+    let signals = Signals::new()?;
     let server = Server::start(settings.transport(), registry()).await?;
     info!(version = env!("CARGO_PKG_VERSION"), "ferry started");
-    let signal = wait_for_signal().await?;
+    let signal = signals.wait().await;
     info!(signal, grace = ?settings.shutdown.grace_period, "shutting down");
     if server.shutdown(settings.shutdown.grace_period).await {
         info!("all connections closed; bye");
@@ -90,12 +92,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// The signals that stop the broker.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// Wait for SIGTERM or SIGINT; returns its name.
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
