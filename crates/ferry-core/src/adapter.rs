@@ -13,9 +13,11 @@
 //! by feeding it bytes and instants.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::Notify;
 
 /// What a connection runs over, so an adapter can tell how its bytes travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +75,31 @@ pub struct ConnectionInfo {
     pub carrier: Carrier,
     /// The subprotocol the handshake settled on, if any.
     pub subprotocol: Option<&'static str>,
+    /// Rings the connection's loop when the core has queued output for the session.
+    pub wakeup: Wakeup,
+}
+
+/// A connection's doorbell: the core (or anything else off the connection's task) rings
+/// it after queueing something for the session; the transport then calls
+/// [`Session::on_wake`]. Rings coalesce: many rings before the loop runs make one wake.
+#[derive(Debug, Clone, Default)]
+pub struct Wakeup(Arc<Notify>);
+
+impl Wakeup {
+    /// A new doorbell.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ring: the next (or current) wait returns.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Wait for a ring. Cancel-safe: a ring that arrives while nobody waits is kept.
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// A chunk of bytes from the peer.
@@ -186,6 +213,9 @@ pub trait Session: Send {
         None
     }
 
+    /// The connection's [`Wakeup`] rang: collect what the core queued for this session.
+    fn on_wake(&mut self, _now: Instant, _out: &mut Output) {}
+
     /// The instant returned by [`Session::poll_timeout`] has passed.
     fn on_timeout(&mut self, _now: Instant, _out: &mut Output) {}
 
@@ -230,6 +260,16 @@ mod tests {
         out.close(CloseRequest::normal("second"));
         assert_eq!(out.close, Some(CloseRequest::too_big("first")));
         assert!(!out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn rings_before_the_wait_are_kept_and_coalesced() {
+        let w = Wakeup::new();
+        w.wake();
+        w.wake();
+        tokio::time::timeout(std::time::Duration::from_secs(1), w.woken()).await.unwrap();
+        let second = tokio::time::timeout(std::time::Duration::from_millis(20), w.woken()).await;
+        assert!(second.is_err(), "two rings before the wait make one wake");
     }
 
     #[test]

@@ -10,4 +10,4 @@
 
 pub mod adapter;
 
-pub use adapter::{Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol};
+pub use adapter::{Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol, Wakeup};

@@ -202,6 +202,7 @@ where
         shutting_down: false,
     };
     debug!(conn = conn.info.id, peer = %conn.info.peer, listener = conn.info.listener, subprotocol = conn.info.subprotocol, "connection open");
+    let wakeup = conn.info.wakeup.clone();
     loop {
         if let Closing::Finished(_) = conn.closing {
             if out.is_empty() {
@@ -239,6 +240,7 @@ where
                     Some(event) => conn.on_inbound(event, &mut out),
                 }
             }
+            _ = wakeup.woken(), if out.len() < HIGH_WATER && conn.closing == Closing::Open => conn.on_wake(&mut out),
             _ = sleep_until(deadline), if deadline.is_some() => {
                 if conn.on_timer(&mut out) {
                     break;
@@ -332,6 +334,14 @@ impl Conn {
             }
         }
         false
+    }
+
+    fn on_wake(&mut self, out: &mut OutBuf) {
+        if let Some(Proto::Running(session)) = self.proto.as_mut() {
+            let mut output = Output::default();
+            session.on_wake(Instant::now(), &mut output);
+            self.apply(output, out);
+        }
     }
 
     fn on_shutdown(&mut self, out: &mut OutBuf) {

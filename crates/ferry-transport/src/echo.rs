@@ -59,6 +59,7 @@ mod tests {
             tls: false,
             carrier: ferry_core::Carrier::WebSocket,
             subprotocol: None,
+            wakeup: ferry_core::Wakeup::new(),
         };
         let mut s = EchoAdapter.open(&info);
         let mut out = Output::default();

@@ -20,7 +20,7 @@ use crate::connection::{serve_websocket, Start};
 use crate::handshake::{self, Accepted, HandshakePolicy};
 use crate::registry::Negotiated;
 use crate::server::Shared;
-use ferry_core::{Carrier, ConnectionInfo};
+use ferry_core::{Carrier, ConnectionInfo, Wakeup};
 
 type Body = Full<Bytes>;
 
@@ -129,6 +129,7 @@ fn upgrade(req: &mut Request<Incoming>, peer: SocketAddr, listener: &'static str
         tls,
         carrier: Carrier::WebSocket,
         subprotocol,
+        wakeup: Wakeup::new(),
     };
     let timeout = shared.config.http.handshake_timeout;
     let task_shared = shared.clone();

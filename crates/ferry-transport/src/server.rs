@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::{Adapter, Carrier, ConnectionInfo};
+use ferry_core::{Adapter, Carrier, ConnectionInfo, Wakeup};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -193,6 +193,7 @@ where
                 tls,
                 carrier: Carrier::Stream,
                 subprotocol: None,
+                wakeup: Wakeup::new(),
             };
             serve_stream(stream, info, Start::Open(adapter), shared).await
         }
