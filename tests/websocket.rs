@@ -182,3 +182,24 @@ async fn sigterm_sends_1001_to_every_websocket_and_exits_0() {
         .unwrap();
     assert_eq!(status.map(|s| s.code()), Some(Some(0)));
 }
+
+#[tokio::test]
+async fn shutdown_gives_up_on_silent_peers_after_the_grace_period() {
+    let mut b = Broker::start_with(
+        ECHO,
+        &[("FERRY_SHUTDOWN__GRACE_PERIOD", "1s"), ("FERRY_WEBSOCKET__CLOSE_TIMEOUT", "30s")],
+    );
+    // A raw client that will never answer the close frame.
+    let mut silent = raw_ws(&b).await;
+    b.signal_term();
+    assert_eq!(expect_close(&mut silent).await, Some(1001));
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || b.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "exited after the grace period, not the close timeout"
+    );
+}

@@ -103,7 +103,10 @@ async fn server() -> (Server, SocketAddr) {
                 bind: "127.0.0.1:0".parse().unwrap(),
             },
             wss: off(0),
-            mqtt: off(0),
+            mqtt: ListenerConfig {
+                enabled: true,
+                bind: "127.0.0.1:0".parse().unwrap(),
+            },
             mqtts: off(0),
             stomp: off(0),
             stomps: off(0),
@@ -111,7 +114,7 @@ async fn server() -> (Server, SocketAddr) {
         ..TransportConfig::default()
     };
     let server = Server::start(config, registry).await.unwrap();
-    let addr = server.local_addrs()[0].1;
+    let addr = server.local_addrs().iter().find(|(name, _)| *name == "ws").unwrap().1;
     (server, addr)
 }
 
@@ -239,4 +242,23 @@ async fn no_offer_picks_the_adapter_from_the_first_bytes() {
     assert_eq!(opcode, 0x8);
     assert_eq!(&payload[..2], &1002u16.to_be_bytes());
     assert!(String::from_utf8_lossy(&payload[2..]).contains("unrecognised protocol"));
+}
+
+#[tokio::test]
+async fn protocol_ports_hand_the_raw_stream_to_their_adapter() {
+    let (server, _) = server().await;
+    let (name, addr) = server.local_addrs().iter().copied().find(|(name, _)| *name == "mqtt").unwrap();
+    assert_eq!(name, "mqtt");
+    assert!(
+        !server.local_addrs().iter().any(|(n, _)| *n == "mqtts"),
+        "no TLS listener without a certificate"
+    );
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[0x10, 0x00]).await.unwrap();
+    let mut buf = [0u8; 6];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"mqtt:-", "plain bytes, no WebSocket framing");
 }
