@@ -10,4 +10,6 @@
 
 pub mod adapter;
 
-pub use adapter::{Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol, Wakeup};
+pub use adapter::{
+    Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol, Wakeup,
+};
