@@ -1,15 +1,37 @@
 //! Ferry's broker core: everything that is neither a protocol nor a socket.
 //!
-//! For now this crate holds the contract between the transport and the protocol
-//! adapters ([`adapter`]): a sans-IO interface in which a session takes bytes and the
-//! current time in and hands bytes, timers and a close request back. The topic tree,
-//! router, sessions and retained store join it with the MQTT adapter.
+//! * [`adapter`]: the contract between the transport and the protocol adapters, a
+//!   sans-IO interface in which a session takes bytes and the current time in and hands
+//!   bytes, timers and a close request back, and is woken when the core queues work.
+//! * [`topic`], [`tree`]: validated topic names and filters (MQTT syntax is the core's
+//!   canonical one) and the subscription trie that matches a topic without scanning.
+//! * [`message`], [`outbox`], [`router`]: a published message shared by every
+//!   subscriber, each session's bounded queue, and the router between them.
+//! * [`retained`], [`sessions`]: retained messages and persistent sessions, behind
+//!   interfaces that durable storage can implement later.
+//!
+//! Lock order: session registry → a session's owner → its outbox; router tree → a shared
+//! group's members. No lock is held while another component is called back.
 //!
 //! This crate never touches a socket, never reads the clock (time is passed in) and
 //! never spawns a task.
 
 pub mod adapter;
+pub mod message;
+pub mod outbox;
+pub mod retained;
+pub mod router;
+pub mod sessions;
+pub mod topic;
+pub mod tree;
 
 pub use adapter::{
     Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol, Wakeup,
 };
+pub use message::{Expiry, Message, Properties, QoS, SessionId};
+pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};
+pub use retained::{MemoryRetained, RetainedStore, Weighed};
+pub use router::{Router, SubscribeOptions, Subscriber};
+pub use sessions::{Claim, Owner, SessionRegistry, SessionSlot};
+pub use topic::{SharedFilter, SharedFilterError, Subscription, TopicError, TopicFilter, TopicName};
+pub use tree::SubscriptionTree;

@@ -1,0 +1,459 @@
+//! Routes published messages to subscribers, whatever their protocol: one subscription
+//! tree for all connections, deliveries pushed onto each session's bounded [`Outbox`],
+//! retained messages kept in a [`RetainedStore`].
+//!
+//! Publishing takes the tree's read lock only while collecting the matching
+//! subscriptions (no `.await` exists in the core, so none is ever held across one), then
+//! pushes outside it. Each subscriber gets the same `Arc<Message>`: the payload is never
+//! copied. Lock order: tree → a shared group's members; outbox locks are taken alone.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use crate::message::{Message, QoS, SessionId};
+use crate::outbox::{Delivery, Outbox, Pushed};
+use crate::retained::{MemoryRetained, RetainedStore};
+use crate::topic::{Subscription, TopicFilter};
+use crate::tree::SubscriptionTree;
+
+/// The options a subscriber chose (MQTT 5 subscription options; MQTT 3.1.1 and STOMP
+/// use the defaults but for QoS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubscribeOptions {
+    /// The maximum QoS granted.
+    pub qos: QoS,
+    /// Do not deliver the session's own publications to it.
+    pub no_local: bool,
+    /// Keep the publisher's retain flag on forwarded messages (else it is cleared).
+    pub retain_as_published: bool,
+    /// The subscription identifier to send with matching messages.
+    pub id: Option<u32>,
+}
+
+/// One session's subscription as the router keeps it.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The session.
+    pub session: SessionId,
+    /// Where its deliveries go.
+    pub outbox: Arc<Outbox>,
+    /// Its options for this filter.
+    pub options: SubscribeOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Session(SessionId),
+    Group(Arc<str>),
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Direct(Subscriber),
+    Group(Arc<SharedGroup>),
+}
+
+/// The members of one `$share/GROUP/filter`, served round-robin.
+#[derive(Debug, Default)]
+struct SharedGroup {
+    members: RwLock<Vec<Subscriber>>,
+    next: AtomicUsize,
+}
+
+impl SharedGroup {
+    /// The next member in turn (no-local is not allowed on shared subscriptions).
+    fn pick(&self) -> Option<Subscriber> {
+        let members = self.members.read();
+        if members.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % members.len();
+        Some(members[i].clone())
+    }
+}
+
+/// Router counters.
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    /// Messages published.
+    pub published: AtomicU64,
+    /// Deliveries queued on outboxes.
+    pub delivered: AtomicU64,
+    /// Deliveries dropped by full outboxes.
+    pub dropped: AtomicU64,
+    /// Messages that matched no subscriber.
+    pub unrouted: AtomicU64,
+    /// Deliveries skipped because the message had expired.
+    pub expired: AtomicU64,
+}
+
+/// The broker's router: subscriptions of every session, and the retained messages.
+pub struct Router {
+    tree: RwLock<SubscriptionTree<Key, Entry>>,
+    retained: Arc<dyn RetainedStore<Arc<Message>>>,
+    /// Counters.
+    pub stats: RouterStats,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new(Arc::new(MemoryRetained::new()))
+    }
+}
+
+impl Router {
+    /// A router keeping retained messages in `retained`.
+    pub fn new(retained: Arc<dyn RetainedStore<Arc<Message>>>) -> Self {
+        Self {
+            tree: RwLock::new(SubscriptionTree::new()),
+            retained,
+            stats: RouterStats::default(),
+        }
+    }
+
+    /// Add or replace `subscriber`'s subscription to `subscription`. Returns true when
+    /// it replaced one the session already had on the same filter.
+    pub fn subscribe(&self, subscription: &Subscription, subscriber: Subscriber) -> bool {
+        let mut tree = self.tree.write();
+        match subscription {
+            Subscription::Plain(filter) => tree
+                .insert(filter, Key::Session(subscriber.session), Entry::Direct(subscriber))
+                .is_some(),
+            Subscription::Shared(shared) => {
+                let key = Key::Group(shared.group.clone());
+                let group = match tree.get(&shared.filter, &key) {
+                    Some(Entry::Group(g)) => g.clone(),
+                    _ => {
+                        let g = Arc::new(SharedGroup::default());
+                        tree.insert(&shared.filter, key, Entry::Group(g.clone()));
+                        g
+                    }
+                };
+                let mut members = group.members.write();
+                match members.iter_mut().find(|m| m.session == subscriber.session) {
+                    Some(existing) => {
+                        *existing = subscriber;
+                        true
+                    }
+                    None => {
+                        members.push(subscriber);
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// Remove `session`'s subscription to `subscription`; true if it existed.
+    pub fn unsubscribe(&self, subscription: &Subscription, session: SessionId) -> bool {
+        let mut tree = self.tree.write();
+        match subscription {
+            Subscription::Plain(filter) => tree.remove(filter, &Key::Session(session)).is_some(),
+            Subscription::Shared(shared) => {
+                let key = Key::Group(shared.group.clone());
+                let Some(Entry::Group(group)) = tree.get(&shared.filter, &key).cloned() else {
+                    return false;
+                };
+                let (found, empty) = {
+                    let mut members = group.members.write();
+                    let before = members.len();
+                    members.retain(|m| m.session != session);
+                    (members.len() != before, members.is_empty())
+                };
+                if empty {
+                    tree.remove(&shared.filter, &key);
+                }
+                found
+            }
+        }
+    }
+
+    /// Route `message` to every matching subscription and update the retained store
+    /// when its retain flag is set (an empty payload deletes). Returns the number of
+    /// deliveries queued.
+    pub fn publish(&self, message: Arc<Message>, now: Instant) -> usize {
+        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        if message.retain {
+            if message.payload.is_empty() {
+                self.retained.remove(&message.topic);
+            } else {
+                self.retained.set(message.topic.clone(), message.clone());
+            }
+        }
+        let mut targets: Vec<Subscriber> = Vec::new();
+        let mut groups: Vec<Arc<SharedGroup>> = Vec::new();
+        {
+            let tree = self.tree.read();
+            tree.for_each_match(&message.topic, |_, entry| match entry {
+                Entry::Direct(s) => targets.push(s.clone()),
+                Entry::Group(g) => groups.push(g.clone()),
+            });
+        }
+        // Overlapping subscriptions of one session get one delivery, at the highest QoS.
+        // Shared subscriptions are delivered apart from the session's own ones (MQTT 5 §4.8.2).
+        targets.sort_unstable_by_key(|s| s.session);
+        let mut shared: Vec<Subscriber> = groups.iter().filter_map(|g| g.pick()).collect();
+        let mut queued = 0;
+        let mut i = 0;
+        while i < targets.len() {
+            let mut j = i + 1;
+            while j < targets.len() && targets[j].session == targets[i].session {
+                j += 1;
+            }
+            queued += self.deliver(&message, &targets[i..j], now);
+            i = j;
+        }
+        for s in shared.drain(..) {
+            queued += self.deliver(&message, std::slice::from_ref(&s), now);
+        }
+        if targets.is_empty() && groups.is_empty() {
+            self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+
+    /// Deliver to one session whose subscriptions `subs` all matched.
+    fn deliver(&self, message: &Arc<Message>, subs: &[Subscriber], now: Instant) -> usize {
+        let Some(first) = subs.first() else { return 0 };
+        let own = message.publisher == Some(first.session);
+        let eligible = subs.iter().filter(|s| !(own && s.options.no_local));
+        let mut granted: Option<QoS> = None;
+        let mut retain = false;
+        let mut ids = Vec::new();
+        for s in eligible {
+            granted = granted.max(Some(s.options.qos));
+            retain |= s.options.retain_as_published && message.retain;
+            ids.extend(s.options.id);
+        }
+        let Some(granted) = granted else { return 0 };
+        if message.is_expired(now) {
+            self.stats.expired.fetch_add(1, Ordering::Relaxed);
+            return 0;
+        }
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: message.qos.min(granted),
+            retain,
+            subscription_ids: ids,
+        };
+        match first.outbox.push(delivery) {
+            Pushed::Queued => {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                1
+            }
+            Pushed::Dropped => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                0
+            }
+        }
+    }
+
+    /// The retained messages a new subscription to `filter` is sent, copied out so no
+    /// lock is held while sending them; expired ones are left out.
+    pub fn retained_matching(&self, filter: &TopicFilter, now: Instant) -> Vec<Arc<Message>> {
+        self.retained
+            .matching(filter)
+            .into_iter()
+            .map(|(_, m)| m)
+            .filter(|m| !m.is_expired(now))
+            .collect()
+    }
+
+    /// The number of subscriptions (a shared group counts once).
+    pub fn subscription_count(&self) -> usize {
+        self.tree.read().len()
+    }
+
+    /// The number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Expiry;
+    use crate::outbox::OutboxLimits;
+    use crate::topic::TopicName;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn sub(filter: &str) -> Subscription {
+        Subscription::parse(filter).unwrap()
+    }
+
+    fn session(id: SessionId, qos: QoS) -> Subscriber {
+        Subscriber {
+            session: id,
+            outbox: Arc::new(Outbox::new(OutboxLimits::default())),
+            options: SubscribeOptions { qos, ..Default::default() },
+        }
+    }
+
+    fn msg(topic: &str, qos: QoS, retain: bool) -> Arc<Message> {
+        Arc::new(Message::new(
+            TopicName::new(topic).unwrap(),
+            Bytes::from_static(b"payload"),
+            qos,
+            retain,
+        ))
+    }
+
+    fn drain(s: &Subscriber) -> Vec<Delivery> {
+        let mut v = Vec::new();
+        s.outbox.pop_into(usize::MAX, &mut v);
+        v
+    }
+
+    #[test]
+    fn payload_is_shared_not_copied() {
+        let r = Router::default();
+        let a = session(1, QoS::AtLeastOnce);
+        let b = session(2, QoS::AtMostOnce);
+        r.subscribe(&sub("s/+/t"), a.clone());
+        r.subscribe(&sub("s/#"), b.clone());
+        let m = msg("s/1/t", QoS::AtLeastOnce, false);
+        assert_eq!(r.publish(m.clone(), Instant::now()), 2);
+        let (da, db) = (drain(&a), drain(&b));
+        assert_eq!(da[0].message.payload.as_ptr(), m.payload.as_ptr());
+        assert_eq!(db[0].message.payload.as_ptr(), m.payload.as_ptr());
+        assert_eq!(
+            (da[0].qos, db[0].qos),
+            (QoS::AtLeastOnce, QoS::AtMostOnce),
+            "delivered QoS = min(published, granted)"
+        );
+    }
+
+    #[test]
+    fn overlapping_subscriptions_deliver_once_at_the_highest_qos() {
+        let r = Router::default();
+        let s = session(1, QoS::AtMostOnce);
+        r.subscribe(&sub("a/#"), s.clone());
+        let mut high = s.clone();
+        high.options = SubscribeOptions {
+            qos: QoS::ExactlyOnce,
+            id: Some(7),
+            ..Default::default()
+        };
+        r.subscribe(&sub("a/+"), high);
+        assert_eq!(r.publish(msg("a/b", QoS::ExactlyOnce, false), Instant::now()), 1);
+        let d = drain(&s);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].qos, QoS::ExactlyOnce);
+        assert_eq!(d[0].subscription_ids, [7]);
+    }
+
+    #[test]
+    fn retained_messages_are_kept_replaced_and_deleted() {
+        let r = Router::default();
+        r.publish(msg("r/1", QoS::AtMostOnce, true), Instant::now());
+        r.publish(msg("r/2", QoS::AtMostOnce, true), Instant::now());
+        r.publish(msg("r/1", QoS::AtLeastOnce, true), Instant::now());
+        let filter = TopicFilter::new("r/+").unwrap();
+        assert_eq!(r.retained_matching(&filter, Instant::now()).len(), 2);
+        let empty = Arc::new(Message::new(TopicName::new("r/1").unwrap(), Bytes::new(), QoS::AtMostOnce, true));
+        r.publish(empty, Instant::now());
+        assert_eq!(r.retained_count(), 1);
+    }
+
+    #[test]
+    fn forwarded_retain_flag_follows_retain_as_published() {
+        let r = Router::default();
+        let plain = session(1, QoS::AtMostOnce);
+        let mut rap = session(2, QoS::AtMostOnce);
+        rap.options.retain_as_published = true;
+        r.subscribe(&sub("x"), plain.clone());
+        r.subscribe(&sub("x"), rap.clone());
+        r.publish(msg("x", QoS::AtMostOnce, true), Instant::now());
+        assert!(!drain(&plain)[0].retain, "cleared for live subscribers");
+        assert!(drain(&rap)[0].retain, "kept with retain-as-published");
+    }
+
+    #[test]
+    fn no_local_skips_the_publishers_own_session() {
+        let r = Router::default();
+        let mut me = session(1, QoS::AtMostOnce);
+        me.options.no_local = true;
+        r.subscribe(&sub("chat"), me.clone());
+        let own =
+            Arc::new(Message::new(TopicName::new("chat").unwrap(), Bytes::from_static(b"x"), QoS::AtMostOnce, false).with_publisher(1));
+        assert_eq!(r.publish(own, Instant::now()), 0);
+        assert_eq!(r.publish(msg("chat", QoS::AtMostOnce, false), Instant::now()), 1);
+    }
+
+    #[test]
+    fn shared_groups_deliver_each_message_to_one_member_round_robin() {
+        let r = Router::default();
+        let members: Vec<_> = (1..=3).map(|i| session(i, QoS::AtLeastOnce)).collect();
+        for m in &members {
+            r.subscribe(&sub("$share/g/jobs/#"), m.clone());
+        }
+        let other = session(9, QoS::AtLeastOnce);
+        r.subscribe(&sub("$share/h/jobs/#"), other.clone());
+        for _ in 0..6 {
+            assert_eq!(
+                r.publish(msg("jobs/1", QoS::AtLeastOnce, false), Instant::now()),
+                2,
+                "one per group"
+            );
+        }
+        for m in &members {
+            assert_eq!(drain(m).len(), 2);
+        }
+        assert_eq!(drain(&other).len(), 6);
+        assert!(r.unsubscribe(&sub("$share/g/jobs/#"), 1));
+        assert!(!r.unsubscribe(&sub("$share/g/jobs/#"), 1));
+        r.unsubscribe(&sub("$share/g/jobs/#"), 2);
+        r.unsubscribe(&sub("$share/g/jobs/#"), 3);
+        assert_eq!(r.subscription_count(), 1, "an empty group is removed");
+    }
+
+    #[test]
+    fn expired_messages_are_not_delivered() {
+        let r = Router::default();
+        let s = session(1, QoS::AtMostOnce);
+        r.subscribe(&sub("e"), s.clone());
+        let now = Instant::now();
+        let m = Message::new(TopicName::new("e").unwrap(), Bytes::from_static(b"x"), QoS::AtMostOnce, true)
+            .with_expiry(Some(Expiry::after(now, Duration::from_secs(1))));
+        let m = Arc::new(m);
+        assert_eq!(r.publish(m.clone(), now + Duration::from_secs(2)), 0);
+        assert!(r
+            .retained_matching(&TopicFilter::new("e").unwrap(), now + Duration::from_secs(2))
+            .is_empty());
+        assert_eq!(r.retained_matching(&TopicFilter::new("e").unwrap(), now).len(), 1);
+    }
+
+    #[test]
+    fn dollar_topics_do_not_match_leading_wildcards() {
+        let r = Router::default();
+        let s = session(1, QoS::AtMostOnce);
+        r.subscribe(&sub("#"), s.clone());
+        r.subscribe(&sub("+/uptime"), s.clone());
+        assert_eq!(r.publish(msg("$SYS/uptime", QoS::AtMostOnce, false), Instant::now()), 0);
+        assert_eq!(r.stats.unrouted.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn full_outboxes_drop_and_count_without_touching_others() {
+        let r = Router::default();
+        let slow = Subscriber {
+            session: 1,
+            outbox: Arc::new(Outbox::new(OutboxLimits { max_qos0: 2, max_qos12: 2 })),
+            options: SubscribeOptions::default(),
+        };
+        let fast = session(2, QoS::AtMostOnce);
+        r.subscribe(&sub("t"), slow.clone());
+        r.subscribe(&sub("t"), fast.clone());
+        for _ in 0..5 {
+            r.publish(msg("t", QoS::AtMostOnce, false), Instant::now());
+        }
+        assert_eq!(drain(&fast).len(), 5);
+        assert_eq!(drain(&slow).len(), 2);
+        assert_eq!(r.stats.dropped.load(Ordering::Relaxed), 3);
+    }
+}
