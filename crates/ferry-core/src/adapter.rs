@@ -244,8 +244,8 @@ pub trait Adapter: Send + Sync + 'static {
     /// begin this adapter's protocol.
     fn sniff(&self, first_bytes: &[u8]) -> Sniff;
 
-    /// A new session for a connection.
-    fn open(&self, info: &ConnectionInfo) -> Box<dyn Session>;
+    /// A new session for a connection opened at `now`.
+    fn open(&self, info: &ConnectionInfo, now: Instant) -> Box<dyn Session>;
 }
 
 #[cfg(test)]

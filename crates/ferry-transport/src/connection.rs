@@ -187,7 +187,7 @@ where
     let _active = shared.metrics.connection_opened(info.listener);
     let mut out = OutBuf::new();
     let proto = match start {
-        Start::Open(adapter) => Proto::Running(adapter.open(&info)),
+        Start::Open(adapter) => Proto::Running(adapter.open(&info, now)),
         Start::Sniff => Proto::Sniffing(BytesMut::new()),
     };
     let mut conn = Conn {
@@ -419,7 +419,7 @@ impl Conn {
                             protocol = adapter.name(),
                             "protocol recognised from first bytes"
                         );
-                        let mut session = adapter.open(&self.info);
+                        let mut session = adapter.open(&self.info, now);
                         let first = buf.freeze();
                         let input = match input {
                             Input::Stream(_) => Input::Stream(first),

@@ -30,7 +30,7 @@ impl Adapter for EchoAdapter {
         Sniff::NoMatch
     }
 
-    fn open(&self, _info: &ConnectionInfo) -> Box<dyn Session> {
+    fn open(&self, _info: &ConnectionInfo, _now: Instant) -> Box<dyn Session> {
         Box::new(EchoSession)
     }
 }
@@ -61,7 +61,7 @@ mod tests {
             subprotocol: None,
             wakeup: ferry_core::Wakeup::new(),
         };
-        let mut s = EchoAdapter.open(&info);
+        let mut s = EchoAdapter.open(&info, Instant::now());
         let mut out = Output::default();
         s.on_input(
             Input::Message(MessageKind::Text, Bytes::from_static(b"hi")),
