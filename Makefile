@@ -2,18 +2,36 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test unit autobahn lint fmt build release
+.PHONY: run test unit interop autobahn lint fmt build release
 
 ## run: start the broker on its built-in defaults (ws 8083; see README for ports)
 run:
 	$(CARGO) run --release -p ferry
 
-## test: everything — lint, unit and end-to-end tests, the Autobahn TestSuite
-test: lint unit autobahn
+## test: everything — lint, unit and end-to-end tests, interop with real clients, Autobahn
+test: lint unit interop autobahn
 
 ## unit: unit tests beside the code and end-to-end tests in tests/
 unit:
 	$(CARGO) test --workspace --all-targets
+
+INTEROP := tests/interop
+VENV := $(INTEROP)/.venv
+
+## interop: MQTT.js and stompjs (node --test), paho-mqtt and stomp.py (pytest)
+interop: $(INTEROP)/node_modules/.installed $(VENV)/.installed
+	$(CARGO) build -p ferry
+	node --test $(INTEROP)/js/
+	$(VENV)/bin/pytest -q $(INTEROP)/py
+
+$(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	cd $(INTEROP) && npm ci --no-audit --no-fund
+	touch $@
+
+$(VENV)/.installed: $(INTEROP)/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r $(INTEROP)/requirements.txt
+	touch $@
 
 ## autobahn: the WebSocket conformance gate (installs wstest on first use)
 autobahn:

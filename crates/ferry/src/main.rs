@@ -6,9 +6,13 @@ mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ferry_core::Router;
+use ferry_mqtt::{MqttAdapter, MqttBroker};
 use ferry_transport::{Registry, Server};
 use tracing::{info, warn};
 
@@ -72,18 +76,36 @@ fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     runtime.block_on(serve(settings))
 }
 
-/// The protocol adapters this build serves.
-fn registry() -> Registry {
-    Registry::new()
+/// The protocol adapters, sharing one router, and the MQTT state that needs ticks.
+fn adapters(settings: &Settings) -> (Registry, Arc<MqttBroker>) {
+    let router = Arc::new(Router::default());
+    let mqtt = Arc::new(MqttAdapter::new(router, settings.mqtt.clone()));
+    let mut registry = Registry::new();
+    let broker = mqtt.broker();
+    registry.register(mqtt);
+    (registry, broker)
+}
+
+/// Time-driven work of the adapters (session expiry, delayed wills), once a second.
+async fn tick(mqtt: Arc<MqttBroker>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        mqtt.tick(Instant::now());
+    }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Listen for signals before anyone can see the broker up.
     let signals = Signals::new()?;
-    let server = Server::start(settings.transport(), registry()).await?;
+    let (registry, mqtt) = adapters(&settings);
+    let server = Server::start(settings.transport(), registry).await?;
+    let ticker = tokio::spawn(tick(mqtt));
     info!(version = env!("CARGO_PKG_VERSION"), "ferry started");
     let signal = signals.wait().await;
     info!(signal, grace = ?settings.shutdown.grace_period, "shutting down");
+    ticker.abort();
     if server.shutdown(settings.shutdown.grace_period).await {
         info!("all connections closed; bye");
     } else {

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ferry_mqtt::MqttConfig;
 use ferry_transport::config::{HttpConfig, Listeners, TlsConfig, WebSocketConfig};
 use ferry_transport::TransportConfig;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ pub struct Settings {
     pub http: HttpConfig,
     /// `[websocket]`
     pub websocket: WebSocketConfig,
+    /// `[mqtt]`
+    pub mqtt: MqttConfig,
 }
 
 /// Log output format.

@@ -1,0 +1,71 @@
+//! The MQTT adapter as the transport sees it: the subprotocols it serves over
+//! WebSocket, how its first bytes look, and a new [`MqttSession`] per connection.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_core::{Adapter, ConnectionInfo, MessageKind, Router, Session, Sniff, Subprotocol};
+
+use crate::broker::MqttBroker;
+use crate::config::MqttConfig;
+use crate::session::MqttSession;
+
+/// WebSocket subprotocol names for MQTT (DESIGN.md): `mqtt` for 3.1.1 and 5.0,
+/// `mqttv3.1` as MQTT.js offers it for protocol level 3, and EMQX's aliases. The
+/// client's order decides.
+pub const SUBPROTOCOLS: &[Subprotocol] = &[
+    Subprotocol { name: "mqtt", rank: 0 },
+    Subprotocol { name: "mqttv3.1", rank: 0 },
+    Subprotocol { name: "mqtt-v3", rank: 0 },
+    Subprotocol {
+        name: "mqtt-v3.1.1",
+        rank: 0,
+    },
+    Subprotocol { name: "mqtt-v5", rank: 0 },
+];
+
+/// The MQTT protocol, registered once with the transport.
+pub struct MqttAdapter {
+    broker: Arc<MqttBroker>,
+}
+
+impl MqttAdapter {
+    /// The adapter, routing through the broker-wide `router`.
+    pub fn new(router: Arc<Router>, config: MqttConfig) -> Self {
+        Self {
+            broker: Arc::new(MqttBroker::new(router, config)),
+        }
+    }
+
+    /// The shared state, for periodic [`MqttBroker::tick`] calls and metrics.
+    pub fn broker(&self) -> Arc<MqttBroker> {
+        self.broker.clone()
+    }
+}
+
+impl Adapter for MqttAdapter {
+    fn name(&self) -> &'static str {
+        "mqtt"
+    }
+
+    fn subprotocols(&self) -> &'static [Subprotocol] {
+        SUBPROTOCOLS
+    }
+
+    fn message_kind(&self) -> MessageKind {
+        MessageKind::Binary
+    }
+
+    /// An MQTT connection starts with a CONNECT packet: first byte 0x10.
+    fn sniff(&self, first_bytes: &[u8]) -> Sniff {
+        match first_bytes.first() {
+            None => Sniff::NeedMore,
+            Some(0x10) => Sniff::Match,
+            Some(_) => Sniff::NoMatch,
+        }
+    }
+
+    fn open(&self, info: &ConnectionInfo, now: Instant) -> Box<dyn Session> {
+        Box::new(MqttSession::new(self.broker.clone(), info.clone(), now))
+    }
+}

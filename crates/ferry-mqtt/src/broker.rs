@@ -1,0 +1,138 @@
+//! State every MQTT connection shares: the core's router, the registry of persistent
+//! sessions, wills waiting for their delay, and the adapter's counters. Time-driven
+//! work (session expiry, delayed wills) happens in [`MqttBroker::tick`], which the
+//! binary calls periodically with the current time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_core::{Message, OutboxLimits, Router, SessionRegistry, SessionSlot};
+use parking_lot::Mutex;
+
+use crate::config::MqttConfig;
+use crate::persist::Persisted;
+
+/// A will waiting for its delay interval (MQTT 5 §3.1.3.2).
+#[derive(Debug)]
+struct PendingWill {
+    at: Instant,
+    client_id: Arc<str>,
+    message: Arc<Message>,
+}
+
+/// Counters of the MQTT adapter.
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    /// CONNECTs accepted.
+    pub connects: AtomicU64,
+    /// CONNECTs refused (any CONNACK error code).
+    pub refused: AtomicU64,
+    /// Connections closed for a protocol violation.
+    pub protocol_errors: AtomicU64,
+    /// Connections closed for a keep-alive timeout.
+    pub keep_alive_timeouts: AtomicU64,
+    /// Will messages published.
+    pub wills: AtomicU64,
+    /// PUBLISH packets received.
+    pub publishes_in: AtomicU64,
+    /// PUBLISH packets sent.
+    pub publishes_out: AtomicU64,
+    /// Messages not sent because they exceeded the client's maximum packet size.
+    pub too_large_for_client: AtomicU64,
+}
+
+/// The MQTT adapter's shared state.
+pub struct MqttBroker {
+    /// The broker-wide router (shared with the other protocols).
+    pub router: Arc<Router>,
+    /// Persistent sessions by client id.
+    pub sessions: SessionRegistry<Persisted>,
+    /// The adapter's settings.
+    pub config: MqttConfig,
+    /// Counters.
+    pub stats: MqttStats,
+    wills: Mutex<Vec<PendingWill>>,
+    next_client: AtomicU64,
+}
+
+impl MqttBroker {
+    /// Shared state routing through `router`.
+    pub fn new(router: Arc<Router>, config: MqttConfig) -> Self {
+        let limits = OutboxLimits {
+            max_qos0: config.max_queued_qos0,
+            max_qos12: config.max_queued_qos12,
+        };
+        Self {
+            router,
+            sessions: SessionRegistry::new(limits),
+            config,
+            stats: MqttStats::default(),
+            wills: Mutex::new(Vec::new()),
+            next_client: AtomicU64::new(1),
+        }
+    }
+
+    /// A client identifier for a client that sent an empty one.
+    pub fn assign_client_id(&self) -> String {
+        format!(
+            "ferry-{:x}-{}",
+            std::process::id(),
+            self.next_client.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Publish a will now, or at `at` if it is later than `now`.
+    pub fn publish_will(&self, client_id: Arc<str>, message: Arc<Message>, at: Instant, now: Instant) {
+        if at <= now {
+            self.stats.wills.fetch_add(1, Ordering::Relaxed);
+            self.router.publish(message, now);
+        } else {
+            self.wills.lock().push(PendingWill { at, client_id, message });
+        }
+    }
+
+    /// A client connected again: its delayed will is not published.
+    pub fn cancel_will(&self, client_id: &str) {
+        self.wills.lock().retain(|w| &*w.client_id != client_id);
+    }
+
+    /// Remove every subscription of a session that ends.
+    pub fn drop_session(&self, slot: &SessionSlot<Persisted>) {
+        let state = slot.state.lock();
+        for (subscription, _) in state.subscriptions.values() {
+            self.router.unsubscribe(subscription, slot.id);
+        }
+    }
+
+    /// Time-driven work: publish wills whose delay passed, forget expired sessions.
+    /// Returns the next instant it has work for.
+    pub fn tick(&self, now: Instant) -> Option<Instant> {
+        let due: Vec<PendingWill> = {
+            let mut wills = self.wills.lock();
+            let (due, keep) = std::mem::take(&mut *wills).into_iter().partition(|w| w.at <= now);
+            *wills = keep;
+            due
+        };
+        for will in due {
+            self.stats.wills.fetch_add(1, Ordering::Relaxed);
+            self.router.publish(will.message, now);
+        }
+        for slot in self.sessions.expire(now) {
+            // A session that ends publishes its delayed will at once (MQTT 5 §3.1.3.2).
+            let ended: Vec<PendingWill> = {
+                let mut wills = self.wills.lock();
+                let (ended, keep) = std::mem::take(&mut *wills).into_iter().partition(|w| w.client_id == slot.client_id);
+                *wills = keep;
+                ended
+            };
+            for will in ended {
+                self.stats.wills.fetch_add(1, Ordering::Relaxed);
+                self.router.publish(will.message, now);
+            }
+            self.drop_session(&slot);
+        }
+        let next_will = self.wills.lock().iter().map(|w| w.at).min();
+        [next_will, self.sessions.next_expiry()].into_iter().flatten().min()
+    }
+}

@@ -1,0 +1,24 @@
+//! Ferry's MQTT adapter.
+//!
+//! * [`codec`]: bytes ⇄ packets for MQTT 3.1, 3.1.1 and 5.0, in both directions; the
+//!   only place in Ferry that knows the MQTT wire format.
+//!
+//! * [`session`]: one connection's sans-IO state machine (CONNECT, QoS 0/1/2 both
+//!   ways, subscriptions, retained messages, wills, keep-alive, MQTT 5 properties).
+//! * [`broker`], [`persist`]: state shared by all connections, and what a session keeps
+//!   between connections.
+//! * [`adapter`]: what the transport registers; [`config`]: the `[mqtt]` settings.
+
+#![forbid(unsafe_code)]
+
+pub mod adapter;
+pub mod broker;
+pub mod codec;
+pub mod config;
+mod convert;
+pub mod persist;
+pub mod session;
+
+pub use adapter::MqttAdapter;
+pub use broker::MqttBroker;
+pub use config::MqttConfig;

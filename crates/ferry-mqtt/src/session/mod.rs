@@ -1,0 +1,308 @@
+//! One MQTT connection's state machine (sans-IO): bytes in, packets decoded and acted
+//! on through the core, packets out. Split by concern: [`connect`] (CONNECT, CONNACK,
+//! take-over), [`inbound`] (PUBLISH from the client and its acknowledgements),
+//! [`outbound`] (deliveries to the client under its in-flight window),
+//! [`subscribe`] (SUBSCRIBE, UNSUBSCRIBE, retained messages), [`writer`] (batching).
+
+mod connect;
+mod inbound;
+mod outbound;
+mod subscribe;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use ferry_core::{CloseRequest, ConnectionInfo, Input, Message, Output, Owner, Session, SessionSlot};
+use tracing::{debug, info};
+
+use crate::broker::MqttBroker;
+use crate::codec::{Decoder, Disconnect, Packet, ReasonCode, Version};
+use crate::persist::Persisted;
+
+use writer::Writer;
+
+/// A will as kept until the connection ends.
+#[derive(Debug, Clone)]
+struct PendingWill {
+    message: Arc<Message>,
+    delay: Duration,
+}
+
+/// State of a connection that sent an accepted CONNECT.
+struct Connected {
+    version: Version,
+    client_id: Arc<str>,
+    slot: Arc<SessionSlot<Persisted>>,
+    owner: Owner,
+    /// 1.5 × the keep-alive, or `None` when keep-alive is off.
+    keep_alive_limit: Option<Duration>,
+    will: Option<PendingWill>,
+    session_expiry: Duration,
+    /// Outgoing QoS 1/2 messages allowed in flight at once.
+    send_window: usize,
+    /// The client's maximum packet size (MQTT 5).
+    client_max_packet: Option<usize>,
+    /// Topic aliases the client set toward the broker.
+    aliases_in: HashMap<u16, ByteString>,
+    /// Set once the connection leaves: DISCONNECT, take-over or error.
+    ended: Option<End>,
+}
+
+/// How a connected session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Normal DISCONNECT: no will.
+    Disconnect,
+    /// DISCONNECT 0x04: publish the will.
+    DisconnectWithWill,
+    /// Another connection took the session: it is not released.
+    TakenOver,
+    /// Anything else: the will is published.
+    Abnormal,
+}
+
+enum Phase {
+    /// Waiting for CONNECT until the deadline.
+    AwaitingConnect { deadline: Instant },
+    /// CONNECT accepted.
+    Connected(Box<Connected>),
+    /// Closing; nothing more is read.
+    Closed,
+}
+
+/// The MQTT state machine of one connection.
+pub struct MqttSession {
+    broker: Arc<MqttBroker>,
+    info: ConnectionInfo,
+    decoder: Decoder,
+    input: BytesMut,
+    phase: Phase,
+    last_packet: Instant,
+}
+
+impl MqttSession {
+    /// A session for a new connection, opened at `now`.
+    pub fn new(broker: Arc<MqttBroker>, info: ConnectionInfo, now: Instant) -> Self {
+        let deadline = now + broker.config.connect_timeout;
+        let decoder = Decoder::server(broker.config.max_packet_size);
+        Self {
+            broker,
+            info,
+            decoder,
+            input: BytesMut::new(),
+            phase: Phase::AwaitingConnect { deadline },
+            last_packet: now,
+        }
+    }
+
+    fn version(&self) -> Option<Version> {
+        match &self.phase {
+            Phase::Connected(c) => Some(c.version),
+            _ => None,
+        }
+    }
+
+    /// Close because of a protocol violation: MQTT 5 gets DISCONNECT with `reason`
+    /// (before CONNECT, or on MQTT 3, the socket is simply closed).
+    fn violation(&mut self, reason: ReasonCode, why: &str, w: &mut Writer, out: &mut Output) {
+        self.broker.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        info!(conn = self.info.id, peer = %self.info.peer, reason = reason.0, why, "MQTT protocol violation: closing");
+        self.server_disconnect(reason, why, End::Abnormal, w, out);
+    }
+
+    /// End the connection from the broker's side.
+    fn server_disconnect(&mut self, reason: ReasonCode, why: &str, end: End, w: &mut Writer, out: &mut Output) {
+        if let Phase::Connected(c) = &mut self.phase {
+            if c.version.is_v5() {
+                let mut d = Disconnect::new(reason);
+                if !why.is_empty() {
+                    d.properties.push(crate::codec::Property::ReasonString(ByteString::from(why)));
+                }
+                w.packet(&Packet::Disconnect(d), c.version);
+            }
+            c.ended.get_or_insert(end);
+        }
+        self.phase_close(why, w, out);
+    }
+
+    fn phase_close(&mut self, why: &str, w: &mut Writer, out: &mut Output) {
+        w.flush(out);
+        out.close(if why.is_empty() {
+            CloseRequest::normal("")
+        } else {
+            CloseRequest::policy(why)
+        });
+        if !matches!(self.phase, Phase::Connected(_)) {
+            self.phase = Phase::Closed;
+        }
+    }
+
+    fn handle(&mut self, packet: Packet, now: Instant, w: &mut Writer, out: &mut Output) {
+        let connected = matches!(self.phase, Phase::Connected(_));
+        match (packet, connected) {
+            (Packet::Connect(connect), false) => self.on_connect(connect, now, w, out),
+            (Packet::Connect(_), true) => self.violation(ReasonCode::PROTOCOL_ERROR, "second CONNECT", w, out),
+            (p, false) => {
+                info!(conn = self.info.id, peer = %self.info.peer, packet = ?p.packet_type(), "packet before CONNECT: closing");
+                self.phase_close("", w, out);
+                self.phase = Phase::Closed;
+            }
+            (Packet::Publish(p), true) => self.on_publish(p, now, w, out),
+            (Packet::PubAck(a), true) => self.on_puback(a, now, w, out),
+            (Packet::PubRec(a), true) => self.on_pubrec(a, now, w, out),
+            (Packet::PubRel(a), true) => self.on_pubrel(a, w),
+            (Packet::PubComp(a), true) => self.on_pubcomp(a, now, w, out),
+            (Packet::Subscribe(s), true) => self.on_subscribe(s, now, w, out),
+            (Packet::Unsubscribe(u), true) => self.on_unsubscribe(u, w),
+            (Packet::PingReq, true) => {
+                if let Some(v) = self.version() {
+                    w.packet(&Packet::PingResp, v);
+                }
+            }
+            (Packet::Disconnect(d), true) => self.on_disconnect(d, w, out),
+            (Packet::Auth(_), true) => self.violation(ReasonCode::PROTOCOL_ERROR, "AUTH without enhanced authentication", w, out),
+            (p, true) => {
+                let why = format!("{:?} is not sent by clients", p.packet_type());
+                self.violation(ReasonCode::PROTOCOL_ERROR, &why, w, out)
+            }
+        }
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect, w: &mut Writer, out: &mut Output) {
+        let Phase::Connected(c) = &mut self.phase else { return };
+        if let Some(expiry) = d.properties.session_expiry_interval() {
+            // MQTT 5 §3.14.2.2.2: a session that was to end with the connection cannot
+            // be given an expiry at DISCONNECT.
+            if c.session_expiry.is_zero() && expiry != 0 {
+                return self.violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "session expiry set at DISCONNECT after 0 at CONNECT",
+                    w,
+                    out,
+                );
+            }
+            c.session_expiry = Duration::from_secs(u64::from(expiry)).min(self.broker.config.max_session_expiry);
+        }
+        c.ended = Some(if d.reason == ReasonCode::DISCONNECT_WITH_WILL {
+            End::DisconnectWithWill
+        } else {
+            End::Disconnect
+        });
+        debug!(conn = self.info.id, client = %c.client_id, "client disconnected");
+        self.phase_close("", w, out);
+    }
+
+    /// Leave without a word after a take-over (MQTT 3) or with DISCONNECT 0x8E (MQTT 5).
+    fn check_taken_over(&mut self, w: &mut Writer, out: &mut Output) -> bool {
+        let Phase::Connected(c) = &self.phase else { return false };
+        if c.ended.is_none() && c.owner.is_taken_over() {
+            info!(conn = self.info.id, client = %c.client_id, "session taken over by a new connection");
+            self.server_disconnect(ReasonCode::SESSION_TAKEN_OVER, "session taken over", End::TakenOver, w, out);
+            return true;
+        }
+        false
+    }
+}
+
+impl Session for MqttSession {
+    fn on_input(&mut self, input: Input, now: Instant, out: &mut Output) {
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        self.input.extend_from_slice(input.bytes());
+        let mut w = Writer::default();
+        loop {
+            if matches!(self.phase, Phase::Closed) || matches!(&self.phase, Phase::Connected(c) if c.ended.is_some()) {
+                break;
+            }
+            match self.decoder.decode(&mut self.input) {
+                Ok(Some(packet)) => {
+                    self.last_packet = now;
+                    self.handle(packet, now, &mut w, out);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    match &self.phase {
+                        Phase::Connected(_) => self.violation(e.reason_code(), &e.to_string(), &mut w, out),
+                        _ => self.refuse_connect_error(&e, &mut w, out),
+                    }
+                    break;
+                }
+            }
+        }
+        w.flush(out);
+    }
+
+    fn on_wake(&mut self, now: Instant, out: &mut Output) {
+        let mut w = Writer::default();
+        if !self.check_taken_over(&mut w, out) {
+            self.pump(now, &mut w, out);
+        }
+        w.flush(out);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::AwaitingConnect { deadline } => Some(*deadline),
+            Phase::Connected(c) if c.ended.is_none() => c.keep_alive_limit.map(|limit| self.last_packet + limit),
+            _ => None,
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, out: &mut Output) {
+        let mut w = Writer::default();
+        match &self.phase {
+            Phase::AwaitingConnect { deadline } if now >= *deadline => {
+                info!(conn = self.info.id, peer = %self.info.peer, "no CONNECT in time: closing");
+                self.phase_close("", &mut w, out);
+                self.phase = Phase::Closed;
+            }
+            Phase::Connected(c) if c.keep_alive_limit.is_some_and(|l| now >= self.last_packet + l) => {
+                self.broker.stats.keep_alive_timeouts.fetch_add(1, Ordering::Relaxed);
+                info!(conn = self.info.id, client = %c.client_id, "keep-alive timeout: closing");
+                self.server_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout", End::Abnormal, &mut w, out);
+            }
+            _ => {}
+        }
+        w.flush(out);
+    }
+
+    fn on_shutdown(&mut self, _now: Instant, out: &mut Output) {
+        let mut w = Writer::default();
+        self.server_disconnect(ReasonCode::SERVER_SHUTTING_DOWN, "server shutting down", End::Abnormal, &mut w, out);
+        w.flush(out);
+    }
+
+    fn on_closed(&mut self, _clean: bool, now: Instant) {
+        let Phase::Connected(c) = std::mem::replace(&mut self.phase, Phase::Closed) else {
+            return;
+        };
+        let end = c.ended.unwrap_or(End::Abnormal);
+        if end == End::TakenOver {
+            // MQTT 5 §3.1.4: the old connection's will is published on take-over
+            // unless its delay outlasts the new connection's arrival.
+            if let Some(will) = c.will.filter(|w| w.delay.is_zero()) {
+                self.broker.publish_will(c.client_id.clone(), will.message, now, now);
+            }
+            return;
+        }
+        if matches!(end, End::Abnormal | End::DisconnectWithWill) {
+            if let Some(will) = c.will {
+                self.broker.publish_will(c.client_id.clone(), will.message, now + will.delay, now);
+            }
+        }
+        if let Some(ended) = self
+            .broker
+            .sessions
+            .release(&c.slot, c.owner.connection, Some(c.session_expiry), now)
+        {
+            self.broker.drop_session(&ended);
+        }
+        debug!(conn = self.info.id, client = %c.client_id, ?end, "MQTT session left");
+    }
+}

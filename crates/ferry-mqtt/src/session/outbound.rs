@@ -1,0 +1,192 @@
+//! Deliveries to the client: drained from the session's outbox under the in-flight
+//! window, QoS 1/2 given packet ids and kept until acknowledged (resent with DUP after
+//! a reconnect), QoS 0 frames encoded once per message and shared by every subscriber
+//! that needs the same bytes.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use ferry_core::{Delivery, Message, Output, QoS};
+
+use super::{MqttSession, Phase, Writer};
+use crate::codec::{self, Ack, Packet, Property, Publish, ReasonCode, Version};
+use crate::convert;
+use crate::persist::Stage;
+
+/// Deliveries taken from the outbox per round.
+const BATCH: usize = 64;
+
+/// Encoding-cache slots of QoS 0 frames: (version, retain).
+fn cache_slot(version: Version, retain: bool) -> usize {
+    usize::from(version.is_v5()) * 2 + usize::from(retain)
+}
+
+impl MqttSession {
+    /// The PUBLISH packet for `d`, with `pkid` (0 for QoS 0) and `dup`.
+    fn publish_packet(d: &Delivery, version: Version, pkid: u16, dup: bool, now: Instant) -> Publish {
+        let m = &d.message;
+        let mut p = Publish::new(ByteString::from(m.topic.as_str()), d.qos, m.payload.clone());
+        p.retain = d.retain;
+        p.pkid = pkid;
+        p.dup = dup;
+        if version.is_v5() {
+            convert::properties_out(&m.properties, &mut p.properties);
+            if let Some(left) = m.expiry.and_then(|e| e.remaining_secs(now)) {
+                p.properties.push(Property::MessageExpiryInterval(left));
+            }
+            for id in &d.subscription_ids {
+                p.properties.push(Property::SubscriptionIdentifier(*id));
+            }
+        }
+        p
+    }
+
+    fn encode(packet: &Packet, version: Version) -> Bytes {
+        let mut buf = BytesMut::new();
+        if let Err(e) = codec::encode(packet, version, &mut buf) {
+            tracing::error!(error = %e, "internal error: cannot encode an outgoing PUBLISH");
+        }
+        buf.freeze()
+    }
+
+    /// Send what the outbox holds, as far as the in-flight window allows.
+    pub(super) fn pump(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
+        let Phase::Connected(c) = &self.phase else { return };
+        if c.ended.is_some() {
+            return;
+        }
+        let version = c.version;
+        let outbox = c.slot.outbox.clone();
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let free = {
+                let state = c.slot.state.lock();
+                c.send_window.saturating_sub(state.inflight.len())
+            };
+            batch.clear();
+            if outbox.pop_into(BATCH, &mut batch) == 0 {
+                break;
+            }
+            let mut rest = batch.drain(..);
+            let mut sent_qos12 = 0;
+            let mut stopped = None;
+            for d in rest.by_ref() {
+                if d.message.is_expired(now) {
+                    continue;
+                }
+                if d.qos == QoS::AtMostOnce {
+                    let frame = if d.subscription_ids.is_empty() && (!version.is_v5() || d.message.expiry.is_none()) {
+                        d.message.encoded(cache_slot(version, d.retain), |_: &Message| {
+                            Self::encode(&Packet::Publish(Self::publish_packet(&d, version, 0, false, now)), version)
+                        })
+                    } else {
+                        Self::encode(&Packet::Publish(Self::publish_packet(&d, version, 0, false, now)), version)
+                    };
+                    if c.client_max_packet.is_some_and(|max| frame.len() > max) {
+                        self.broker.stats.too_large_for_client.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    self.broker.stats.publishes_out.fetch_add(1, Ordering::Relaxed);
+                    w.frame(frame, out);
+                    continue;
+                }
+                if sent_qos12 >= free {
+                    stopped = Some(d);
+                    break;
+                }
+                let mut state = c.slot.state.lock();
+                let Some(pkid) = state.next_pkid() else {
+                    stopped = Some(d);
+                    break;
+                };
+                let packet = Packet::Publish(Self::publish_packet(&d, version, pkid, false, now));
+                let frame = Self::encode(&packet, version);
+                if c.client_max_packet.is_some_and(|max| frame.len() > max) {
+                    self.broker.stats.too_large_for_client.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                state.send(pkid, d);
+                drop(state);
+                sent_qos12 += 1;
+                self.broker.stats.publishes_out.fetch_add(1, Ordering::Relaxed);
+                w.frame(frame, out);
+            }
+            if let Some(first) = stopped {
+                // The window is full: the rest waits, in order, for acknowledgements.
+                outbox.requeue_front(std::iter::once(first).chain(rest).collect::<Vec<_>>().into_iter());
+                break;
+            }
+        }
+    }
+
+    /// After a reconnect: resend what was in flight, PUBLISH with DUP or PUBREL.
+    pub(super) fn resend_inflight(&mut self, w: &mut Writer) {
+        let Phase::Connected(c) = &self.phase else { return };
+        let state = c.slot.state.lock();
+        let now = Instant::now();
+        for (pkid, f) in state.in_order() {
+            match f.stage {
+                Stage::Published => w.packet(
+                    &Packet::Publish(Self::publish_packet(&f.delivery, c.version, pkid, true, now)),
+                    c.version,
+                ),
+                Stage::Released => w.packet(&Packet::PubRel(Ack::new(pkid)), c.version),
+            }
+        }
+    }
+
+    pub(super) fn on_puback(&mut self, a: Ack, now: Instant, w: &mut Writer, out: &mut Output) {
+        let Phase::Connected(c) = &self.phase else { return };
+        let known = {
+            let mut state = c.slot.state.lock();
+            match state.inflight.get(&a.pkid) {
+                Some(f) if f.stage == Stage::Published && f.delivery.qos == QoS::AtLeastOnce => state.complete(a.pkid).is_some(),
+                _ => false,
+            }
+        };
+        if !known && c.version.is_v5() {
+            return self.violation(ReasonCode::PROTOCOL_ERROR, "PUBACK for an unknown packet id", w, out);
+        }
+        self.pump(now, w, out);
+    }
+
+    pub(super) fn on_pubrec(&mut self, a: Ack, now: Instant, w: &mut Writer, out: &mut Output) {
+        let Phase::Connected(c) = &self.phase else { return };
+        let version = c.version;
+        let mut state = c.slot.state.lock();
+        match state.inflight.get_mut(&a.pkid) {
+            Some(f) if f.delivery.qos == QoS::ExactlyOnce => {
+                if a.reason.is_error() {
+                    // MQTT 5 §4.3.3: a failing PUBREC ends the exchange.
+                    state.complete(a.pkid);
+                    drop(state);
+                    return self.pump(now, w, out);
+                }
+                f.stage = Stage::Released;
+                drop(state);
+                w.packet(&Packet::PubRel(Ack::new(a.pkid)), version);
+            }
+            _ => {
+                drop(state);
+                let mut rel = Ack::new(a.pkid);
+                if version.is_v5() {
+                    rel.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                }
+                w.packet(&Packet::PubRel(rel), version);
+            }
+        }
+    }
+
+    pub(super) fn on_pubcomp(&mut self, a: Ack, now: Instant, w: &mut Writer, out: &mut Output) {
+        let Phase::Connected(c) = &self.phase else { return };
+        {
+            let mut state = c.slot.state.lock();
+            if state.inflight.get(&a.pkid).is_some_and(|f| f.stage == Stage::Released) {
+                state.complete(a.pkid);
+            }
+        }
+        self.pump(now, w, out);
+    }
+}

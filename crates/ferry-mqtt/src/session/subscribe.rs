@@ -1,0 +1,125 @@
+//! SUBSCRIBE and UNSUBSCRIBE: filters validated (shared subscriptions on MQTT 5),
+//! subscriptions recorded in the router and the persistent session, retained messages
+//! sent as retain handling says, SUBACK / UNSUBACK with a code per filter.
+
+use std::time::Instant;
+
+use ferry_core::{Delivery, Output, SubscribeOptions, Subscriber, Subscription, TopicFilter};
+
+use super::{MqttSession, Phase, Writer};
+use crate::codec::{Packet, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe};
+
+impl MqttSession {
+    pub(super) fn on_subscribe(&mut self, s: Subscribe, now: Instant, w: &mut Writer, out: &mut Output) {
+        let Phase::Connected(c) = &self.phase else { return };
+        let version = c.version;
+        let v5 = version.is_v5();
+        let sub_id = s.properties.subscription_identifiers().next();
+        let mut codes = Vec::with_capacity(s.subscriptions.len());
+        let mut retained: Vec<Delivery> = Vec::new();
+        for request in &s.subscriptions {
+            let parsed = if v5 {
+                Subscription::parse(&request.filter).ok()
+            } else {
+                TopicFilter::new(&request.filter).ok().map(Subscription::Plain)
+            };
+            let Some(subscription) = parsed.filter(|s| s.filter().levels().count() <= self.broker.config.max_topic_levels) else {
+                codes.push(if v5 {
+                    ReasonCode::TOPIC_FILTER_INVALID
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            };
+            let shared = matches!(subscription, Subscription::Shared(_));
+            if shared && request.no_local {
+                // MQTT 5 §3.8.3.1: no-local on a shared subscription is a protocol error.
+                return self.violation(ReasonCode::PROTOCOL_ERROR, "no local on a shared subscription", w, out);
+            }
+            let options = SubscribeOptions {
+                qos: request.qos,
+                no_local: request.no_local,
+                retain_as_published: request.retain_as_published,
+                id: sub_id,
+            };
+            let mut state = c.slot.state.lock();
+            let existed = state.subscriptions.contains_key(&*request.filter);
+            if !existed && state.subscriptions.len() >= self.broker.config.max_subscriptions {
+                codes.push(if v5 {
+                    ReasonCode::QUOTA_EXCEEDED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
+            state
+                .subscriptions
+                .insert(request.filter.to_string(), (subscription.clone(), options));
+            drop(state);
+            self.broker.router.subscribe(
+                &subscription,
+                Subscriber {
+                    session: c.slot.id,
+                    outbox: c.slot.outbox.clone(),
+                    options,
+                },
+            );
+            codes.push(ReasonCode::granted(request.qos));
+            let send_retained = match request.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendAtNewSubscribe => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            // Retained messages are not sent to shared subscriptions (MQTT 5 §4.8.2).
+            if send_retained && !shared {
+                for m in self.broker.router.retained_matching(subscription.filter(), now) {
+                    let qos = m.qos.min(request.qos);
+                    retained.push(Delivery {
+                        message: m,
+                        qos,
+                        retain: true,
+                        subscription_ids: sub_id.into_iter().collect(),
+                    });
+                }
+            }
+        }
+        w.packet(
+            &Packet::SubAck(SubAck {
+                pkid: s.pkid,
+                codes,
+                properties: Default::default(),
+            }),
+            version,
+        );
+        if !retained.is_empty() {
+            // Behind the SUBACK, through the outbox so the in-flight window applies.
+            for d in retained {
+                c.slot.outbox.push(d);
+            }
+            self.pump(now, w, out);
+        }
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe, w: &mut Writer) {
+        let Phase::Connected(c) = &self.phase else { return };
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            let removed = c.slot.state.lock().subscriptions.remove(&**filter);
+            match removed {
+                Some((subscription, _)) => {
+                    self.broker.router.unsubscribe(&subscription, c.slot.id);
+                    codes.push(ReasonCode::SUCCESS);
+                }
+                None => codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED),
+            }
+        }
+        w.packet(
+            &Packet::UnsubAck(UnsubAck {
+                pkid: u.pkid,
+                codes,
+                properties: Default::default(),
+            }),
+            c.version,
+        );
+    }
+}

@@ -1,0 +1,49 @@
+// Starts the real ferry binary on ephemeral loopback ports and reads its JSON log
+// lines to learn them. Every broker started is killed when the test process ends.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const bin = process.env.FERRY_TEST_BIN ?? join(root, 'target', 'debug', 'ferry');
+const started = new Set();
+process.on('exit', () => { for (const child of started) child.kill('SIGKILL'); });
+
+const listeners = ['ws', 'wss', 'mqtt', 'mqtts', 'stomp', 'stomps']
+  .map((l) => `[listeners.${l}]\nbind = "127.0.0.1:0"\n`).join('');
+
+/** Start a broker; resolves to { addrs: {ws: 'host:port', ...}, stop() }. */
+export async function startBroker(extraToml = '') {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-'));
+  const config = join(dir, 'ferry.toml');
+  writeFileSync(config, `[log]\nlevel = "info"\nformat = "json"\n${listeners}${extraToml}`);
+  const child = spawn(bin, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  started.add(child);
+  const addrs = {};
+  const lines = createInterface({ input: child.stderr });
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('ferry did not start')), 20000);
+    lines.on('line', (line) => {
+      let entry;
+      try { entry = JSON.parse(line); } catch { return; }
+      if (entry.message === 'listening') addrs[entry.listener.replaceAll('"', '')] = entry.addr;
+      if (entry.message === 'ferry started') { clearTimeout(timer); resolve(); }
+    });
+    child.on('exit', (code) => reject(new Error(`ferry exited with ${code}`)));
+  });
+  await ready;
+  return {
+    addrs,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+      started.delete(child);
+    },
+  };
+}
