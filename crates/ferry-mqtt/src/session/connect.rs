@@ -109,8 +109,11 @@ impl MqttSession {
             None
         };
         let owner = Owner::new(self.info.id, self.info.wakeup.clone());
-        self.broker.cancel_will(&client_id);
+        // Claim first: it marks a previous connection as taken over, so that if that
+        // connection ends only now it does not queue its delayed will; then cancel a
+        // will it queued before (MQTT 5 §3.1.3.2: the client came back in time).
         let claim = self.broker.sessions.claim(&client_id, owner.clone(), connect.clean_start);
+        self.broker.cancel_will(&client_id);
         if let Some(old) = &claim.discarded {
             self.broker.drop_session(old);
         }

@@ -282,7 +282,12 @@ impl Session for MqttSession {
         let Phase::Connected(c) = std::mem::replace(&mut self.phase, Phase::Closed) else {
             return;
         };
-        let end = c.ended.unwrap_or(End::Abnormal);
+        // A take-over may have happened while this connection was already ending.
+        let end = if c.owner.is_taken_over() {
+            End::TakenOver
+        } else {
+            c.ended.unwrap_or(End::Abnormal)
+        };
         if end == End::TakenOver {
             // MQTT 5 §3.1.4: the old connection's will is published on take-over
             // unless its delay outlasts the new connection's arrival.
