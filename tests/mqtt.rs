@@ -367,3 +367,60 @@ async fn malformed_packets_close_only_their_connection() {
         .unwrap();
     assert_eq!(good.publish().await.payload.as_ref(), b"fine");
 }
+
+#[tokio::test]
+async fn metrics_count_connects_publishes_and_queue_drops() {
+    // A queue of one QoS 0 message per session: a subscriber that is not read drops the rest.
+    let b = Broker::start_with("", &[("FERRY_LOG__LEVEL", "info"), ("FERRY_MQTT__MAX_QUEUED_QOS0", "1")]);
+    let mut sub = connect(&b, "metrics-sub", false, true).await;
+    sub.subscribe("m/t", QoS::AtMostOnce).await;
+    let publisher = connect(&b, "metrics-pub", false, true).await;
+    for _ in 0..20 {
+        publisher.client.publish("m/t", QoS::AtMostOnce, false, "x").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ws = b.addr("ws");
+    assert!(metric(ws, "ferry_mqtt_connects_total").await.unwrap() >= 2.0);
+    assert_eq!(metric(ws, "ferry_messages_published_total").await, Some(20.0));
+    assert_eq!(metric(ws, "ferry_subscriptions ").await, Some(1.0));
+    let delivered = metric(ws, "ferry_deliveries_total").await.unwrap();
+    let dropped = metric(ws, "ferry_deliveries_dropped_total").await.unwrap();
+    assert_eq!(delivered + dropped, 20.0);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_loses_only_its_own_qos0_messages() {
+    // 24 MiB of traffic: more than the kernel's socket buffers and the slow session's
+    // small QoS 0 queue can hold.
+    let b = Broker::start_with("", &[("FERRY_LOG__LEVEL", "info"), ("FERRY_MQTT__MAX_QUEUED_QOS0", "10")]);
+    // The slow one: subscribes at QoS 0, then never reads its socket again.
+    let mut slow = TcpStream::connect(b.addr("mqtt")).await.unwrap();
+    slow.write_all(&raw_connect(0)).await.unwrap();
+    let mut connack = [0u8; 4];
+    slow.read_exact(&mut connack).await.unwrap();
+    slow.write_all(&[0x82, 0x0b, 0, 1, 0, 6, b's', b'l', b'o', b'w', b'/', b't', 0])
+        .await
+        .unwrap();
+    let mut suback = [0u8; 5];
+    slow.read_exact(&mut suback).await.unwrap();
+    // The good one subscribes at QoS 1 and reads everything.
+    let mut good = connect(&b, "fast-reader", false, true).await;
+    good.subscribe("slow/t", QoS::AtLeastOnce).await;
+    let publisher = connect(&b, "slow-pub", true, true).await;
+    let p = publisher.client.clone();
+    const N: u32 = 3000;
+    tokio::spawn(async move {
+        for i in 0..N {
+            let mut payload = vec![0u8; 8192];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            p.publish("slow/t", QoS::AtLeastOnce, false, payload).await.unwrap();
+        }
+    });
+    for i in 0..N {
+        let got = good.publish().await;
+        assert_eq!(&got.payload[..4], i.to_be_bytes(), "in order, none lost");
+    }
+    let dropped = metric(b.addr("ws"), "ferry_deliveries_dropped_total").await.unwrap();
+    assert!(dropped > 0.0, "the slow subscriber's queue overflowed and was counted");
+    drop(slow);
+}

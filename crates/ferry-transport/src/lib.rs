@@ -23,5 +23,6 @@ pub mod tls;
 
 pub use config::TransportConfig;
 pub use error::TransportError;
+pub use metrics::Metrics;
 pub use registry::Registry;
 pub use server::Server;

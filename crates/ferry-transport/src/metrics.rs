@@ -79,6 +79,12 @@ impl Drop for ActiveGuard {
 }
 
 impl Metrics {
+    /// Serve another component's metrics too: `collector` is asked for its current
+    /// values at every scrape (the core and the adapters keep plain atomics).
+    pub fn register_collector(&mut self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.registry.register_collector(collector);
+    }
+
     /// Count a new connection on `listener`; it stays active while the guard lives.
     pub fn connection_opened(&self, listener: &'static str) -> ActiveGuard {
         self.opened.get_or_create(&ListenerLabel { listener }).inc();

@@ -61,13 +61,19 @@ impl Server {
     /// and start accepting. Fails, naming the cause, if an address cannot be bound or
     /// the TLS material is unusable.
     pub async fn start(config: TransportConfig, registry: Registry) -> Result<Server, TransportError> {
+        Self::start_with_metrics(config, registry, Metrics::default()).await
+    }
+
+    /// [`Server::start`], serving `metrics` (with the collectors registered on it) at
+    /// `GET /metrics`.
+    pub async fn start_with_metrics(config: TransportConfig, registry: Registry, metrics: Metrics) -> Result<Server, TransportError> {
         let http_tls = tls::acceptor(&config.tls, &[b"http/1.1"])?;
         let stream_tls = tls::acceptor(&config.tls, &[])?;
         let shared = Arc::new(Shared {
             origins: OriginPolicy::new(&config.http.allowed_origins, config.http.allow_missing_origin),
             registry,
             echo: Arc::new(EchoAdapter),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(metrics),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),

@@ -2,6 +2,7 @@
 //! protocol adapters, and shuts down gracefully on SIGINT/SIGTERM.
 
 mod logging;
+mod metrics;
 mod settings;
 
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferry_core::Router;
 use ferry_mqtt::{MqttAdapter, MqttBroker};
-use ferry_transport::{Registry, Server};
+use ferry_transport::{Metrics, Registry, Server};
 use tracing::{info, warn};
 
 use crate::settings::Settings;
@@ -76,14 +77,20 @@ fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     runtime.block_on(serve(settings))
 }
 
-/// The protocol adapters, sharing one router, and the MQTT state that needs ticks.
-fn adapters(settings: &Settings) -> (Registry, Arc<MqttBroker>) {
+/// The protocol adapters, sharing one router, the MQTT state that needs ticks, and
+/// the metrics that read them.
+fn adapters(settings: &Settings) -> (Registry, Arc<MqttBroker>, Metrics) {
     let router = Arc::new(Router::default());
-    let mqtt = Arc::new(MqttAdapter::new(router, settings.mqtt.clone()));
+    let mqtt = Arc::new(MqttAdapter::new(router.clone(), settings.mqtt.clone()));
     let mut registry = Registry::new();
     let broker = mqtt.broker();
     registry.register(mqtt);
-    (registry, broker)
+    let mut metrics = Metrics::default();
+    metrics.register_collector(Box::new(metrics::BrokerCollector {
+        router,
+        mqtt: broker.clone(),
+    }));
+    (registry, broker, metrics)
 }
 
 /// Time-driven work of the adapters (session expiry, delayed wills), once a second.
@@ -99,8 +106,8 @@ async fn tick(mqtt: Arc<MqttBroker>) {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Listen for signals before anyone can see the broker up.
     let signals = Signals::new()?;
-    let (registry, mqtt) = adapters(&settings);
-    let server = Server::start(settings.transport(), registry).await?;
+    let (registry, mqtt, metrics) = adapters(&settings);
+    let server = Server::start_with_metrics(settings.transport(), registry, metrics).await?;
     let ticker = tokio::spawn(tick(mqtt));
     info!(version = env!("CARGO_PKG_VERSION"), "ferry started");
     let signal = signals.wait().await;
