@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use rumqttc::v5::mqttbytes::v5::{
-    DisconnectReasonCode, Filter, LastWill, LastWillProperties, Packet, Publish, PublishProperties, RetainForwardRule, SubscribeProperties,
+    Filter, LastWill, LastWillProperties, Packet, Publish, PublishProperties, RetainForwardRule, SubscribeProperties,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
