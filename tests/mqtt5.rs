@@ -328,3 +328,33 @@ async fn topic_aliases_from_the_client_are_resolved() {
         assert_eq!((p.topic, p.payload), (Bytes::from_static(b"alias/t"), Bytes::from(expected)));
     }
 }
+
+#[tokio::test]
+async fn the_broker_uses_topic_aliases_toward_clients_that_accept_them() {
+    let b = broker();
+    let mut o = options(&b, "alias-in", false);
+    o.set_topic_alias_max(Some(1));
+    let (mut sub, _) = start(o).await;
+    sub.client.subscribe("aliased/#", QoS::AtMostOnce).await.unwrap();
+    sub.suback().await;
+    let publisher = connect(&b, "alias-src", false).await;
+    for topic in ["aliased/a", "aliased/a", "aliased/b"] {
+        publisher.client.publish(topic, QoS::AtMostOnce, false, "x").await.unwrap();
+    }
+    let aliases: Vec<(Bytes, Option<u16>)> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            let p = sub.publish().await;
+            v.push((p.topic, p.properties.and_then(|p| p.topic_alias)));
+        }
+        v
+    };
+    assert_eq!(
+        aliases,
+        [
+            (Bytes::from_static(b"aliased/a"), Some(1)),
+            (Bytes::new(), Some(1)),                  // the alias alone, no topic on the wire
+            (Bytes::from_static(b"aliased/b"), None), // the client's maximum of one is used up
+        ]
+    );
+}

@@ -154,9 +154,13 @@ impl MqttSession {
             send_window: usize::from(config.max_inflight).min(receive_max).max(1),
             client_max_packet: connect.properties.maximum_packet_size().and_then(|m| usize::try_from(m).ok()),
             aliases_in: Default::default(),
+            aliases_out: std::cell::RefCell::new(super::OutAliases {
+                max: connect.properties.topic_alias_maximum().unwrap_or(0),
+                by_topic: Default::default(),
+            }),
             ended: None,
         }));
-        self.resend_inflight(w);
+        self.resend_inflight(now, w);
         self.pump(now, w, out);
     }
 }

@@ -49,8 +49,32 @@ struct Connected {
     client_max_packet: Option<usize>,
     /// Topic aliases the client set toward the broker.
     aliases_in: HashMap<u16, ByteString>,
+    /// Topic aliases the broker set toward the client (MQTT 5 §3.3.2.3.4), at most the
+    /// client's Topic Alias Maximum; a cell because sending happens behind `&self`.
+    aliases_out: std::cell::RefCell<OutAliases>,
     /// Set once the connection leaves: DISCONNECT, take-over or error.
     ended: Option<End>,
+}
+
+/// The broker's topic aliases toward one client: the first `max` distinct topics sent
+/// get an alias each, so later messages on them carry two bytes instead of the topic.
+#[derive(Debug, Default)]
+struct OutAliases {
+    max: u16,
+    by_topic: HashMap<Arc<str>, u16>,
+}
+
+impl OutAliases {
+    /// The alias for `topic` and whether the client already knows it, or `None` when
+    /// the client takes no (more) aliases.
+    fn alias(&mut self, topic: &str) -> Option<(u16, bool)> {
+        if let Some(a) = self.by_topic.get(topic) {
+            return Some((*a, true));
+        }
+        let next = u16::try_from(self.by_topic.len() + 1).ok().filter(|n| *n <= self.max)?;
+        self.by_topic.insert(Arc::from(topic), next);
+        Some((next, false))
+    }
 }
 
 /// How a connected session ended.

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use ferry_core::{Delivery, Message, Output, QoS};
 
-use super::{MqttSession, Phase, Writer};
+use super::{MqttSession, OutAliases, Phase, Writer};
 use crate::codec::{self, Ack, Packet, Property, Publish, ReasonCode, Version};
 use crate::convert;
 use crate::persist::Stage;
@@ -24,8 +24,9 @@ fn cache_slot(version: Version, retain: bool) -> usize {
 }
 
 impl MqttSession {
-    /// The PUBLISH packet for `d`, with `pkid` (0 for QoS 0) and `dup`.
-    fn publish_packet(d: &Delivery, version: Version, pkid: u16, dup: bool, now: Instant) -> Publish {
+    /// The PUBLISH packet for `d`, with `pkid` (0 for QoS 0) and `dup`, using a topic
+    /// alias from `aliases` when the client accepts them.
+    fn publish_packet(d: &Delivery, version: Version, pkid: u16, dup: bool, now: Instant, aliases: Option<&mut OutAliases>) -> Publish {
         let m = &d.message;
         let mut p = Publish::new(ByteString::from(m.topic.as_str()), d.qos, m.payload.clone());
         p.retain = d.retain;
@@ -38,6 +39,12 @@ impl MqttSession {
             }
             for id in &d.subscription_ids {
                 p.properties.push(Property::SubscriptionIdentifier(*id));
+            }
+            if let Some((alias, known)) = aliases.and_then(|a| a.alias(m.topic.as_str())) {
+                p.properties.push(Property::TopicAlias(alias));
+                if known {
+                    p.topic = ByteString::new();
+                }
             }
         }
         p
@@ -76,13 +83,21 @@ impl MqttSession {
                 if d.message.is_expired(now) {
                     continue;
                 }
+                let mut aliases = c.aliases_out.borrow_mut();
+                let aliasing = aliases.max > 0;
                 if d.qos == QoS::AtMostOnce {
-                    let frame = if d.subscription_ids.is_empty() && (!version.is_v5() || d.message.expiry.is_none()) {
+                    // The same bytes for every subscriber unless something in them is this
+                    // subscriber's own (subscription ids, aliases, a shrinking expiry).
+                    let shared = d.subscription_ids.is_empty() && !aliasing && (!version.is_v5() || d.message.expiry.is_none());
+                    let frame = if shared {
                         d.message.encoded(cache_slot(version, d.retain), |_: &Message| {
-                            Self::encode(&Packet::Publish(Self::publish_packet(&d, version, 0, false, now)), version)
+                            Self::encode(&Packet::Publish(Self::publish_packet(&d, version, 0, false, now, None)), version)
                         })
                     } else {
-                        Self::encode(&Packet::Publish(Self::publish_packet(&d, version, 0, false, now)), version)
+                        Self::encode(
+                            &Packet::Publish(Self::publish_packet(&d, version, 0, false, now, Some(&mut aliases))),
+                            version,
+                        )
                     };
                     if c.client_max_packet.is_some_and(|max| frame.len() > max) {
                         self.broker.stats.too_large_for_client.fetch_add(1, Ordering::Relaxed);
@@ -101,7 +116,7 @@ impl MqttSession {
                     stopped = Some(d);
                     break;
                 };
-                let packet = Packet::Publish(Self::publish_packet(&d, version, pkid, false, now));
+                let packet = Packet::Publish(Self::publish_packet(&d, version, pkid, false, now, Some(&mut aliases)));
                 let frame = Self::encode(&packet, version);
                 if c.client_max_packet.is_some_and(|max| frame.len() > max) {
                     self.broker.stats.too_large_for_client.fetch_add(1, Ordering::Relaxed);
@@ -122,16 +137,16 @@ impl MqttSession {
     }
 
     /// After a reconnect: resend what was in flight, PUBLISH with DUP or PUBREL.
-    pub(super) fn resend_inflight(&mut self, w: &mut Writer) {
+    pub(super) fn resend_inflight(&mut self, now: Instant, w: &mut Writer) {
         let Phase::Connected(c) = &self.phase else { return };
         let state = c.slot.state.lock();
-        let now = Instant::now();
+        let mut aliases = c.aliases_out.borrow_mut();
         for (pkid, f) in state.in_order() {
             match f.stage {
-                Stage::Published => w.packet(
-                    &Packet::Publish(Self::publish_packet(&f.delivery, c.version, pkid, true, now)),
-                    c.version,
-                ),
+                Stage::Published => {
+                    let publish = Self::publish_packet(&f.delivery, c.version, pkid, true, now, Some(&mut aliases));
+                    w.packet(&Packet::Publish(publish), c.version)
+                }
                 Stage::Released => w.packet(&Packet::PubRel(Ack::new(pkid)), c.version),
             }
         }
