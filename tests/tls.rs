@@ -148,3 +148,40 @@ fn missing_or_bad_certificate_fails_start_up_naming_the_file() {
         assert!(stderr.contains("tls.cert_file"), "{stderr}");
     }
 }
+
+/// An MQTT 3.1.1 CONNECT for client id "tls" and the CONNACK it must get.
+const CONNECT: &[u8] = &[0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30, 0, 3, b't', b'l', b's'];
+const CONNACK: &[u8] = &[0x20, 0x02, 0x00, 0x00];
+
+#[tokio::test]
+async fn mqtt_over_mqtts_and_over_wss_with_the_mqtt_subprotocol() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let b = Broker::start(&tls_section(dir.path(), &pki, false));
+    // mqtts:// (8883 by default): MQTT straight over TLS.
+    let tcp = TcpStream::connect(b.addr("mqtts")).await.unwrap();
+    let mut tls = connector(&pki, false)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(CONNECT).await.unwrap();
+    let mut ack = [0u8; 4];
+    tls.read_exact(&mut ack).await.unwrap();
+    assert_eq!(ack, CONNACK);
+    // wss:// with Sec-WebSocket-Protocol: mqtt, MQTT packets in binary messages.
+    let tcp = TcpStream::connect(b.addr("wss")).await.unwrap();
+    let tls = connector(&pki, false)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request("wss://localhost/mqtt").unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "mqtt");
+    ws.send(Message::binary(CONNECT.to_vec())).await.unwrap();
+    match ws.next().await {
+        Some(Ok(Message::Binary(b))) => assert_eq!(&b[..], CONNACK),
+        other => panic!("expected a binary CONNACK, got {other:?}"),
+    }
+}
