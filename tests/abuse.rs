@@ -15,9 +15,22 @@ use tokio_tungstenite::tungstenite::Message;
 
 const CONNECTIONS: usize = 1000;
 
+/// How a hostile connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The broker closed it.
+    Closed,
+    /// It could not connect at all.
+    NoConnect,
+    /// Still open after the wait.
+    StillOpen,
+}
+
 /// One hostile connection of kind `i % 6`; returns once the broker has closed it.
-async fn hostile(addr: std::net::SocketAddr, i: usize) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr).await else { return false };
+async fn hostile(addr: std::net::SocketAddr, i: usize) -> (usize, Outcome) {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return (i % 6, Outcome::NoConnect);
+    };
     match i % 6 {
         // Binary garbage instead of HTTP.
         0 => {
@@ -49,7 +62,12 @@ async fn hostile(addr: std::net::SocketAddr, i: usize) -> bool {
             let _ = s.write_all(b"\x00\x01\x02").await;
         }
     }
-    closed_within(&mut s, Duration::from_secs(20)).await
+    let outcome = if closed_within(&mut s, Duration::from_secs(20)).await {
+        Outcome::Closed
+    } else {
+        Outcome::StillOpen
+    };
+    (i % 6, outcome)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,14 +121,19 @@ async fn a_thousand_bad_connections_leave_a_good_client_and_the_broker_unharmed(
 
     let flood = (0..CONNECTIONS).map(|i| tokio::spawn(hostile(addr, i))).collect::<Vec<_>>();
     let mut closed_by_broker = 0;
+    let mut failures = Vec::new();
     for task in flood {
-        if task.await.unwrap() {
-            closed_by_broker += 1;
+        match task.await.unwrap() {
+            (_, Outcome::Closed) => closed_by_broker += 1,
+            other => failures.push(other),
         }
     }
     stop_tx.send(()).unwrap();
     let (round_trips, slowest) = good_client.await.unwrap();
-    assert_eq!(closed_by_broker, CONNECTIONS, "the broker drops every bad connection itself");
+    assert_eq!(
+        closed_by_broker, CONNECTIONS,
+        "the broker drops every bad connection itself; (kind, outcome) of the others: {failures:?}"
+    );
     assert!(round_trips > 20, "the good client kept going ({round_trips} round trips)");
     eprintln!("good client: {round_trips} round trips, slowest {slowest:?}");
 

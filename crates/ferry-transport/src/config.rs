@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listeners {
+    /// Pending connections the kernel may queue per listener before the broker accepts
+    /// them (capped by the kernel's `net.core.somaxconn`). Large enough for bursts of
+    /// reconnecting clients.
+    pub backlog: u32,
     /// HTTP + WebSocket (MQTT and STOMP, `/healthz`, `/metrics`).
     pub ws: ListenerConfig,
     /// HTTP + WebSocket over TLS; started only when `[tls]` names a certificate.
@@ -34,6 +38,7 @@ impl Default for Listeners {
             bind: SocketAddr::from(([0, 0, 0, 0], port)),
         };
         Self {
+            backlog: 4096,
             ws: on(8083),
             wss: on(8084),
             mqtt: on(1883),

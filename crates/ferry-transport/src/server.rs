@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::{Adapter, Carrier, ConnectionInfo, Wakeup};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -108,7 +108,7 @@ impl Server {
                 info!(listener = name, "not started: no TLS certificate configured (tls.cert_file)");
                 continue;
             }
-            let socket = TcpListener::bind(listener.bind).await.map_err(|source| TransportError::Bind {
+            let socket = bind(listener.bind, l.backlog).map_err(|source| TransportError::Bind {
                 listener: name,
                 addr: listener.bind,
                 source,
@@ -142,6 +142,18 @@ impl Server {
         self.shared.tracker.close();
         tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_ok()
     }
+}
+
+/// A listening socket with `backlog` pending connections allowed.
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 async fn accept_loop(socket: TcpListener, name: &'static str, tls: Option<TlsAcceptor>, service: Service, shared: Arc<Shared>) {

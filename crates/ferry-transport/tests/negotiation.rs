@@ -98,6 +98,7 @@ async fn server() -> (Server, SocketAddr) {
     };
     let config = TransportConfig {
         listeners: Listeners {
+            backlog: 1024,
             ws: ListenerConfig {
                 enabled: true,
                 bind: "127.0.0.1:0".parse().unwrap(),
