@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test unit interop autobahn lint fmt build release
+.PHONY: run test unit interop autobahn fuzz lint fmt build release
 
 ## run: start the broker on its built-in defaults (ws 8083; see README for ports)
 run:
@@ -36,6 +36,13 @@ $(VENV)/.installed: $(INTEROP)/requirements.txt
 ## autobahn: the WebSocket conformance gate (installs wstest on first use)
 autobahn:
 	bash autobahn/run.sh
+
+FUZZ_SECONDS ?= 60
+
+## fuzz: the MQTT and STOMP decoders under cargo-fuzz, FUZZ_SECONDS each (default 60)
+fuzz:
+	bash fuzz/run.sh mqtt_decode $(FUZZ_SECONDS)
+	bash fuzz/run.sh stomp_decode $(FUZZ_SECONDS)
 
 ## lint: formatting and clippy, warnings are errors
 lint:

@@ -69,9 +69,10 @@
 //!   length; binary passwords cannot be expressed.
 //! * No MQTT 3.1, no AUTH.
 //!
-//! So this module parses and writes the wire format itself (it is small: `wire`,
-//! `frame`, one file per packet family) and keeps mqttbytes as a second opinion only:
-//! [`oracle`] decodes every packet this codec accepts with mqttbytes as well and
+//! So this module parses and writes the wire format itself (`wire`, `frame`, then one
+//! file per packet family) and keeps mqttbytes as a second opinion only: `oracle`
+//! (built for tests and with the `oracle` feature) decodes every packet this codec
+//! accepts with mqttbytes as well and
 //! compares, in the unit tests and in the fuzz targets (feature `oracle`). No mqttbytes
 //! call is made on untrusted input in Ferry, so no `catch_unwind` is needed anywhere.
 //!
@@ -93,6 +94,8 @@
 //! settle the version; an unknown level gets a CONNACK refusal ([`Decoder::refusal`]).
 //! The encoder runs the same checks on what it is given, so Ferry never sends what it
 //! would itself refuse.
+
+#![warn(missing_docs)]
 
 mod connect;
 mod control;

@@ -5,10 +5,11 @@
 //! mqttbytes is only ever handed packets this codec has already accepted, and is not
 //! asked about what it gets wrong on valid input (see the module docs of `codec`):
 //! MQTT 3.1, AUTH, 5.0 DISCONNECTs shorter than two bytes, 5.0 UNSUBSCRIBE (it prints
-//! to stderr), CONNECTs with a binary password (it wants UTF-8) and 5.0 PUBLISHes with a
-//! property after a Subscription Identifier (it miscounts the identifier's length). It also stores
-//! properties per kind rather than in wire order, so both sides are compared with their
-//! properties sorted by identifier (stable: user properties keep their order).
+//! to stderr), CONNECTs with a binary password (it wants UTF-8) and 5.0 PUBLISHes whose
+//! properties it misreads because it counts a Subscription Identifier one byte too
+//! long. It also stores properties per kind rather than in wire order, so both sides
+//! are compared with their properties sorted by identifier (stable: user properties
+//! keep their order).
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -49,18 +50,34 @@ fn skip(frame: &[u8], version: Version, ours: &Packet) -> bool {
         (Version::V3_1, _) | (_, Packet::Auth(_)) => true,
         (Version::V5, Packet::Disconnect(_)) => frame.len() < 4,
         (Version::V5, Packet::Unsubscribe(_)) => true,
-        // It counts a Subscription Identifier one byte too long, and so reads the
-        // properties after one as payload.
-        (Version::V5, Packet::Publish(p)) => {
-            let ids = p
-                .properties
-                .iter()
-                .map(|q| q.id() == super::properties::PropertyId::SubscriptionIdentifier);
-            ids.skip_while(|&is_id| !is_id).any(|is_id| !is_id)
-        }
+        (Version::V5, Packet::Publish(p)) => miscounts_subscription_identifiers(&p.properties),
         (_, Packet::Connect(c)) => c.password.as_ref().is_some_and(|p| std::str::from_utf8(p).is_err()),
         _ => false,
     }
+}
+
+/// mqttbytes counts every Subscription Identifier one byte too long and stops reading
+/// properties when its count reaches the property length: whatever properties remain
+/// then are taken for payload.
+fn miscounts_subscription_identifiers(props: &Properties) -> bool {
+    let sizes: Vec<(usize, bool)> = props
+        .iter()
+        .map(|p| {
+            (
+                p.wire_len().unwrap_or(0),
+                p.id() == super::properties::PropertyId::SubscriptionIdentifier,
+            )
+        })
+        .collect();
+    let total: usize = sizes.iter().map(|(len, _)| len).sum();
+    let mut counted = 0;
+    for (len, is_id) in sizes {
+        if counted >= total {
+            return true;
+        }
+        counted += len + usize::from(is_id);
+    }
+    false
 }
 
 fn s(value: String) -> ByteString {

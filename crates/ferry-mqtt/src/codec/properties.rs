@@ -341,7 +341,7 @@ impl Property {
     }
 
     /// The encoded size (identifier and value), checking field lengths.
-    fn wire_len(&self) -> Result<usize, EncodeError> {
+    pub(crate) fn wire_len(&self) -> Result<usize, EncodeError> {
         use Property as P;
         let value = match self {
             P::PayloadFormatIndicator(_)
@@ -748,6 +748,16 @@ mod tests {
         let users: Vec<_> = back.user_properties().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         assert_eq!(users, [("b".to_owned(), "2".to_owned()), ("a".to_owned(), "1".to_owned())]);
         assert_eq!(back.subscription_identifiers().collect::<Vec<_>>(), [16_384, 1]);
+    }
+
+    #[test]
+    fn property_strings_are_utf8_without_nul() {
+        // User property key "a\0", reason string 0xFF, content type with a surrogate.
+        assert_eq!(read(&[0x07, 0x26, 0, 2, b'a', 0, 0, 0]), Err(DecodeError::NullCharacter));
+        assert_eq!(read(&[0x04, 0x1F, 0, 1, 0xFF]), Err(DecodeError::InvalidUtf8));
+        assert_eq!(read(&[0x06, 0x03, 0, 3, 0xED, 0xBF, 0xBF]), Err(DecodeError::InvalidUtf8));
+        // Binary data may hold anything.
+        assert!(read(&[0x05, 0x09, 0, 2, 0, 0xFF]).is_ok());
     }
 
     #[test]
