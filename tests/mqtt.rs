@@ -424,3 +424,106 @@ async fn a_subscriber_that_stops_reading_loses_only_its_own_qos0_messages() {
     assert!(dropped > 0.0, "the slow subscriber's queue overflowed and was counted");
     drop(slow);
 }
+
+#[tokio::test]
+async fn unacknowledged_messages_are_resent_with_dup_after_a_reconnect() {
+    let b = broker();
+    let mut o = options(&b, "dup-sub", false);
+    o.set_clean_session(false);
+    o.set_manual_acks(true);
+    let (client, eventloop) = AsyncClient::new(o.clone(), 10);
+    let mut sub = spawn(client, eventloop);
+    assert!(matches!(sub.next().await, Packet::ConnAck(_)));
+    sub.subscribe("dup/t", QoS::AtLeastOnce).await;
+    let publisher = connect(&b, "dup-pub", false, true).await;
+    publisher.client.publish("dup/t", QoS::AtLeastOnce, false, "once").await.unwrap();
+    let first = sub.publish().await;
+    assert!(!first.dup);
+    sub.task.abort(); // gone without PUBACK
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (client, eventloop) = AsyncClient::new(o, 10);
+    let mut back = spawn(client, eventloop);
+    assert!(matches!(back.next().await, Packet::ConnAck(ack) if ack.session_present));
+    let again = back.publish().await;
+    assert_eq!((again.payload.as_ref(), again.dup, again.pkid), (&b"once"[..], true, first.pkid));
+}
+
+#[tokio::test]
+async fn a_qos2_publish_sent_twice_before_pubrel_is_delivered_once() {
+    let b = broker();
+    let mut sub = connect(&b, "q2-sub", false, true).await;
+    sub.subscribe("q2/t", QoS::ExactlyOnce).await;
+    let mut s = TcpStream::connect(b.addr("mqtt")).await.unwrap();
+    s.write_all(&raw_connect(30)).await.unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).await.unwrap();
+    let publish = |dup: u8| vec![0x34 | dup, 9, 0, 4, b'q', b'2', b'/', b't', 0, 7, b'x'];
+    for dup in [0, 0x08] {
+        s.write_all(&publish(dup)).await.unwrap();
+        let mut pubrec = [0u8; 4];
+        s.read_exact(&mut pubrec).await.unwrap();
+        assert_eq!(pubrec, [0x50, 2, 0, 7]);
+    }
+    s.write_all(&[0x62, 2, 0, 7]).await.unwrap();
+    let mut pubcomp = [0u8; 4];
+    s.read_exact(&mut pubcomp).await.unwrap();
+    assert_eq!(pubcomp, [0x70, 2, 0, 7]);
+    assert_eq!(sub.publish().await.payload.as_ref(), b"x");
+    assert!(sub.quiet().await, "exactly once");
+}
+
+/// An MQTT 5 CONNECT with `keep_alive` seconds and client id "v5r".
+fn raw_connect_v5(keep_alive: u16) -> Vec<u8> {
+    let mut v = vec![0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02];
+    v.extend_from_slice(&keep_alive.to_be_bytes());
+    v.extend_from_slice(&[0, 0, 3, b'v', b'5', b'r']);
+    v
+}
+
+/// Read one packet: (first byte, body).
+async fn read_packet(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut first = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        len |= usize::from(b[0] & 0x7f) << shift;
+        shift += 7;
+        if b[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (first[0], body)
+}
+
+#[tokio::test]
+async fn mqtt5_server_disconnects_carry_the_reason_code() {
+    let b = Broker::start_with("", &[("FERRY_LOG__LEVEL", "info"), ("FERRY_MQTT__MAX_PACKET_SIZE", "100")]);
+    // (what the client does, the DISCONNECT reason it gets)
+    let qos3 = vec![0x36, 0x00];
+    let mut too_large = vec![0x30, 0x80, 0x02, 0, 1, b't', 0];
+    too_large.extend(std::iter::repeat_n(b'x', 252));
+    for (send, reason, name) in [
+        (qos3, 0x81u8, "malformed: QoS 3"),
+        (too_large, 0x95, "packet too large"),
+        (vec![], 0x8D, "keep alive timeout"),
+    ] {
+        let mut s = TcpStream::connect(b.addr("mqtt")).await.unwrap();
+        s.write_all(&raw_connect_v5(1)).await.unwrap();
+        let (kind, connack) = read_packet(&mut s).await;
+        assert_eq!((kind, connack[1]), (0x20, 0x00), "{name}: accepted");
+        s.write_all(&send).await.unwrap();
+        let (kind, disconnect) = read_packet(&mut s).await;
+        assert_eq!((kind, disconnect[0]), (0xE0, reason), "{name}");
+        assert!(
+            closed_within(&mut s, Duration::from_secs(3)).await,
+            "{name}: closed after DISCONNECT"
+        );
+    }
+}
