@@ -28,10 +28,10 @@ pub mod tree;
 pub use adapter::{
     Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol, Wakeup,
 };
-pub use message::{Expiry, Message, Properties, QoS, SessionId};
+pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId};
 pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};
 pub use retained::{MemoryRetained, RetainedStore, Weighed};
 pub use router::{Router, SubscribeOptions, Subscriber};
-pub use sessions::{Claim, Owner, SessionRegistry, SessionSlot};
+pub use sessions::{Claim, Owner, SessionRegistry, SessionSlot, SessionStore};
 pub use topic::{SharedFilter, SharedFilterError, Subscription, TopicError, TopicFilter, TopicName};
 pub use tree::SubscriptionTree;

@@ -3,6 +3,7 @@
 //! it, and a small cache so that a frame encoded for one subscriber is reused by all
 //! the others that need the same bytes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,18 @@ impl QoS {
 }
 
 /// Identifies the connection-independent session a message came from or goes to.
+/// The router keys subscriptions by it, so it must be unique across every protocol:
+/// take new ones from [`next_session_id`].
 pub type SessionId = u64;
+
+/// A new, process-wide unique [`SessionId`] (never 0). Every adapter takes the
+/// identities it subscribes under from here, so that an MQTT session and a STOMP
+/// subscription never share one in the router (where the same id on the same filter
+/// would replace each other's subscription).
+pub fn next_session_id() -> SessionId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Metadata that travels with a payload: MQTT 5 properties and STOMP headers, mapped
 /// onto each other by the adapters. Forwarded unchanged.
@@ -196,6 +208,13 @@ mod tests {
         let m = msg().with_expiry(Some(e));
         assert!(!m.is_expired(now));
         assert!(m.is_expired(now + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn session_ids_are_unique_and_never_zero() {
+        let a = next_session_id();
+        let b = next_session_id();
+        assert!(a > 0 && b > a);
     }
 
     #[test]

@@ -7,14 +7,14 @@
 //! callers pass `now`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::adapter::Wakeup;
-use crate::message::SessionId;
+use crate::message::{next_session_id, SessionId};
 use crate::outbox::{Outbox, OutboxLimits};
 
 /// The connection currently serving a session.
@@ -85,10 +85,56 @@ pub struct Claim<S> {
     pub discarded: Option<Arc<SessionSlot<S>>>,
 }
 
-/// Every known session, by client id.
+/// Where sessions live between connections. Protocol code talks to this trait only,
+/// so durable storage can replace the in-memory [`SessionRegistry`] without touching it.
+pub trait SessionStore<S>: Send + Sync {
+    /// Give `client_id`'s session to `owner` (see [`SessionRegistry::claim`]).
+    fn claim(&self, client_id: &str, owner: Owner, clean_start: bool) -> Claim<S>;
+
+    /// The connection no longer serves `slot` (see [`SessionRegistry::release`]).
+    fn release(&self, slot: &Arc<SessionSlot<S>>, connection: u64, expiry: Option<Duration>, now: Instant) -> Option<Arc<SessionSlot<S>>>;
+
+    /// Forget offline sessions whose expiry has passed, returning them.
+    fn expire(&self, now: Instant) -> Vec<Arc<SessionSlot<S>>>;
+
+    /// The earliest expiry of an offline session.
+    fn next_expiry(&self) -> Option<Instant>;
+
+    /// Sessions known, online or not.
+    fn len(&self) -> usize;
+
+    /// Whether no session is known.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<S: Default + Send> SessionStore<S> for SessionRegistry<S> {
+    fn claim(&self, client_id: &str, owner: Owner, clean_start: bool) -> Claim<S> {
+        SessionRegistry::claim(self, client_id, owner, clean_start)
+    }
+
+    fn release(&self, slot: &Arc<SessionSlot<S>>, connection: u64, expiry: Option<Duration>, now: Instant) -> Option<Arc<SessionSlot<S>>> {
+        SessionRegistry::release(self, slot, connection, expiry, now)
+    }
+
+    fn expire(&self, now: Instant) -> Vec<Arc<SessionSlot<S>>> {
+        SessionRegistry::expire(self, now)
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        SessionRegistry::next_expiry(self)
+    }
+
+    fn len(&self) -> usize {
+        SessionRegistry::len(self)
+    }
+}
+
+/// Every known session, by client id, in memory: the [`SessionStore`] Ferry runs on
+/// until durable storage exists.
 pub struct SessionRegistry<S> {
     sessions: Mutex<HashMap<Arc<str>, Arc<SessionSlot<S>>>>,
-    next_id: AtomicU64,
     limits: OutboxLimits,
 }
 
@@ -97,7 +143,6 @@ impl<S: Default> SessionRegistry<S> {
     pub fn new(limits: OutboxLimits) -> Self {
         Self {
             sessions: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
             limits,
         }
     }
@@ -125,7 +170,8 @@ impl<S: Default> SessionRegistry<S> {
             discarded => {
                 let client_id: Arc<str> = Arc::from(client_id);
                 let slot = Arc::new(SessionSlot {
-                    id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                    // Process-wide, so no other adapter's identity collides in the router.
+                    id: next_session_id(),
                     client_id: client_id.clone(),
                     outbox: Arc::new(Outbox::new(self.limits)),
                     state: Mutex::new(S::default()),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_core::{Message, OutboxLimits, Router, SessionRegistry, SessionSlot};
+use ferry_core::{Message, OutboxLimits, Router, SessionRegistry, SessionSlot, SessionStore};
 use parking_lot::Mutex;
 
 use crate::config::MqttConfig;
@@ -46,8 +46,8 @@ pub struct MqttStats {
 pub struct MqttBroker {
     /// The broker-wide router (shared with the other protocols).
     pub router: Arc<Router>,
-    /// Persistent sessions by client id.
-    pub sessions: SessionRegistry<Persisted>,
+    /// Persistent sessions by client id (in memory until durable storage exists).
+    pub sessions: Arc<dyn SessionStore<Persisted>>,
     /// The adapter's settings.
     pub config: MqttConfig,
     /// Counters.
@@ -57,15 +57,20 @@ pub struct MqttBroker {
 }
 
 impl MqttBroker {
-    /// Shared state routing through `router`.
+    /// Shared state routing through `router`, sessions kept in memory.
     pub fn new(router: Arc<Router>, config: MqttConfig) -> Self {
         let limits = OutboxLimits {
             max_qos0: config.max_queued_qos0,
             max_qos12: config.max_queued_qos12,
         };
+        Self::with_sessions(router, config, Arc::new(SessionRegistry::new(limits)))
+    }
+
+    /// Shared state keeping sessions in `sessions` (any [`SessionStore`]).
+    pub fn with_sessions(router: Arc<Router>, config: MqttConfig, sessions: Arc<dyn SessionStore<Persisted>>) -> Self {
         Self {
             router,
-            sessions: SessionRegistry::new(limits),
+            sessions,
             config,
             stats: MqttStats::default(),
             wills: Mutex::new(Vec::new()),
