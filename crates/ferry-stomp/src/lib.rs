@@ -1,14 +1,21 @@
-//! Ferry's STOMP adapter.
+//! Ferry's STOMP adapter: STOMP 1.0, 1.1 and 1.2 over WebSocket and TCP, on the broker
+//! core shared with MQTT.
 //!
-//! Today this crate holds the STOMP codec ([`codec`]): STOMP 1.0, 1.1 and 1.2 frames
-//! decoded from a byte stream and encoded back, client and server frames alike, with
-//! the spec's header escaping, `content-length` bodies, heart-beats and size limits.
+//! * [`codec`]: STOMP frames decoded from a byte stream and encoded back, client and
+//!   server frames alike, with the spec's header escaping, `content-length` bodies,
+//!   heart-beats and size limits; the only place in Ferry that knows the wire format.
+//! * [`session`]: one connection's sans-IO state machine (CONNECT and version
+//!   negotiation, heart-beats, SEND, SUBSCRIBE with the three ack modes, ACK/NACK,
+//!   transactions, receipts, ERROR-then-close).
+//! * [`destination`]: `/topic/`, `/queue/`, `/temp-queue/` and the mapping of routing
+//!   keys onto the core's MQTT-syntax topic tree; [`convert`]: headers ⇄ MQTT 5
+//!   properties; [`queue`]: point-to-point queues, which the core does not have.
+//! * [`adapter`]: what the transport registers; [`broker`]: state shared by all
+//!   connections; [`config`]: the `[stomp]` settings; [`error`]: why a session ends
+//!   with an ERROR frame.
+//!
 //! It is sans-IO: it never touches a socket, a clock or a task; the transport hands it
-//! bytes and writes what it returns.
-//!
-//! The per-connection state machine (the adapter proper: CONNECT/CONNECTED and version
-//! negotiation, heart-beat timers, subscriptions, acks, receipts, ERROR-then-close, the
-//! mapping onto `ferry-core`) will be added to this crate later, on top of the codec.
+//! bytes and the current time and writes what it returns.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -30,6 +37,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adapter;
+pub mod broker;
 pub mod codec;
+pub mod config;
+pub mod convert;
+pub mod destination;
+pub mod error;
+pub mod queue;
+pub mod session;
 
+pub use adapter::StompAdapter;
+pub use broker::StompBroker;
 pub use codec::{Command, Decoded, Decoder, EncodeError, Frame, Headers, Limits, StompError, Version};
+pub use config::StompConfig;
+pub use error::ProtocolError;
+pub use session::StompSession;

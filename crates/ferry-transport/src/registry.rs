@@ -158,31 +158,8 @@ pub(crate) mod tests {
         }
     }
 
-    const MQTT: &[Subprotocol] = &[
-        Subprotocol { name: "mqtt", rank: 0 },
-        Subprotocol { name: "mqttv3.1", rank: 0 },
-        Subprotocol { name: "mqtt-v3", rank: 0 },
-        Subprotocol {
-            name: "mqtt-v3.1.1",
-            rank: 0,
-        },
-        Subprotocol { name: "mqtt-v5", rank: 0 },
-    ];
-    const STOMP: &[Subprotocol] = &[
-        Subprotocol {
-            name: "v12.stomp",
-            rank: 3,
-        },
-        Subprotocol {
-            name: "v11.stomp",
-            rank: 2,
-        },
-        Subprotocol {
-            name: "v10.stomp",
-            rank: 1,
-        },
-        Subprotocol { name: "stomp", rank: 0 },
-    ];
+    const MQTT: &[Subprotocol] = ferry_mqtt::adapter::SUBPROTOCOLS;
+    const STOMP: &[Subprotocol] = ferry_stomp::adapter::SUBPROTOCOLS;
 
     pub(crate) fn registry() -> Registry {
         let mut r = Registry::new();

@@ -1,6 +1,6 @@
 //! Subprotocol negotiation and first-bytes sniffing through the real transport, with
-//! fixture adapters that register the subprotocol names of DESIGN.md (the MQTT and
-//! STOMP adapters plug in the same way). Raw HTTP over loopback TCP.
+//! fixture adapters that register the real MQTT and STOMP adapters' subprotocol lists
+//! but answer with a marker, so the test sees which one the transport picked. Raw HTTP over loopback TCP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,31 +52,8 @@ impl Adapter for Fixture {
     }
 }
 
-const MQTT: &[Subprotocol] = &[
-    Subprotocol { name: "mqtt", rank: 0 },
-    Subprotocol { name: "mqttv3.1", rank: 0 },
-    Subprotocol { name: "mqtt-v3", rank: 0 },
-    Subprotocol {
-        name: "mqtt-v3.1.1",
-        rank: 0,
-    },
-    Subprotocol { name: "mqtt-v5", rank: 0 },
-];
-const STOMP: &[Subprotocol] = &[
-    Subprotocol {
-        name: "v12.stomp",
-        rank: 3,
-    },
-    Subprotocol {
-        name: "v11.stomp",
-        rank: 2,
-    },
-    Subprotocol {
-        name: "v10.stomp",
-        rank: 1,
-    },
-    Subprotocol { name: "stomp", rank: 0 },
-];
+const MQTT: &[Subprotocol] = ferry_mqtt::adapter::SUBPROTOCOLS;
+const STOMP: &[Subprotocol] = ferry_stomp::adapter::SUBPROTOCOLS;
 
 async fn server() -> (Server, SocketAddr) {
     let mut registry = Registry::new();

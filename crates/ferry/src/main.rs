@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferry_core::Router;
 use ferry_mqtt::{MqttAdapter, MqttBroker};
+use ferry_stomp::StompAdapter;
 use ferry_transport::{Metrics, Registry, Server};
 use tracing::{info, warn};
 
@@ -82,13 +83,17 @@ fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
 fn adapters(settings: &Settings) -> (Registry, Arc<MqttBroker>, Metrics) {
     let router = Arc::new(Router::default());
     let mqtt = Arc::new(MqttAdapter::new(router.clone(), settings.mqtt.clone()));
+    let stomp = Arc::new(StompAdapter::new(router.clone(), settings.stomp.clone()));
     let mut registry = Registry::new();
     let broker = mqtt.broker();
+    let stomp_broker = stomp.broker();
     registry.register(mqtt);
+    registry.register(stomp);
     let mut metrics = Metrics::default();
     metrics.register_collector(Box::new(metrics::BrokerCollector {
         router,
         mqtt: broker.clone(),
+        stomp: stomp_broker,
     }));
     (registry, broker, metrics)
 }

@@ -5,18 +5,21 @@ use std::sync::Arc;
 
 use ferry_core::Router;
 use ferry_mqtt::MqttBroker;
+use ferry_stomp::StompBroker;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-/// Router and MQTT counters as Prometheus metrics.
+/// Router, MQTT and STOMP counters as Prometheus metrics.
 #[derive(Clone)]
 pub struct BrokerCollector {
     /// The shared router.
     pub router: Arc<Router>,
     /// The MQTT adapter's shared state.
     pub mqtt: Arc<MqttBroker>,
+    /// The STOMP adapter's shared state.
+    pub stomp: Arc<StompBroker>,
 }
 
 impl std::fmt::Debug for BrokerCollector {
@@ -89,6 +92,66 @@ impl Collector for BrokerCollector {
             "mqtt_too_large_for_client",
             "MQTT messages not sent because they exceed the client's maximum packet size",
             &m.too_large_for_client,
+        )?;
+        let s = &self.stomp.stats;
+        counter(&mut e, "stomp_connects", "STOMP CONNECT/STOMP frames accepted", &s.connects)?;
+        counter(
+            &mut e,
+            "stomp_protocol_errors",
+            "STOMP sessions ended by an ERROR frame",
+            &s.protocol_errors,
+        )?;
+        counter(
+            &mut e,
+            "stomp_connect_timeouts",
+            "STOMP connections that sent no CONNECT in time",
+            &s.connect_timeouts,
+        )?;
+        counter(
+            &mut e,
+            "stomp_heart_beat_timeouts",
+            "STOMP connections closed because heart-beats stopped",
+            &s.heart_beat_timeouts,
+        )?;
+        counter(&mut e, "stomp_sends", "STOMP SEND frames applied", &s.sends)?;
+        counter(&mut e, "stomp_messages_sent", "STOMP MESSAGE frames sent", &s.messages_out)?;
+        counter(
+            &mut e,
+            "stomp_redelivered",
+            "STOMP topic messages redelivered after a NACK",
+            &s.redelivered,
+        )?;
+        let q = &self.stomp.queues.stats;
+        gauge(
+            &mut e,
+            "stomp_queues",
+            "STOMP /queue/ destinations that exist now",
+            self.stomp.queues.len(),
+        )?;
+        counter(&mut e, "stomp_queue_enqueued", "Messages put into STOMP queues", &q.enqueued)?;
+        counter(
+            &mut e,
+            "stomp_queue_redelivered",
+            "STOMP queue messages redelivered",
+            &q.redelivered,
+        )?;
+        counter(
+            &mut e,
+            "stomp_queue_refused_full",
+            "SENDs refused because the queue was full",
+            &q.refused_full,
+        )?;
+        counter(
+            &mut e,
+            "stomp_queue_refused_too_many",
+            "SENDs refused because no more queues may be created",
+            &q.refused_too_many,
+        )?;
+        counter(
+            &mut e,
+            "stomp_replies_dropped",
+            "Replies to a temporary queue whose owner had gone",
+            &q.replies_dropped,
         )?;
         Ok(())
     }

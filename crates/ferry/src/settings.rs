@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ferry_mqtt::MqttConfig;
+use ferry_stomp::StompConfig;
 use ferry_transport::config::{HttpConfig, Listeners, TlsConfig, WebSocketConfig};
 use ferry_transport::TransportConfig;
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,8 @@ pub struct Settings {
     pub websocket: WebSocketConfig,
     /// `[mqtt]`
     pub mqtt: MqttConfig,
+    /// `[stomp]`
+    pub stomp: StompConfig,
 }
 
 /// Log output format.
@@ -146,6 +149,12 @@ impl Settings {
                 self.websocket.echo_path
             );
         }
+        if !(self.stomp.heart_beat_grace >= 1.0 && self.stomp.heart_beat_grace.is_finite()) {
+            bail!(
+                "invalid configuration: stomp.heart_beat_grace must be a number of at least 1 (is {})",
+                self.stomp.heart_beat_grace
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bail!(
                 "invalid configuration: log.level {:?} is not a level or tracing filter",
@@ -242,6 +251,7 @@ mod tests {
             ("[log]\nformat = \"xml\"\n", "format"),
             ("[http]\nmax_request_head_size = 100\n", "http.max_request_head_size"),
             ("[websocket]\necho_path = \"echo\"\n", "websocket.echo_path"),
+            ("[stomp]\nheart_beat_grace = 0.5\n", "stomp.heart_beat_grace"),
         ] {
             let (_d, path) = write(toml);
             let err = Settings::load_from(Some(&path), env(&[])).unwrap_err().to_string();

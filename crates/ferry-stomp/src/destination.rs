@@ -1,0 +1,229 @@
+//! STOMP destinations and their mapping onto the core's (MQTT-syntax) topic tree.
+//!
+//! | destination | what it is |
+//! |---|---|
+//! | `/topic/ROUTING.KEY` | publish/subscribe on the shared topic tree |
+//! | `/queue/NAME` | a point-to-point queue (STOMP's own; see [`crate::queue`]) |
+//! | `/temp-queue/NAME` | a queue private to the connection, for request/reply |
+//! | `/reply-queue/TOKEN` | what a `reply-to:/temp-queue/NAME` is rewritten to: others SEND replies there |
+//!
+//! Routing keys map onto MQTT topics as DESIGN.md says, the way RabbitMQ users expect:
+//! words are separated by `.` in STOMP and levels by `/` in MQTT, and a `/` inside a
+//! STOMP word is a `.` inside the MQTT level (the two characters swap). In a
+//! subscription, the word `*` (exactly one word) is MQTT's `+` and `#` (zero or more
+//! words) is MQTT's `#`.
+//!
+//! | STOMP | MQTT |
+//! |---|---|
+//! | `/topic/sensors.room1.temp` | `sensors/room1/temp` |
+//! | `/topic/sensors.*.temp` | `sensors/+/temp` |
+//! | `/topic/sensors.#` | `sensors/#` |
+//! | `/topic/v1/x.y` | `v1.x/y` |
+//!
+//! `+` has no STOMP meaning and would turn into an MQTT wildcard, so it is refused in
+//! routing keys. An MQTT level that is a literal `*` shows as the word `*` in a
+//! MESSAGE's `destination` (MQTT allows it in a topic name; STOMP cannot tell it apart).
+
+use ferry_core::{TopicError, TopicFilter, TopicName};
+use thiserror::Error;
+
+/// Prefix of publish/subscribe destinations.
+pub const TOPIC: &str = "/topic/";
+/// Prefix of point-to-point queues.
+pub const QUEUE: &str = "/queue/";
+/// Prefix of a connection's private queues.
+pub const TEMP_QUEUE: &str = "/temp-queue/";
+/// Prefix of the public names of temporary queues (only to SEND replies to).
+pub const REPLY_QUEUE: &str = "/reply-queue/";
+
+/// The accepted prefixes, for error messages.
+pub const ACCEPTED: &str = "/topic/, /queue/, /temp-queue/ (and /reply-queue/ for replies)";
+
+/// Why a destination is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DestinationError {
+    /// Not one of the accepted prefixes.
+    #[error("destination {destination:?} is not supported: use {ACCEPTED}")]
+    UnknownPrefix {
+        /// The destination as sent.
+        destination: String,
+    },
+    /// A prefix with nothing after it.
+    #[error("destination {destination:?} names no topic or queue")]
+    Empty {
+        /// The destination as sent.
+        destination: String,
+    },
+    /// A routing key holds `+`, which would be an MQTT wildcard.
+    #[error("destination {destination:?}: '+' is not allowed in a routing key")]
+    Plus {
+        /// The destination as sent.
+        destination: String,
+    },
+    /// A wildcard (`*`, `#`) in a destination that is sent to.
+    #[error("destination {destination:?}: wildcards ('*', '#') are only allowed in SUBSCRIBE")]
+    WildcardInSend {
+        /// The destination as sent.
+        destination: String,
+    },
+    /// The mapped MQTT topic or filter is not valid.
+    #[error("destination {destination:?} is not a valid topic: {source}")]
+    InvalidTopic {
+        /// The destination as sent.
+        destination: String,
+        /// What the topic tree refused.
+        source: TopicError,
+    },
+}
+
+/// A parsed destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// `/topic/KEY`: the routing key (STOMP syntax, not yet mapped).
+    Topic(String),
+    /// `/queue/NAME`.
+    Queue(String),
+    /// `/temp-queue/NAME`: the connection's own temporary queue NAME.
+    TempQueue(String),
+    /// `/reply-queue/TOKEN`: somebody's temporary queue, to send a reply to.
+    ReplyQueue(String),
+}
+
+impl Destination {
+    /// Parse a `destination` header.
+    pub fn parse(destination: &str) -> Result<Destination, DestinationError> {
+        let (make, rest): (fn(String) -> Destination, &str) = if let Some(r) = destination.strip_prefix(TOPIC) {
+            (Destination::Topic, r)
+        } else if let Some(r) = destination.strip_prefix(QUEUE) {
+            (Destination::Queue, r)
+        } else if let Some(r) = destination.strip_prefix(TEMP_QUEUE) {
+            (Destination::TempQueue, r)
+        } else if let Some(r) = destination.strip_prefix(REPLY_QUEUE) {
+            (Destination::ReplyQueue, r)
+        } else {
+            return Err(DestinationError::UnknownPrefix {
+                destination: destination.to_owned(),
+            });
+        };
+        if rest.is_empty() {
+            return Err(DestinationError::Empty {
+                destination: destination.to_owned(),
+            });
+        }
+        Ok(make(rest.to_owned()))
+    }
+}
+
+/// The MQTT topic a routing key is sent to (`sensors.room1.temp` → `sensors/room1/temp`).
+/// Wildcards are refused.
+pub fn topic_name(key: &str) -> Result<TopicName, DestinationError> {
+    let destination = || format!("{TOPIC}{key}");
+    if key.split('.').any(|w| w == "*" || w == "#") {
+        return Err(DestinationError::WildcardInSend {
+            destination: destination(),
+        });
+    }
+    let mqtt = to_mqtt(key).map_err(|()| DestinationError::Plus {
+        destination: destination(),
+    })?;
+    TopicName::new(&mqtt).map_err(|source| DestinationError::InvalidTopic {
+        destination: destination(),
+        source,
+    })
+}
+
+/// The MQTT filter a routing key subscribes to (`sensors.*.temp` → `sensors/+/temp`).
+pub fn topic_filter(key: &str) -> Result<TopicFilter, DestinationError> {
+    let destination = || format!("{TOPIC}{key}");
+    let mqtt = to_mqtt(key).map_err(|()| DestinationError::Plus {
+        destination: destination(),
+    })?;
+    TopicFilter::new(&mqtt).map_err(|source| DestinationError::InvalidTopic {
+        destination: destination(),
+        source,
+    })
+}
+
+/// The routing key of an MQTT topic or filter (`sensors/+/temp` → `sensors.*.temp`).
+pub fn routing_key(mqtt: &str) -> String {
+    mqtt.split('/')
+        .map(|level| if level == "+" { "*".to_owned() } else { level.replace('.', "/") })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The `destination` of a MESSAGE for a message published on `topic`.
+pub fn topic_destination(topic: &TopicName) -> String {
+    format!("{TOPIC}{}", routing_key(topic.as_str()))
+}
+
+/// Map a routing key to MQTT syntax; `Err` when it holds a `+`.
+fn to_mqtt(key: &str) -> Result<String, ()> {
+    if key.contains('+') {
+        return Err(());
+    }
+    Ok(key
+        .split('.')
+        .map(|word| if word == "*" { "+".to_owned() } else { word.replace('/', ".") })
+        .collect::<Vec<_>>()
+        .join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_recognised_and_others_refused_by_name() {
+        assert_eq!(Destination::parse("/topic/a.b"), Ok(Destination::Topic("a.b".into())));
+        assert_eq!(Destination::parse("/queue/jobs"), Ok(Destination::Queue("jobs".into())));
+        assert_eq!(Destination::parse("/temp-queue/r"), Ok(Destination::TempQueue("r".into())));
+        assert_eq!(Destination::parse("/reply-queue/x.r"), Ok(Destination::ReplyQueue("x.r".into())));
+        let err = Destination::parse("/exchange/amq.topic").unwrap_err();
+        assert!(err.to_string().contains("/topic/, /queue/, /temp-queue/"), "{err}");
+        assert!(matches!(Destination::parse("/queue/"), Err(DestinationError::Empty { .. })));
+        assert!(matches!(Destination::parse("topic/a"), Err(DestinationError::UnknownPrefix { .. })));
+    }
+
+    #[test]
+    fn routing_keys_map_to_mqtt_topics_as_design_says() {
+        assert_eq!(topic_name("sensors.room1.temp").unwrap().as_str(), "sensors/room1/temp");
+        assert_eq!(topic_filter("sensors.*.temp").unwrap().as_str(), "sensors/+/temp");
+        assert_eq!(topic_filter("sensors.#").unwrap().as_str(), "sensors/#");
+        assert_eq!(topic_filter("#").unwrap().as_str(), "#");
+        assert_eq!(topic_filter("a.b").unwrap().as_str(), "a/b");
+    }
+
+    #[test]
+    fn mqtt_topics_map_back_to_routing_keys() {
+        assert_eq!(routing_key("sensors/room1/temp"), "sensors.room1.temp");
+        assert_eq!(routing_key("sensors/+/temp"), "sensors.*.temp");
+        assert_eq!(routing_key("sensors/#"), "sensors.#");
+        let t = TopicName::new("a/b").unwrap();
+        assert_eq!(topic_destination(&t), "/topic/a.b");
+    }
+
+    #[test]
+    fn dot_in_an_mqtt_level_and_slash_in_a_stomp_word_swap() {
+        // MQTT level "v1.2" is the STOMP word "v1/2", and back.
+        assert_eq!(routing_key("fw/v1.2/status"), "fw.v1/2.status");
+        assert_eq!(topic_name("fw.v1/2.status").unwrap().as_str(), "fw/v1.2/status");
+        assert_eq!(topic_filter("fw.v1/2.*").unwrap().as_str(), "fw/v1.2/+");
+        for mqtt in ["a/b.c/d", "x.y", "/lead", "trail/", "a//b", "$SYS/broker/uptime"] {
+            let key = routing_key(mqtt);
+            assert_eq!(topic_name(&key).unwrap().as_str(), mqtt, "round trip of {mqtt} via {key}");
+        }
+    }
+
+    #[test]
+    fn wildcards_and_plus_are_refused_where_they_do_not_belong() {
+        assert!(matches!(topic_name("a.*.c"), Err(DestinationError::WildcardInSend { .. })));
+        assert!(matches!(topic_name("a.#"), Err(DestinationError::WildcardInSend { .. })));
+        assert!(matches!(topic_filter("a.+"), Err(DestinationError::Plus { .. })));
+        assert!(matches!(topic_name("a+b"), Err(DestinationError::Plus { .. })));
+        assert!(matches!(topic_filter("a.#.b"), Err(DestinationError::InvalidTopic { .. })));
+        assert!(matches!(topic_name("a#b"), Err(DestinationError::InvalidTopic { .. })));
+        // `*` inside a word is just a character.
+        assert_eq!(topic_name("a*b.c").unwrap().as_str(), "a*b/c");
+    }
+}

@@ -1,0 +1,344 @@
+//! One STOMP connection's state machine (sans-IO): bytes in, frames decoded and acted
+//! on through the core, frames out. Split by concern: [`connect`] (CONNECT/STOMP,
+//! version and heart-beat negotiation, CONNECTED), [`send`] (SEND to topics, queues
+//! and temporary queues), [`subscribe`] (SUBSCRIBE, UNSUBSCRIBE, retained messages),
+//! [`ack`] (ACK, NACK), [`transaction`] (BEGIN, COMMIT, ABORT), [`deliver`]
+//! (MESSAGE frames under each subscription's window), [`heartbeat`], [`writer`].
+//!
+//! Every protocol error ends the session the same way: an ERROR frame with a `message`
+//! header and an explaining body, then a close request (see [`ProtocolError`]).
+
+mod ack;
+mod connect;
+mod deliver;
+pub mod heartbeat;
+mod send;
+mod subscribe;
+#[cfg(test)]
+mod tests;
+mod transaction;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ferry_core::{CloseRequest, ConnectionInfo, Input, Output, Session, SessionId};
+use tracing::{debug, info};
+
+use crate::broker::StompBroker;
+use crate::codec::{Command, Decoded, Decoder, Frame, Version};
+use crate::error::ProtocolError;
+
+use heartbeat::HeartBeat;
+use subscribe::{Pending, Sub};
+use transaction::Transactions;
+use writer::Writer;
+
+/// What the client sent to authenticate, kept for the authentication layer (not
+/// there yet: every client is accepted). The passcode never appears in logs.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// `host`: the virtual host the client asked for.
+    pub host: Option<String>,
+    /// `login`.
+    pub login: Option<String>,
+    /// `passcode`.
+    pub passcode: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("host", &self.host)
+            .field("login", &self.login)
+            .field("passcode", &self.passcode.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// State of a connection whose CONNECT was accepted.
+struct Connected {
+    version: Version,
+    /// The `session` header sent in CONNECTED; also the prefix of message ids.
+    name: String,
+    credentials: Credentials,
+    heart_beat: HeartBeat,
+    /// The identity this connection publishes under (never subscribes under).
+    publisher: SessionId,
+    /// Subscriptions by id.
+    subs: BTreeMap<String, Sub>,
+    /// Messages sent and not yet acknowledged, by sequence number.
+    unacked: BTreeMap<u64, Pending>,
+    /// The next message sequence number (message ids are `NAME-SEQ`).
+    next_seq: u64,
+    /// Where the next delivery round starts among the subscriptions.
+    pump_start: usize,
+    transactions: Transactions,
+    /// Temporary queues by name: their reply token.
+    temp: HashMap<String, String>,
+}
+
+enum Phase {
+    /// Waiting for CONNECT until the deadline (`None`: a timeout too large to matter).
+    AwaitingConnect { deadline: Option<Instant> },
+    /// CONNECT accepted.
+    Connected(Box<Connected>),
+}
+
+/// The STOMP state machine of one connection.
+pub struct StompSession {
+    broker: Arc<StompBroker>,
+    info: ConnectionInfo,
+    decoder: Decoder,
+    input: BytesMut,
+    phase: Phase,
+    /// Set once the session asked to close (ERROR, DISCONNECT, shutdown): nothing more
+    /// is read or delivered.
+    closing: bool,
+    last_received: Instant,
+    last_sent: Instant,
+}
+
+/// What the handlers of one frame share.
+struct Ctx<'a> {
+    broker: &'a StompBroker,
+    info: &'a ConnectionInfo,
+    now: Instant,
+}
+
+impl StompSession {
+    /// A session for a new connection, opened at `now`.
+    pub fn new(broker: Arc<StompBroker>, info: ConnectionInfo, now: Instant) -> Self {
+        let deadline = now.checked_add(broker.config.connect_timeout);
+        let decoder = Decoder::new(broker.config.limits());
+        Self {
+            broker,
+            info,
+            decoder,
+            input: BytesMut::new(),
+            phase: Phase::AwaitingConnect { deadline },
+            closing: false,
+            last_received: now,
+            last_sent: now,
+        }
+    }
+
+    /// What the client sent to authenticate, once connected (for the authentication
+    /// layer, which comes later: today every client is accepted).
+    pub fn credentials(&self) -> Option<&Credentials> {
+        match &self.phase {
+            Phase::Connected(c) => Some(&c.credentials),
+            Phase::AwaitingConnect { .. } => None,
+        }
+    }
+
+    fn version(&self) -> Version {
+        match &self.phase {
+            Phase::Connected(c) => c.version,
+            // Before CONNECT nothing is escaped: an ERROR is written as 1.0 writes it.
+            Phase::AwaitingConnect { .. } => Version::V1_0,
+        }
+    }
+
+    /// End the session with an ERROR frame about `error` (naming `receipt` when the
+    /// failing frame asked for one), then close.
+    fn fail(&mut self, error: &ProtocolError, receipt: Option<&str>, w: &mut Writer, out: &mut Output) {
+        let stats = &self.broker.stats;
+        match error {
+            ProtocolError::ConnectTimeout(_) => stats.connect_timeouts.fetch_add(1, Ordering::Relaxed),
+            ProtocolError::HeartBeatTimeout(_) => stats.heart_beat_timeouts.fetch_add(1, Ordering::Relaxed),
+            _ => stats.protocol_errors.fetch_add(1, Ordering::Relaxed),
+        };
+        info!(conn = self.info.id, peer = %self.info.peer, error = %error, "STOMP error: closing");
+        let mut frame = Frame::new(Command::Error).with_header("message", error.summary());
+        if matches!(error, ProtocolError::NoCommonVersion { .. }) {
+            frame.headers.push("version", "1.0,1.1,1.2");
+        }
+        if let Some(r) = receipt {
+            frame.headers.push("receipt-id", r);
+        }
+        frame.headers.push("content-type", "text/plain");
+        frame.body = format!("{error}\n").into();
+        if !w.frame(&frame, self.version(), out) {
+            // The receipt id could not be written back: say the rest without it.
+            frame.headers.remove("receipt-id");
+            w.frame(&frame, self.version(), out);
+        }
+        w.flush(out);
+        out.close(error.close_request());
+        self.closing = true;
+    }
+
+    /// Act on one frame.
+    fn handle(&mut self, frame: Frame, now: Instant, w: &mut Writer, out: &mut Output) {
+        let receipt = frame.header("receipt").map(str::to_owned);
+        // CONNECTED answers a CONNECT: a receipt header on it is not answered.
+        let connect = matches!(frame.command, Command::Connect | Command::Stomp);
+        let result = match &mut self.phase {
+            Phase::AwaitingConnect { .. } => match frame.command {
+                Command::Connect | Command::Stomp => self.on_connect(&frame, now, w, out),
+                command => Err(ProtocolError::NotConnected { command }),
+            },
+            Phase::Connected(c) => {
+                let ctx = Ctx {
+                    broker: &self.broker,
+                    info: &self.info,
+                    now,
+                };
+                let version = c.version;
+                match frame.command {
+                    Command::Connect | Command::Stomp => Err(ProtocolError::AlreadyConnected { command: frame.command }),
+                    Command::Connected | Command::Message | Command::Receipt | Command::Error => {
+                        Err(ProtocolError::ServerCommand { command: frame.command })
+                    }
+                    Command::Send => c.on_send(&ctx, frame),
+                    Command::Subscribe => c.on_subscribe(&ctx, &frame),
+                    Command::Unsubscribe => c.on_unsubscribe(&ctx, &frame),
+                    Command::Ack | Command::Nack => c.on_ack(&ctx, &frame),
+                    Command::Begin => c.on_begin(&ctx, &frame),
+                    Command::Commit => c.on_commit(&ctx, &frame),
+                    Command::Abort => c.on_abort(&frame),
+                    Command::Disconnect => {
+                        if let Some(r) = &receipt {
+                            w.frame(&Frame::new(Command::Receipt).with_header("receipt-id", r.as_str()), version, out);
+                        }
+                        debug!(conn = self.info.id, session = %c.name, "client disconnected");
+                        w.flush(out);
+                        out.close(CloseRequest::normal("disconnect"));
+                        self.closing = true;
+                        return;
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                if let (Some(r), false) = (receipt, connect) {
+                    let version = self.version();
+                    w.frame(&Frame::new(Command::Receipt).with_header("receipt-id", r), version, out);
+                }
+            }
+            Err(e) => self.fail(&e, receipt.as_deref(), w, out),
+        }
+    }
+
+    /// Deliver what waits for this connection's subscriptions.
+    fn pump(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
+        if self.closing {
+            return;
+        }
+        if let Phase::Connected(c) = &mut self.phase {
+            let ctx = Ctx {
+                broker: &self.broker,
+                info: &self.info,
+                now,
+            };
+            c.pump(&ctx, w, out);
+        }
+    }
+
+    fn finish_call(&mut self, w: &mut Writer, now: Instant, out: &mut Output) {
+        w.flush(out);
+        if w.wrote() {
+            self.last_sent = now;
+        }
+    }
+}
+
+impl Session for StompSession {
+    fn on_input(&mut self, input: Input, now: Instant, out: &mut Output) {
+        if self.closing {
+            return;
+        }
+        let bytes = input.bytes();
+        if !bytes.is_empty() {
+            self.last_received = now;
+        }
+        self.input.extend_from_slice(bytes);
+        let mut w = Writer::new(self.info.carrier);
+        while !self.closing {
+            match self.decoder.decode(&mut self.input) {
+                Ok(Some(Decoded::Frame(frame))) => self.handle(frame, now, &mut w, out),
+                Ok(Some(Decoded::HeartBeat)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(&ProtocolError::Frame(e), None, &mut w, out);
+                    break;
+                }
+            }
+        }
+        self.pump(now, &mut w, out);
+        self.finish_call(&mut w, now, out);
+    }
+
+    fn on_wake(&mut self, now: Instant, out: &mut Output) {
+        let mut w = Writer::new(self.info.carrier);
+        self.pump(now, &mut w, out);
+        self.finish_call(&mut w, now, out);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.closing {
+            return None;
+        }
+        match &self.phase {
+            Phase::AwaitingConnect { deadline } => *deadline,
+            Phase::Connected(c) => {
+                let send = c.heart_beat.send_every.and_then(|d| self.last_sent.checked_add(d));
+                let receive = c.heart_beat.silence_limit.and_then(|d| self.last_received.checked_add(d));
+                send.into_iter().chain(receive).min()
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, out: &mut Output) {
+        if self.closing {
+            return;
+        }
+        let mut w = Writer::new(self.info.carrier);
+        match &self.phase {
+            Phase::AwaitingConnect { deadline } => {
+                if deadline.is_some_and(|d| now >= d) {
+                    let e = ProtocolError::ConnectTimeout(self.broker.config.connect_timeout);
+                    self.fail(&e, None, &mut w, out);
+                }
+            }
+            Phase::Connected(c) => {
+                let hb = c.heart_beat;
+                let due = |since: Instant, d: Duration| since.checked_add(d).is_some_and(|at| now >= at);
+                if let Some(limit) = hb.silence_limit.filter(|&l| due(self.last_received, l)) {
+                    self.fail(&ProtocolError::HeartBeatTimeout(limit), None, &mut w, out);
+                } else if hb.send_every.is_some_and(|d| due(self.last_sent, d)) {
+                    w.heartbeat(out);
+                }
+            }
+        }
+        self.finish_call(&mut w, now, out);
+    }
+
+    fn on_shutdown(&mut self, now: Instant, out: &mut Output) {
+        if self.closing {
+            return;
+        }
+        let mut w = Writer::new(self.info.carrier);
+        let frame = Frame::new(Command::Error)
+            .with_header("message", "server shutting down")
+            .with_header("content-type", "text/plain")
+            .with_body("the broker is shutting down; reconnect later\n");
+        w.frame(&frame, self.version(), out);
+        self.closing = true;
+        self.finish_call(&mut w, now, out);
+    }
+
+    fn on_closed(&mut self, _clean: bool, _now: Instant) {
+        self.closing = true;
+        let Phase::Connected(c) = &mut self.phase else {
+            return;
+        };
+        c.release(&self.broker);
+        debug!(conn = self.info.id, session = %c.name, "STOMP session ended");
+    }
+}

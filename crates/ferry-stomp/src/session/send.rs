@@ -1,0 +1,131 @@
+//! SEND: the destination checked, the message built once, then routed — through the
+//! core's topic tree for `/topic/` (at QoS 1, so MQTT subscribers get what they asked
+//! for, up to QoS 1), into a queue for `/queue/`, `/temp-queue/` and `/reply-queue/`.
+//! Inside a transaction the prepared message waits for COMMIT.
+//!
+//! A `reply-to:/temp-queue/NAME` header makes the temporary queue NAME of this
+//! connection (consumed implicitly unless the client subscribes to it) and is rewritten
+//! to `reply-to:/reply-queue/TOKEN`, the name others send replies to.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferry_core::{Message, QoS, TopicName};
+use tracing::debug;
+
+use super::transaction::TxOp;
+use super::{Connected, Ctx};
+use crate::codec::Frame;
+use crate::convert;
+use crate::destination::{self, Destination, REPLY_QUEUE, TEMP_QUEUE};
+use crate::error::ProtocolError;
+use crate::queue::QueuedMessage;
+
+/// Where a SEND goes.
+#[derive(Debug)]
+enum Target {
+    Topic(TopicName),
+    Queue(String),
+    /// A temporary queue, by reply token (this connection's, or another's via
+    /// `/reply-queue/`).
+    Temp(String),
+    Reply(String),
+}
+
+/// A SEND checked and ready to apply.
+#[derive(Debug)]
+pub(super) struct PreparedSend {
+    target: Target,
+    body: Bytes,
+    content_type: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl PreparedSend {
+    /// Roughly what it costs to hold in a transaction.
+    pub(super) fn weight(&self) -> usize {
+        self.body.len() + self.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>() + 64
+    }
+}
+
+impl Connected {
+    pub(super) fn on_send(&mut self, ctx: &Ctx<'_>, frame: Frame) -> Result<(), ProtocolError> {
+        let transaction = frame.header("transaction").map(str::to_owned);
+        if let Some(tx) = &transaction {
+            self.transactions.check_open(tx)?;
+        }
+        let prepared = self.prepare_send(ctx, frame)?;
+        match transaction {
+            Some(tx) => self
+                .transactions
+                .add(&tx, TxOp::Send(prepared), ctx.broker.config.max_transaction_bytes),
+            None => self.apply_send(ctx, prepared),
+        }
+    }
+
+    fn prepare_send(&mut self, ctx: &Ctx<'_>, frame: Frame) -> Result<PreparedSend, ProtocolError> {
+        let destination = frame.header("destination").ok_or(ProtocolError::MissingHeader {
+            command: frame.command,
+            header: "destination",
+        })?;
+        let target = match Destination::parse(destination)? {
+            Destination::Topic(key) => Target::Topic(destination::topic_name(&key)?),
+            Destination::Queue(name) => Target::Queue(name),
+            Destination::TempQueue(name) => Target::Temp(self.temp_token(ctx, &name)?),
+            Destination::ReplyQueue(token) => Target::Reply(token),
+        };
+        let mut headers = convert::app_headers(&frame);
+        if let Some((_, value)) = headers.iter_mut().find(|(k, _)| k == "reply-to") {
+            if let Some(name) = value.strip_prefix(TEMP_QUEUE).filter(|n| !n.is_empty()).map(str::to_owned) {
+                let token = self.temp_token(ctx, &name)?;
+                self.subscribe_implicitly(ctx, &name, &token);
+                *value = format!("{REPLY_QUEUE}{token}");
+            }
+        }
+        Ok(PreparedSend {
+            target,
+            content_type: frame.header("content-type").map(str::to_owned),
+            body: frame.body,
+            headers,
+        })
+    }
+
+    /// Route a prepared SEND now.
+    pub(super) fn apply_send(&mut self, ctx: &Ctx<'_>, p: PreparedSend) -> Result<(), ProtocolError> {
+        ctx.broker.stats.sends.fetch_add(1, Ordering::Relaxed);
+        let PreparedSend {
+            target,
+            body,
+            content_type,
+            headers,
+        } = p;
+        let queued = |body, content_type, headers| {
+            Arc::new(QueuedMessage {
+                body,
+                content_type,
+                headers,
+            })
+        };
+        match target {
+            Target::Topic(topic) => {
+                let properties = convert::properties_in(content_type.as_deref(), headers);
+                let message = Message::new(topic, body, QoS::AtLeastOnce, false)
+                    .with_properties(properties)
+                    .with_publisher(self.publisher);
+                ctx.broker.router.publish(Arc::new(message), ctx.now);
+            }
+            Target::Queue(name) => ctx.broker.queues.send(&name, queued(body, content_type, headers))?,
+            Target::Temp(token) => ctx.broker.queues.temp_queue(&token).push(queued(body, content_type, headers))?,
+            Target::Reply(token) => {
+                if !ctx.broker.queues.reply(&token, queued(body, content_type, headers))? {
+                    debug!(
+                        conn = ctx.info.id,
+                        token, "reply to a temporary queue whose connection is gone: dropped"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
