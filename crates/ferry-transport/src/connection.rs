@@ -1,21 +1,20 @@
-//! Runs one connection: a reader task turns the socket into [`Inbound`] events (it is
-//! the only code that reads, so no read sits in a cancellable `select!` arm), and the
-//! connection loop feeds them to the protocol session, keeps the WebSocket timers and
-//! close handshake, and writes everything pending in one batch per wake-up.
+//! Runs one connection in one task: the loop reads the socket (a plain `read_buf`,
+//! which is cancel-safe inside `select!`), cuts WebSocket frames out of the read buffer
+//! with the sans-IO [`FrameReader`] and [`Assembler`], feeds the protocol session, keeps
+//! the WebSocket timers and close handshake, and writes everything pending in one batch
+//! per wake-up. No reader task, no channel, and no read buffer while idle.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{OpCode, Payload, WebSocketError, WebSocketRead};
+use fastwebsockets::OpCode;
 use ferry_core::{Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use crate::assembler::{Assembler, Event, RawFrame, Violation};
+use crate::assembler::{Assembler, Event, Violation};
+use crate::frame_reader::FrameReader;
 use crate::outbuf::OutBuf;
 use crate::registry::Sniffed;
 use crate::server::Shared;
@@ -24,12 +23,13 @@ use crate::server::Shared;
 const HIGH_WATER: usize = 256 * 1024;
 /// Most bytes a sniffing connection may send before its protocol must be known.
 const SNIFF_LIMIT: usize = 64;
-/// Events the reader may run ahead of the connection loop.
-const INBOUND_QUEUE: usize = 8;
-/// Read buffer growth step for stream carriers.
-const READ_CHUNK: usize = 4096;
+/// Room made for the first read, and the least ever made: what an idle connection
+/// holds while it waits.
+const READ_MIN: usize = 256;
+/// The most room made for one read.
+const READ_MAX: usize = 64 * 1024;
 
-/// What the reader task reports.
+/// One unit of input for the session or the WebSocket layer.
 #[derive(Debug)]
 enum Inbound {
     /// Bytes from a stream carrier.
@@ -38,8 +38,14 @@ enum Inbound {
     Ws(Event),
     /// The peer broke the WebSocket protocol.
     Violation(Violation),
-    /// The socket ended or failed; nothing more will come.
-    Eof,
+}
+
+/// How the connection's bytes are read.
+enum Reading {
+    /// As they come (TCP, TLS).
+    Stream,
+    /// As WebSocket frames, reassembled into messages.
+    WebSocket { frames: FrameReader, assembler: Assembler },
 }
 
 /// How the connection picks its session.
@@ -70,15 +76,12 @@ pub(crate) async fn serve_websocket<S>(stream: S, info: ConnectionInfo, start: S
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (rd, wr) = tokio::io::split(stream);
-    let (mut ws_read, _) = fastwebsockets::after_handshake_split(rd, tokio::io::sink(), fastwebsockets::Role::Server);
-    ws_read.set_auto_close(false);
-    ws_read.set_auto_pong(false);
-    // fastwebsockets refuses a frame whose payload is >= this, before reading it.
-    ws_read.set_max_message_size(shared.config.websocket.max_message_size.saturating_add(1));
-    let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
-    let reader = tokio::spawn(read_websocket(ws_read, tx, shared.config.websocket.max_message_size));
-    run(wr, rx, reader, info, start, shared).await;
+    let max = shared.config.websocket.max_message_size;
+    let reading = Reading::WebSocket {
+        frames: FrameReader::new(max),
+        assembler: Assembler::new(max),
+    };
+    run(stream, reading, info, start, shared).await;
 }
 
 /// Serve a plain stream (TCP or TLS) carrying a protocol directly.
@@ -86,82 +89,7 @@ pub(crate) async fn serve_stream<S>(stream: S, info: ConnectionInfo, start: Star
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (rd, wr) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
-    let reader = tokio::spawn(read_stream(rd, tx));
-    run(wr, rx, reader, info, start, shared).await;
-}
-
-async fn read_stream<R: AsyncRead + Unpin>(mut rd: R, tx: mpsc::Sender<Inbound>) {
-    let mut buf = BytesMut::new();
-    loop {
-        buf.reserve(READ_CHUNK);
-        let event = match rd.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => Inbound::Eof,
-            Ok(_) => Inbound::Bytes(buf.split().freeze()),
-        };
-        let eof = matches!(event, Inbound::Eof);
-        if tx.send(event).await.is_err() || eof {
-            return;
-        }
-    }
-}
-
-async fn read_websocket<R: AsyncRead + Unpin>(mut ws: WebSocketRead<R>, tx: mpsc::Sender<Inbound>, max_message_size: usize) {
-    let mut assembler = Assembler::new(max_message_size);
-    // With auto-close and auto-pong off, fastwebsockets has nothing to send on its own.
-    let mut no_obligations = |_| async { Ok::<(), Infallible>(()) };
-    loop {
-        let event = match ws.read_frame(&mut no_obligations).await {
-            Ok(mut frame) => {
-                // The mask bit is private in fastwebsockets; its own header encoder shows it.
-                let mut head = [0u8; 16];
-                frame.fmt_head(&mut head);
-                let raw = RawFrame {
-                    fin: frame.fin,
-                    opcode: frame.opcode,
-                    masked: head[1] & 0x80 != 0,
-                    payload: into_bytes(frame.payload),
-                };
-                match assembler.push(raw) {
-                    Ok(event) => Inbound::Ws(event),
-                    Err(violation) => Inbound::Violation(violation),
-                }
-            }
-            Err(e) => match violation_of(&e) {
-                Some(v) => Inbound::Violation(v),
-                None => Inbound::Eof,
-            },
-        };
-        let last = matches!(event, Inbound::Eof | Inbound::Violation(_) | Inbound::Ws(Event::Close(_)));
-        if tx.send(event).await.is_err() || last {
-            return;
-        }
-    }
-}
-
-fn into_bytes(payload: Payload<'_>) -> Bytes {
-    match payload {
-        Payload::Bytes(b) => b.freeze(),
-        Payload::Owned(v) => Bytes::from(v),
-        other => Bytes::copy_from_slice(&other),
-    }
-}
-
-/// The close code for an error fastwebsockets reports while reading; `None` when the
-/// socket simply ended.
-fn violation_of(e: &WebSocketError) -> Option<Violation> {
-    let (code, reason) = match e {
-        WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) | WebSocketError::ConnectionClosed => return None,
-        WebSocketError::FrameTooLarge => (1009, "message too big"),
-        WebSocketError::InvalidUTF8 => (1007, "invalid UTF-8 in a text message"),
-        WebSocketError::ReservedBitsNotZero => (1002, "reserved bits set without a negotiated extension"),
-        WebSocketError::ControlFrameFragmented => (1002, "control frames must not be fragmented"),
-        WebSocketError::PingFrameTooLarge => (1002, "control frame payload over 125 bytes"),
-        WebSocketError::InvalidValue => (1002, "reserved opcode"),
-        _ => (1002, "malformed frame"),
-    };
-    Some(Violation { code, reason })
+    run(stream, Reading::Stream, info, start, shared).await;
 }
 
 /// The state of one connection loop.
@@ -179,13 +107,40 @@ struct Conn {
     shutting_down: bool,
 }
 
-async fn run<W>(mut wr: W, mut rx: mpsc::Receiver<Inbound>, reader: JoinHandle<()>, info: ConnectionInfo, start: Start, shared: Arc<Shared>)
+/// How much room to make for the next read: doubles while reads fill the room it
+/// made, halves while they use less than a quarter, so a busy connection reads in large
+/// chunks and an idle one holds only [`READ_MIN`] bytes while it waits.
+#[derive(Debug)]
+struct ReadSize(usize);
+
+impl ReadSize {
+    fn adapt(&mut self, read: usize) {
+        if read >= self.0 {
+            self.0 = (self.0 * 2).min(READ_MAX);
+        } else if read < self.0 / 4 {
+            self.0 = (self.0 / 2).max(READ_MIN);
+        }
+    }
+}
+
+/// Read into `buf` after making room for `size` bytes.
+async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut, size: usize) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < size {
+        buf.reserve(size);
+    }
+    rd.read_buf(buf).await
+}
+
+async fn run<S>(stream: S, mut reading: Reading, info: ConnectionInfo, start: Start, shared: Arc<Shared>)
 where
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let now = Instant::now();
     let _active = shared.metrics.connection_opened(info.listener);
     let mut out = OutBuf::new();
+    let mut input = BytesMut::new();
+    let mut read_size = ReadSize(READ_MIN);
     let proto = match start {
         Start::Open(adapter) => Proto::Running(adapter.open(&info, now)),
         Start::Sniff => Proto::Sniffing(BytesMut::new()),
@@ -229,15 +184,22 @@ where
                 conn.shutting_down = true;
                 conn.on_shutdown(&mut out);
             }
-            event = rx.recv(), if taking_input => {
-                conn.last_rx = Instant::now();
-                conn.ping_sent = None;
-                match event {
-                    Some(Inbound::Eof) | None => {
+            read = read_some(&mut rd, &mut input, read_size.0), if taking_input => {
+                match read {
+                    Ok(0) | Err(_) => {
                         conn.peer_closed = true;
                         break;
                     }
-                    Some(event) => conn.on_inbound(event, &mut out),
+                    Ok(n) => {
+                        read_size.adapt(n);
+                        conn.last_rx = Instant::now();
+                        conn.ping_sent = None;
+                        conn.on_read(&mut reading, &mut input, &mut out);
+                        if input.is_empty() {
+                            // An idle connection keeps no read buffer.
+                            input = BytesMut::new();
+                        }
+                    }
                 }
             }
             _ = wakeup.woken(), if out.len() < HIGH_WATER && conn.closing == Closing::Open => conn.on_wake(&mut out),
@@ -248,7 +210,6 @@ where
             }
         }
     }
-    reader.abort();
     if !out.is_empty() {
         let _ = tokio::time::timeout(Duration::from_millis(100), wr.write_all_buf(&mut out)).await;
     }
@@ -359,6 +320,30 @@ impl Conn {
         self.apply(output, out);
     }
 
+    /// Act on what was just read: the bytes themselves, or the WebSocket frames they
+    /// complete (a partial frame stays in `input`).
+    fn on_read(&mut self, reading: &mut Reading, input: &mut BytesMut, out: &mut OutBuf) {
+        match reading {
+            Reading::Stream => self.on_inbound(Inbound::Bytes(input.split().freeze()), out),
+            Reading::WebSocket { frames, assembler } => {
+                // Stop at the first frame that ends the conversation; what follows is
+                // never read (the loop takes no more input once closing).
+                while matches!(self.closing, Closing::Open | Closing::CloseSent(_)) {
+                    let event = match frames.next_frame(input) {
+                        Ok(None) => return,
+                        Ok(Some(frame)) => match assembler.push(frame) {
+                            Ok(event) => Inbound::Ws(event),
+                            Err(violation) => Inbound::Violation(violation),
+                        },
+                        Err(violation) => Inbound::Violation(violation),
+                    };
+                    self.on_inbound(event, out);
+                }
+                input.clear();
+            }
+        }
+    }
+
     fn on_inbound(&mut self, event: Inbound, out: &mut OutBuf) {
         match event {
             Inbound::Bytes(bytes) => self.on_data(Input::Stream(bytes), out),
@@ -395,7 +380,6 @@ impl Conn {
                 // The reader has stopped: nothing more will be read, so do not wait.
                 self.finish();
             }
-            Inbound::Eof => {}
         }
     }
 
@@ -486,5 +470,26 @@ impl Conn {
     fn finish(&mut self) {
         let at = Instant::now() + self.shared.config.websocket.close_timeout;
         self.closing = Closing::Finished(at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_size_grows_with_full_reads_and_shrinks_when_idle() {
+        let mut size = ReadSize(READ_MIN);
+        for _ in 0..20 {
+            let full = size.0;
+            size.adapt(full);
+        }
+        assert_eq!(size.0, READ_MAX, "bulk transfers read in large chunks");
+        for _ in 0..20 {
+            size.adapt(10);
+        }
+        assert_eq!(size.0, READ_MIN, "small reads bring it back down");
+        size.adapt(READ_MIN / 2);
+        assert_eq!(size.0, READ_MIN, "a moderate read keeps the size");
     }
 }

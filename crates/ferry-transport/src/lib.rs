@@ -12,6 +12,7 @@ pub mod config;
 mod connection;
 pub mod echo;
 pub mod error;
+pub mod frame_reader;
 pub mod handshake;
 mod http;
 pub mod metrics;

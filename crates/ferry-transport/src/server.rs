@@ -36,6 +36,20 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            config: TransportConfig::default(),
+            registry: Registry::new(),
+            origins: OriginPolicy::default(),
+            echo: Arc::new(EchoAdapter),
+            metrics: Arc::new(Metrics::default()),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
     pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -165,9 +179,7 @@ async fn accept_loop(socket: TcpListener, name: &'static str, tls: Option<TlsAcc
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                shared
-                    .tracker
-                    .spawn(handle(stream, peer, name, tls.clone(), service.clone(), shared.clone()));
+                spawn_connection(stream, peer, name, tls.as_ref(), &service, &shared);
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -179,13 +191,54 @@ async fn accept_loop(socket: TcpListener, name: &'static str, tls: Option<TlsAcc
     info!(listener = name, "stopped accepting");
 }
 
-async fn handle(stream: TcpStream, peer: SocketAddr, name: &'static str, tls: Option<TlsAcceptor>, service: Service, shared: Arc<Shared>) {
-    let Some(acceptor) = tls else {
-        return dispatch(stream, peer, name, false, service, shared).await;
-    };
+/// Start the task that serves one accepted connection. Each kind of connection gets a
+/// future of its own, so a plain MQTT connection's task is not as large as a TLS
+/// handshake's or an HTTP connection's (a task's memory is its future's size).
+fn spawn_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    name: &'static str,
+    tls: Option<&TlsAcceptor>,
+    service: &Service,
+    shared: &Arc<Shared>,
+) {
+    let tracker = &shared.tracker;
+    match (tls, service) {
+        (Some(acceptor), _) => {
+            tracker.spawn(handle_tls(stream, peer, name, acceptor.clone(), service.clone(), shared.clone()));
+        }
+        (None, Service::Http) => {
+            tracker.spawn(serve_http(stream, peer, name, false, shared.clone()));
+        }
+        (None, Service::Protocol(adapter)) => {
+            let info = stream_info(peer, name, false, shared);
+            tracker.spawn(serve_stream(stream, info, Start::Open(adapter.clone()), shared.clone()));
+        }
+    }
+}
+
+fn stream_info(peer: SocketAddr, listener: &'static str, tls: bool, shared: &Shared) -> ConnectionInfo {
+    ConnectionInfo {
+        id: shared.next_connection_id(),
+        peer,
+        listener,
+        tls,
+        carrier: Carrier::Stream,
+        subprotocol: None,
+        wakeup: Wakeup::new(),
+    }
+}
+
+async fn handle_tls(stream: TcpStream, peer: SocketAddr, name: &'static str, acceptor: TlsAcceptor, service: Service, shared: Arc<Shared>) {
     let timeout = shared.config.tls.handshake_timeout;
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => dispatch(stream, peer, name, true, service, shared).await,
+        Ok(Ok(stream)) => match service {
+            Service::Http => serve_http(stream, peer, name, true, shared).await,
+            Service::Protocol(adapter) => {
+                let info = stream_info(peer, name, true, &shared);
+                serve_stream(stream, info, Start::Open(adapter), shared).await
+            }
+        },
         Ok(Err(e)) => {
             shared.metrics.refused("tls_handshake");
             info!(%peer, listener = name, error = %e, "TLS handshake failed");
@@ -193,27 +246,6 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &'static str, tls: Op
         Err(_) => {
             shared.metrics.refused("tls_timeout");
             info!(%peer, listener = name, "TLS handshake timed out");
-        }
-    }
-}
-
-async fn dispatch<S>(stream: S, peer: SocketAddr, name: &'static str, tls: bool, service: Service, shared: Arc<Shared>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    match service {
-        Service::Http => serve_http(stream, peer, name, tls, shared).await,
-        Service::Protocol(adapter) => {
-            let info = ConnectionInfo {
-                id: shared.next_connection_id(),
-                peer,
-                listener: name,
-                tls,
-                carrier: Carrier::Stream,
-                subprotocol: None,
-                wakeup: Wakeup::new(),
-            };
-            serve_stream(stream, info, Start::Open(adapter), shared).await
         }
     }
 }
