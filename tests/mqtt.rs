@@ -527,3 +527,36 @@ async fn mqtt5_server_disconnects_carry_the_reason_code() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_retained_will_is_kept_for_later_subscribers_at_its_qos() {
+    let b = broker();
+    let mut o = options(&b, "retained-will", false);
+    o.set_last_will(rumqttc::LastWill::new("status/device7", "offline", QoS::AtLeastOnce, true));
+    let (client, eventloop) = AsyncClient::new(o, 10);
+    let mut c = spawn(client, eventloop);
+    assert!(matches!(c.next().await, Packet::ConnAck(_)));
+    c.task.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut later = connect(&b, "later", false, true).await;
+    later.subscribe("status/+", QoS::AtLeastOnce).await;
+    let will = later.publish().await;
+    assert_eq!(
+        (will.payload.as_ref(), will.retain, will.qos),
+        (&b"offline"[..], true, QoS::AtLeastOnce)
+    );
+}
+
+#[tokio::test]
+async fn an_empty_client_id_without_clean_session_gets_connack_0x02() {
+    let b = broker();
+    let mut s = TcpStream::connect(b.addr("mqtt")).await.unwrap();
+    // MQTT 3.1.1 CONNECT, clean session 0, empty client id.
+    s.write_all(&[0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x00, 0, 30, 0, 0])
+        .await
+        .unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x02]);
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+}

@@ -358,3 +358,34 @@ async fn the_broker_uses_topic_aliases_toward_clients_that_accept_them() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_clients_receive_maximum_limits_unacknowledged_deliveries() {
+    let b = broker();
+    let mut o = options(&b, "rm-sub", false);
+    o.set_receive_maximum(Some(2));
+    o.set_manual_acks(true);
+    let (mut sub, _) = start(o).await;
+    sub.client.subscribe("rm/t", QoS::AtLeastOnce).await.unwrap();
+    sub.suback().await;
+    let publisher = connect(&b, "rm-pub", false).await;
+    for i in 0..5u8 {
+        publisher.client.publish("rm/t", QoS::AtLeastOnce, false, vec![i]).await.unwrap();
+    }
+    let first = [sub.publish().await, sub.publish().await];
+    assert!(
+        sub.quiet(Duration::from_millis(400)).await,
+        "no third message before an acknowledgement"
+    );
+    sub.client.ack(&first[0]).await.unwrap();
+    assert_eq!(sub.publish().await.payload, Bytes::from(vec![2u8]), "one more after one PUBACK");
+}
+
+#[tokio::test]
+async fn server_keep_alive_caps_what_the_client_asked_for() {
+    let b = Broker::start_with("", &[("FERRY_LOG__LEVEL", "info"), ("FERRY_MQTT__MAX_KEEP_ALIVE", "20s")]);
+    let mut o = options(&b, "ska", false);
+    o.set_keep_alive(Duration::from_secs(120));
+    let (_c, ack) = start(o).await;
+    assert_eq!(ack.properties.and_then(|p| p.server_keep_alive), Some(20));
+}
