@@ -107,6 +107,8 @@ mod packet;
 mod properties;
 mod publish;
 mod subscribe;
+#[cfg(test)]
+mod test_support;
 pub mod validate;
 mod wire;
 

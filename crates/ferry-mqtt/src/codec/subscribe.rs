@@ -274,21 +274,10 @@ pub fn write_unsuback(u: &UnsubAck, version: Version, out: &mut BytesMut) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{encode, Decoder, Packet, Property, QoS};
+    use super::super::{encode, Packet, Property, QoS};
     use super::*;
 
-    const MAX: usize = 1 << 20;
-
-    fn decode_as(role: Role, version: Version, bytes: &[u8]) -> Result<Packet, DecodeError> {
-        let mut dec = match role {
-            Role::Server => Decoder::server_with_version(version, MAX),
-            Role::Client => Decoder::client(version, MAX),
-        };
-        let mut buf = BytesMut::from(bytes);
-        let packet = dec.decode(&mut buf)?.expect("a whole packet");
-        assert!(buf.is_empty());
-        Ok(packet)
-    }
+    use super::super::test_support::decode_as;
 
     fn decode(version: Version, bytes: &[u8]) -> Result<Packet, DecodeError> {
         decode_as(Role::Server, version, bytes)
