@@ -22,6 +22,8 @@ pub mod outbox;
 pub mod retained;
 pub mod router;
 pub mod sessions;
+#[cfg(test)]
+mod test_support;
 pub mod topic;
 pub mod tree;
 

@@ -484,26 +484,7 @@ mod tests {
 
     // ---- property tests against the naive `matches` ----
 
-    /// Levels of a small alphabet, so that random filters and topics collide often.
-    const LEVELS: &[&str] = &["a", "b", "", "$sys", "$"];
-
-    fn topic_strategy() -> impl Strategy<Value = String> {
-        prop::collection::vec(prop::sample::select(LEVELS), 1..5)
-            .prop_map(|l| l.join("/"))
-            .prop_filter("a topic is non-empty", |t| !t.is_empty())
-    }
-
-    fn filter_strategy() -> impl Strategy<Value = String> {
-        let level = prop_oneof![3 => prop::sample::select(LEVELS), 1 => Just("+")];
-        (prop::collection::vec(level, 0..5), any::<bool>())
-            .prop_map(|(mut l, hash)| {
-                if hash || l.is_empty() {
-                    l.push("#");
-                }
-                l.join("/")
-            })
-            .prop_filter("a filter is non-empty", |f| !f.is_empty())
-    }
+    use crate::test_support::{filter_strategy, topic_strategy};
 
     #[derive(Debug, Clone)]
     enum Op {
