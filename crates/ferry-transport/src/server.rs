@@ -36,20 +36,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    #[cfg(test)]
-    pub(crate) fn for_tests() -> Self {
-        Self {
-            config: TransportConfig::default(),
-            registry: Registry::new(),
-            origins: OriginPolicy::default(),
-            echo: Arc::new(EchoAdapter),
-            metrics: Arc::new(Metrics::default()),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            next_id: AtomicU64::new(1),
-        }
-    }
-
     pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
