@@ -1,0 +1,31 @@
+//! Ferry's authentication, authorization and connection limits, shared by every protocol
+//! and transport. Sans-IO: no sockets, no clock (time is passed in), no task; files are
+//! read only by the explicit loaders (`load`, `from_settings`, [`Authenticator::reload`])
+//! and written only for `ferry passwd` ([`PasswordFile::save`] and its helpers).
+//!
+//! * [`password`]: the argon2id password file and what `ferry passwd` does with it.
+//! * [`acl`]: the ACL file, checked for publishes and subscriptions (MQTT topics and
+//!   filters; STOMP destinations after their mapping) and STOMP queues.
+//! * [`jwt`]: JWT bearer tokens.
+//! * [`limits`]: token buckets, per-address connection rates, failed-authentication
+//!   slowdown, connection counts.
+//! * [`config`]: the `[auth]` and `[limits]` settings.
+//! * [`Authenticator`]: all of the above behind `authenticate` and `authorize`, reloadable.
+
+#![warn(missing_docs)]
+
+pub mod acl;
+mod authenticator;
+pub mod config;
+mod fs;
+mod identity;
+pub mod jwt;
+pub mod limits;
+pub mod password;
+
+pub use acl::{Acl, Action, Decision};
+pub use authenticator::{AuthParts, Authenticator, LoadError, Summary};
+pub use config::{AuthSettings, LimitSettings};
+pub use identity::{AuthFailure, AuthMethod, BadCredentials, Credentials, Identity, NotAuthorized, TlsIdentity, STOMP_ACCESS_REFUSED};
+pub use jwt::{JwtVerifier, TokenClaims, TokenError};
+pub use password::PasswordFile;
