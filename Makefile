@@ -58,3 +58,8 @@ build:
 
 release:
 	$(CARGO) build --release -p ferry
+
+## bench: Ferry against a reference Mosquitto with ferry-bench (not part of test; ~15 min; see bench/run.sh)
+.PHONY: bench
+bench:
+	bash bench/run.sh

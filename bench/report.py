@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Turns a `make bench` results directory into the comparison table (Markdown).
+
+Files are named ROW.TRANSPORT.BROKER.REP.json (one ferry-bench JSON line each), or,
+when a row spread its subscribers over two load processes, ROW.TRANSPORT.BROKER.REP
+.sub0.json, .sub1.json and .pub.json, which are added up here. *.single.json are the
+single-process runs a spread row replaced; they are listed, not counted.
+"""
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+LABELS = {
+    "fanout-q0": "fan-out 1→100, QoS 0 (msg/s delivered)",
+    "fanout-q1": "fan-out 1→100, QoS 1 (msg/s delivered)",
+    "fanin-q0": "fan-in 100→1, QoS 0 (msg/s delivered)",
+    "pairs-q0": "pairs 100, QoS 0 (msg/s delivered)",
+    "latency": "latency at 10k deliveries/s, p50 / p99 (ms)",
+    "stomp-fanout": "STOMP fan-out 1→100, ack auto (msg/s)",
+    "stomp-pairs": "STOMP pairs 100, ack auto (msg/s)",
+    "conns": "idle MQTT connection, broker RSS (KiB)",
+}
+ORDER = list(LABELS)
+
+
+def load(path):
+    try:
+        lines = path.read_text().strip().splitlines()
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+
+
+def combine(parts):
+    """One result from the load processes of a spread run."""
+    subs = [p for name, p in parts.items() if name.startswith("sub") and p]
+    pub = parts.get("pub")
+    if not subs or not pub:
+        return None
+    window = {
+        "delivered_per_s": sum(s["window"]["delivered_per_s"] for s in subs),
+        "published_per_s": pub["window"]["published_per_s"],
+        "bench_cpu": sum((p["window"].get("bench_cpu") or 0) for p in subs + [pub]),
+        "broker_cpu": pub["window"].get("broker_cpu"),
+        "core_busy": pub["window"].get("core_busy") or [],
+    }
+    lat = [s.get("latency") for s in subs if s.get("latency")]
+    latency = {"p50": max(l["p50"] for l in lat), "p99": max(l["p99"] for l in lat)} if lat else None
+    return {
+        "window": window,
+        "latency": latency,
+        "seq": {"lost": sum(s["seq"]["lost"] for s in subs), "duplicates": sum(s["seq"]["duplicates"] for s in subs)},
+        "loadavg": pub.get("loadavg"),
+        "spread": len(subs),
+        "at_pace": bool(pub.get("rate")) and pub["window"]["published_per_s"] >= 0.97 * pub["rate"],
+        "errors": sum((p.get("errors") or [] for p in subs + [pub]), []),
+    }
+
+
+def collect(directory):
+    runs = defaultdict(lambda: defaultdict(list))  # (row, transport) → broker → [result]
+    spread = defaultdict(dict)
+    replaced = []
+    for path in sorted(Path(directory).glob("*.json")):
+        parts = path.name[: -len(".json")].split(".")
+        if len(parts) < 4:
+            continue
+        row, transport, broker, rep = parts[:4]
+        if len(parts) == 5 and parts[4] == "single":
+            replaced.append(path.name)
+            continue
+        result = load(path)
+        if len(parts) == 5:
+            spread[(row, transport, broker, rep)][parts[4]] = result
+        elif result:
+            runs[(row, transport)][broker].append(result)
+    for (row, transport, broker, _rep), parts in spread.items():
+        result = combine(parts)
+        if result:
+            runs[(row, transport)][broker].append(result)
+    return runs, replaced
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt_rate(v):
+    if v is None:
+        return "–"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if v >= 1e3:
+        return f"{v / 1e3:.0f}k"
+    return f"{v:.0f}"
+
+
+def pct(v):
+    return "–" if v is None else f"{100 * v:.0f}%"
+
+
+def figures(row, results):
+    """(main value for the ratio, text) of one broker's runs of one row."""
+    if row == "latency":
+        p50 = median([(r.get("latency") or {}).get("p50") for r in results])
+        p99 = median([(r.get("latency") or {}).get("p99") for r in results])
+        text = "–" if p50 is None else f"{p50:.2f} / {p99:.2f}"
+        return p99, text
+    if row == "conns":
+        per = median([(r.get("conns") or {}).get("broker_rss_per_conn_kib") for r in results])
+        return per, ("–" if per is None else f"{per:.1f}")
+    rate = median([r["window"]["delivered_per_s"] for r in results])
+    return rate, fmt_rate(rate)
+
+
+def cpu(results, key):
+    if not results:
+        return None
+    if key == "bench_cpu" and results[0].get("conns"):
+        return median([r["conns"].get("setup_bench_cpu") for r in results])
+    return median([(r.get("window") or {}).get(key) for r in results])
+
+
+def notes(row, results):
+    out = []
+    if any(r.get("spread") for r in results):
+        out.append(f"{max(r.get('spread', 0) for r in results)} load processes")
+        if any(r.get("at_pace") for r in results):
+            out.append("kept up with the pace (150% of one process): a floor")
+    lost = [r.get("seq", {}).get("lost", 0) for r in results if r.get("seq")]
+    if lost and max(lost) > 0:
+        out.append(f"lost {median(lost):.0f}")
+    if row == "conns":
+        c = [r["conns"] for r in results if r.get("conns")]
+        if c:
+            failed = max(x["failed"] for x in c)
+            dropped = max(x["dropped"] for x in c)
+            setup = median([x["setup_secs"] for x in c])
+            out.append(f"{c[0]['requested']} conns set up in {setup:.1f} s")
+            if failed or dropped:
+                out.append(f"failed {failed}, dropped {dropped}")
+    others = []
+    for r in results:
+        w = r.get("window") or {}
+        busy = w.get("core_busy") or []
+        if len(busy) >= 2 and w.get("broker_cpu") is not None and w.get("bench_cpu") is not None:
+            others.append(max(0.0, busy[0] - w["broker_cpu"]) + max(0.0, busy[1] - min(1.0, w["bench_cpu"])))
+    if others and median(others) >= 0.05:
+        out.append(f"other processes ≈{100 * median(others):.0f}% of a core")
+    errors = sum(len(r.get("errors") or []) for r in results)
+    if errors:
+        out.append(f"{errors} errors")
+    return ", ".join(out)
+
+
+def main():
+    directory = sys.argv[1] if len(sys.argv) > 1 else "."
+    runs, replaced = collect(directory)
+    print()
+    print("| scenario | transport | Ferry | Mosquitto | Ferry/Mosquitto | load-process CPU F / M | broker CPU F / M | load avg | notes (F; M) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    keys = sorted(runs, key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else 99, k[1]))
+    for row, transport in keys:
+        brokers = runs[(row, transport)]
+        f, m = brokers.get("ferry", []), brokers.get("mosquitto", [])
+        if row.startswith("stomp-") and not m:
+            # Compared with Mosquitto's MQTT figure for the same flow, as the targets ask.
+            twin = {"stomp-fanout": "fanout-q0", "stomp-pairs": "pairs-q0"}[row]
+            m = runs.get((twin, transport), {}).get("mosquitto", [])
+        fv, ft = figures(row, f) if f else (None, "–")
+        mv, mt = figures(row, m) if m else (None, "–")
+        ratio = f"{fv / mv:.2f}" if fv and mv else "–"
+        load = median([(r.get("loadavg") or [None])[0] for r in f + m])
+        print(
+            f"| {LABELS.get(row, row)} | {transport} | {ft} | {mt} | {ratio} "
+            f"| {pct(cpu(f, 'bench_cpu'))} / {pct(cpu(m, 'bench_cpu'))} "
+            f"| {pct(cpu(f, 'broker_cpu'))} / {pct(cpu(m, 'broker_cpu'))} "
+            f"| {'–' if load is None else f'{load:.2f}'} | {notes(row, f)}; {notes(row, m)} |"
+        )
+    print()
+    print("Medians of each row's repetitions. Latency and RSS: lower is better (ratio < 1 favours Ferry).")
+    print("STOMP rows are Ferry's STOMP against Mosquitto's MQTT figure for the same flow.")
+    print("load avg: the machine's 1-minute load average at the end of the runs (other work included).")
+    print()
+    print("All runs (delivered msg/s, or p50/p99 ms, or KiB per connection):")
+    for row, transport in keys:
+        for broker, results in sorted(runs[(row, transport)].items()):
+            values = [figures(row, [r])[1] for r in results]
+            print(f"- {row} {transport} {broker}: {', '.join(values)}")
+    if replaced:
+        print(f"- replaced by spread runs: {', '.join(replaced)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# make bench: Ferry against a reference Mosquitto 2.0 on this machine, with ferry-bench.
+#
+# Each broker runs pinned to one core (BENCH_BROKER_CPU, default 0) and the load
+# generator to another (BENCH_LOAD_CPU, default 1). Every row of issue 6's target table
+# runs BENCH_REPS times per transport, the brokers alternating (Ferry first on odd
+# repetitions, Mosquitto first on even ones); the table shows the median of each row,
+# the Ferry/Mosquitto ratio, the load generator's and the brokers' CPU use, and the
+# machine's load average. Raw JSON lines land in bench/results/<timestamp>/.
+#
+# Knobs (environment):
+#   BENCH_DURATION   seconds measured per run (default 5)
+#   BENCH_WARMUP     seconds of warm-up per run (default 1)
+#   BENCH_REPS       repetitions per row and broker (default 3)
+#   BENCH_CONNS      idle connections for the memory row (default 10000)
+#   BENCH_TRANSPORTS transports to run (default "ws tcp")
+#   BENCH_STOMP      1 (default) adds Ferry-only STOMP rows when Ferry serves STOMP
+#   BENCH_SPREAD_AT  load-process CPU share (0-1) above which a broker's fan-out or
+#                    pairs row spreads its subscribers over two load processes, the
+#                    publishers paced at 150% of the single process's rate (default 0.90)
+#   BENCH_BROKER_CPU / BENCH_LOAD_CPU  cores for the brokers / the load processes
+#   BENCH_ROWS       regular expression: only the rows whose id matches (fanout-q0,
+#                    fanout-q1, fanin-q0, pairs-q0, latency, stomp-fanout, stomp-pairs, conns)
+#   BENCH_SKIP_BUILD 1 to use the binaries already in target/release
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+DURATION=${BENCH_DURATION:-5}
+WARMUP=${BENCH_WARMUP:-1}
+REPS=${BENCH_REPS:-3}
+CONNS=${BENCH_CONNS:-10000}
+TRANSPORTS=${BENCH_TRANSPORTS:-"ws tcp"}
+STOMP=${BENCH_STOMP:-1}
+SPREAD_AT=${BENCH_SPREAD_AT:-0.90}
+BROKER_CPU=${BENCH_BROKER_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+ONLY=${BENCH_ROWS:-.}
+
+log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+# ---------------------------------------------------------------- processes we start
+PIDS=()
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget() { # remove a pid from PIDS once it has been stopped
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+stop() {
+    local pid=$1
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget "$pid"
+}
+
+# ---------------------------------------------------------------- prerequisites
+command -v taskset >/dev/null || die "taskset (util-linux) is needed"
+command -v python3 >/dev/null || die "python3 is needed for the table"
+NCPU=$(nproc)
+((NCPU >= 2)) || log "only $NCPU CPU: broker and load generator will share it"
+
+if ! command -v mosquitto >/dev/null; then
+    log "installing Debian's mosquitto (reference broker)"
+    SUDO=""
+    [[ $(id -u) == 0 ]] || SUDO=sudo
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+    # The package may start a system service: this script runs its own instance.
+    if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+        $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    else
+        $SUDO service mosquitto stop >/dev/null 2>&1 || true
+        $SUDO update-rc.d mosquitto disable >/dev/null 2>&1 || true
+    fi
+fi
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+MOSQUITTO_VERSION=$({ "$MOSQUITTO" -h 2>/dev/null || true; } | awk 'NR == 1 {print $3}')
+
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "building ferry and ferry-bench (release)"
+    cargo build --release --quiet -p ferry -p ferry-bench
+fi
+# Private copies: a rebuild of target/ during the run must not swap the binaries.
+cp target/release/ferry "$WORK/ferry"
+cp target/release/ferry-bench "$WORK/ferry-bench"
+FERRY="$WORK/ferry"
+BENCH="$WORK/ferry-bench"
+
+# Brokers hold up to BENCH_CONNS connections.
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT="$ROOT/bench/results/$STAMP"
+mkdir -p "$OUT"
+
+free_ports() { # N spare loopback ports
+    python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+wait_port() {
+    local port=$1
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- brokers
+read -r F_WS F_TCP F_STOMP M_WS M_TCP <<<"$(free_ports 5)"
+
+cat >"$WORK/ferry.toml" <<EOF
+[log]
+level = "warn"
+[listeners.ws]
+bind = "127.0.0.1:$F_WS"
+[listeners.wss]
+enabled = false
+[listeners.mqtt]
+bind = "127.0.0.1:$F_TCP"
+[listeners.mqtts]
+enabled = false
+[listeners.stomp]
+bind = "127.0.0.1:$F_STOMP"
+[listeners.stomps]
+enabled = false
+EOF
+
+cat >"$WORK/mosquitto.conf" <<EOF
+# Reference broker for make bench: loopback only, anonymous, no persistence.
+per_listener_settings false
+allow_anonymous true
+persistence false
+max_queued_messages 1000000
+max_connections -1
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+listener $M_TCP 127.0.0.1
+listener $M_WS 127.0.0.1
+protocol websockets
+socket_domain ipv4
+EOF
+
+FERRY_PID=""
+MOSQ_PID=""
+start_ferry() {
+    taskset -c "$BROKER_CPU" "$FERRY" --config "$WORK/ferry.toml" >>"$OUT/ferry.log" 2>&1 &
+    FERRY_PID=$!
+    PIDS+=("$FERRY_PID")
+    wait_port "$F_TCP" && wait_port "$F_WS" || die "ferry did not start: $(tail -5 "$OUT/ferry.log")"
+}
+start_mosquitto() {
+    taskset -c "$BROKER_CPU" "$MOSQUITTO" -c "$WORK/mosquitto.conf" >>"$OUT/mosquitto.log" 2>&1 &
+    MOSQ_PID=$!
+    PIDS+=("$MOSQ_PID")
+    wait_port "$M_TCP" && wait_port "$M_WS" || die "mosquitto did not start: $(tail -5 "$OUT/mosquitto.log")"
+}
+
+url_of() { # broker transport [protocol]
+    case "$1:$2:${3:-mqtt}" in
+    ferry:ws:*) echo "ws://127.0.0.1:$F_WS/mqtt" ;;
+    ferry:tcp:mqtt) echo "tcp://127.0.0.1:$F_TCP" ;;
+    ferry:tcp:stomp) echo "stomp://127.0.0.1:$F_STOMP" ;;
+    mosquitto:ws:*) echo "ws://127.0.0.1:$M_WS/mqtt" ;;
+    mosquitto:tcp:*) echo "tcp://127.0.0.1:$M_TCP" ;;
+    esac
+}
+pid_of() { if [[ $1 == ferry ]]; then echo "$FERRY_PID"; else echo "$MOSQ_PID"; fi; }
+
+# ---------------------------------------------------------------- one measurement
+# run_one NAME BROKER TRANSPORT PROTOCOL SPLIT ARGS... → writes $OUT/NAME.json
+# (RUN_DURATION overrides BENCH_DURATION for one call)
+run_one() {
+    local name=$1 broker=$2 transport=$3 protocol=$4 split=$5
+    shift 5
+    local url pid
+    url=$(url_of "$broker" "$transport" "$protocol")
+    pid=$(pid_of "$broker")
+    local common=(--protocol "$protocol" --url "$url" --broker-pid "$pid" --duration "${RUN_DURATION:-$DURATION}" --warmup "$WARMUP" --json --quiet)
+    settle "$pid"
+    if [[ $split == 1 ]]; then
+        run_split "$name" "${PACE[$broker]:-}" "${common[@]}" "$@"
+        return
+    fi
+    if ! taskset -c "$LOAD_CPU" "$BENCH" "$@" "${common[@]}" >"$OUT/$name.json" 2>"$OUT/$name.log"; then
+        log "FAILED $name: $(tail -2 "$OUT/$name.log" | tr '\n' ' ')"
+        rm -f "$OUT/$name.json"
+    fi
+}
+
+# Subscribers in two load processes (half each), publishers in a third, all on the
+# load core. Combined by report.py from NAME.sub0/.sub1/.pub. Without subscribers of
+# its own the publishing process has no end-to-end window, so it is paced instead at
+# RATE (150% of what the single process published), lest it flood the broker.
+run_split() {
+    local name=$1 rate=$2
+    shift 2
+    local clients=100 a
+    local -a args=()
+    while (($#)); do
+        if [[ $1 == --clients ]]; then
+            clients=$2
+            shift 2
+        else
+            args+=("$1")
+            shift
+        fi
+    done
+    local -a pace=()
+    [[ -n $rate ]] && pace=(--rate "$rate")
+    local half=$((clients / 2))
+    local subs=() i
+    for i in 0 1; do
+        local n=$half offset=0
+        ((i == 1)) && n=$((clients - half)) && offset=$half
+        taskset -c "$LOAD_CPU" "$BENCH" "${args[@]}" --role sub --clients "$n" --id-offset "$offset" \
+            --start-timeout 30s >"$OUT/$name.sub$i.json" 2>"$OUT/$name.sub$i.log" &
+        subs+=($!)
+        PIDS+=($!)
+    done
+    for i in 0 1; do
+        for _ in $(seq 200); do
+            grep -q "ferry-bench: ready" "$OUT/$name.sub$i.log" 2>/dev/null && break
+            sleep 0.05
+        done
+    done
+    taskset -c "$LOAD_CPU" "$BENCH" "${args[@]}" "${pace[@]}" --clients "$clients" --role pub >"$OUT/$name.pub.json" 2>"$OUT/$name.pub.log" ||
+        log "FAILED $name (publishers): $(tail -2 "$OUT/$name.pub.log" | tr '\n' ' ')"
+    for i in 0 1; do
+        wait "${subs[i]}" 2>/dev/null || log "FAILED $name (subscribers $i): $(tail -2 "$OUT/$name.sub$i.log" | tr '\n' ' ')"
+        forget "${subs[i]}"
+    done
+}
+
+window_of() { # FIELD FILE: a field of a result's measurement window, or 0
+    python3 -c '
+import json, sys
+try:
+    print(json.loads(open(sys.argv[2]).read().splitlines()[-1])["window"][sys.argv[1]] or 0)
+except Exception:
+    print(0)' "$1" "$2"
+}
+
+settle() { # wait (up to 10 s) until the broker is idle: < 5% CPU over 200 ms
+    local pid=$1 a b
+    for _ in $(seq 50); do
+        a=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || return 0
+        sleep 0.2
+        b=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || return 0
+        ((b - a <= 1)) && return 0
+    done
+    log "broker $pid still busy before the next run"
+}
+
+# ---------------------------------------------------------------- the rows
+# id | scenario arguments | may spread subscribers
+ROWS=(
+    "fanout-q0|fanout --clients 100 --qos 0|1"
+    "fanout-q1|fanout --clients 100 --qos 1|1"
+    "fanin-q0|fanin --clients 100 --qos 0|0"
+    "pairs-q0|pairs --clients 100 --qos 0|1"
+    "latency|fanout --clients 100 --qos 0 --rate 100|0"
+)
+STOMP_ROWS=(
+    "stomp-fanout|fanout --clients 100|1"
+    "stomp-pairs|pairs --clients 100|1"
+)
+
+order_for() { # rep → broker order
+    if (($1 % 2 == 1)); then echo "ferry mosquitto"; else echo "mosquitto ferry"; fi
+}
+
+log "results in ${OUT#"$ROOT"/}; $DURATION s per run after $WARMUP s warm-up, $REPS repetitions, mosquitto $MOSQUITTO_VERSION"
+log "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+start_ferry
+start_mosquitto
+
+FERRY_STOMP=0
+[[ $STOMP == 1 ]] && (exec 3<>"/dev/tcp/127.0.0.1/$F_STOMP") 2>/dev/null && FERRY_STOMP=1
+
+# run_row ID ARGS MAY_SPREAD PROTOCOL BROKERS: every repetition of one row over every
+# transport. After the first repetition, a broker whose run kept the single load
+# process near a full core is measured again, and from then on, with its subscribers
+# spread over two load processes (said so in the table).
+declare -A PACE=() SPLIT=()
+run_row() {
+    local id=$1 args=$2 may_spread=$3 protocol=$4 brokers=$5 transport rep broker name single
+    for transport in $TRANSPORTS; do
+        PACE=()
+        SPLIT=()
+        for ((rep = 1; rep <= REPS; rep++)); do
+            for broker in $(order_for "$rep"); do
+                [[ " $brokers " == *" $broker "* ]] || continue
+                name="$id.$transport.$broker.$rep"
+                log "$name ($protocol: $args)"
+                # shellcheck disable=SC2086
+                run_one "$name" "$broker" "$transport" "$protocol" "${SPLIT[$broker]:-0}" $args
+            done
+            ((rep == 1 && may_spread == 1)) || continue
+            for broker in $brokers; do
+                single="$OUT/$id.$transport.$broker.1.json"
+                busy=$(python3 -c 'import sys; print(int(float(sys.argv[2]) >= float(sys.argv[1])))' "$SPREAD_AT" "$(window_of bench_cpu "$single")")
+                [[ $busy == 1 ]] || continue
+                log "$id over $transport with $broker: the load process neared a core; spreading subscribers over 2 processes"
+                # Paced at 150% of what the single process published: room to show
+                # more, without flooding.
+                PACE[$broker]=$(python3 -c 'import sys; r = float(sys.argv[1]) * 1.5; print(f"{r:.0f}" if r > 0 else "")' \
+                    "$(window_of published_per_s "$single")")
+                SPLIT[$broker]=1
+                mv "$single" "${single%.json}.single.json" 2>/dev/null || true
+                log "$id.$transport.$broker.1 again, spread"
+                # shellcheck disable=SC2086
+                run_one "$id.$transport.$broker.1" "$broker" "$transport" "$protocol" 1 $args
+            done
+        done
+    done
+}
+
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r id args may_spread <<<"$row"
+    [[ $id =~ $ONLY ]] || continue
+    run_row "$id" "$args" "$may_spread" mqtt "ferry mosquitto"
+done
+
+if [[ $FERRY_STOMP == 1 ]]; then
+    for row in "${STOMP_ROWS[@]}"; do
+        IFS='|' read -r id args may_spread <<<"$row"
+        [[ $id =~ $ONLY ]] || continue
+        run_row "$id" "$args" "$may_spread" stomp ferry
+    done
+elif [[ $STOMP == 1 ]]; then
+    log "Ferry serves no STOMP on this build: STOMP rows skipped"
+fi
+
+# Idle connections: a fresh broker per run, as the issue asks.
+stop "$FERRY_PID"
+stop "$MOSQ_PID"
+for transport in $TRANSPORTS; do
+    [[ conns =~ $ONLY ]] || break
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for broker in $(order_for "$rep"); do
+            name="conns.$transport.$broker.$rep"
+            log "$name ($CONNS idle connections, fresh broker)"
+            if [[ $broker == ferry ]]; then start_ferry; else start_mosquitto; fi
+            sleep 0.5
+            RUN_DURATION=2 run_one "$name" "$broker" "$transport" mqtt 0 conns --clients "$CONNS" --connect-concurrency 200
+            if [[ $broker == ferry ]]; then stop "$FERRY_PID"; else stop "$MOSQ_PID"; fi
+        done
+    done
+done
+
+{
+    echo "ferry-bench results $STAMP on $(hostname): $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
+        "brokers on CPU $BROKER_CPU, load on CPU $LOAD_CPU; mosquitto $MOSQUITTO_VERSION; $DURATION s per run, median of $REPS"
+    python3 "$ROOT/bench/report.py" "$OUT"
+} | tee "$OUT/table.md"

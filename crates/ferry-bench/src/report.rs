@@ -1,0 +1,228 @@
+//! The result: one JSON line for scripts, and a summary for people.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::cli::{Args, Protocol};
+use crate::scenario::conns::ConnsOutcome;
+use crate::scenario::flow::FlowOutcome;
+use crate::url::Target;
+
+/// Everything a run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `fanout`, `fanin`, `pairs`, `conns`, `cross`.
+    pub scenario: &'static str,
+    /// `mqtt` or `stomp`.
+    pub protocol: String,
+    /// `ws`, `wss`, `tcp`, `tls`.
+    pub transport: &'static str,
+    /// The broker URL.
+    pub url: String,
+    /// MQTT QoS (MQTT runs).
+    pub qos: Option<u8>,
+    /// STOMP ack mode and receipts (STOMP runs).
+    pub ack: Option<&'static str>,
+    /// STOMP publishers asked for receipts.
+    pub receipts: Option<bool>,
+    /// Payload bytes.
+    pub payload: usize,
+    /// `--clients`.
+    pub clients: usize,
+    /// `pub`, `sub`, `all`.
+    pub role: &'static str,
+    /// Publish rate asked for, or none for `--max`.
+    pub rate: Option<f64>,
+    /// In-flight window per publisher.
+    pub inflight: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// Flow scenarios.
+    #[serde(flatten)]
+    pub flow: Option<FlowOutcome>,
+    /// `conns`.
+    pub conns: Option<ConnsOutcome>,
+    /// 1/5/15-minute load averages at the end.
+    pub loadavg: Option<[f64; 3]>,
+}
+
+impl Report {
+    /// A report for `args` against `target`.
+    pub fn new(args: &Args, target: &Target, threads: usize) -> Report {
+        let stomp = args.protocol == Protocol::Stomp || args.scenario == crate::cli::Scenario::Cross;
+        let mqtt = args.protocol == Protocol::Mqtt || args.scenario == crate::cli::Scenario::Cross;
+        Report {
+            scenario: args.scenario.name(),
+            protocol: args.protocol.to_string(),
+            transport: target.transport.name(),
+            url: target.url.clone(),
+            qos: mqtt.then_some(args.qos),
+            ack: stomp.then_some(args.ack.header()),
+            receipts: stomp.then(|| args.stomp_receipts()),
+            payload: args.payload,
+            clients: args.clients,
+            role: args.role.name(),
+            rate: args.rate,
+            inflight: args.inflight,
+            threads,
+            flow: None,
+            conns: None,
+            loadavg: crate::sys::loadavg(),
+        }
+    }
+
+    /// The JSON line.
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The readable summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let qos = match (self.qos, self.ack) {
+            (Some(q), None) => format!("QoS {q}"),
+            (None, Some(a)) => format!("ack {a}"),
+            (Some(q), Some(a)) => format!("QoS {q} / ack {a}"),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "{} {} over {} ({}), {}, {} B payload, {} clients, role {}",
+            self.scenario, self.protocol, self.transport, self.url, qos, self.payload, self.clients, self.role
+        );
+        if let Some(f) = &self.flow {
+            let w = &f.window;
+            let _ = writeln!(
+                s,
+                "  {} publishers, {} subscribers, set up in {:.2} s",
+                f.publishers, f.subscribers, f.setup_secs
+            );
+            let _ = writeln!(
+                s,
+                "  measured {:.1} s: published {}/s, delivered {}/s",
+                w.secs,
+                si(w.published_per_s),
+                si(w.delivered_per_s)
+            );
+            if let Some(l) = &f.latency {
+                let _ = writeln!(
+                    s,
+                    "  latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  ({} samples)",
+                    l.p50, l.p90, l.p99, l.p999, l.max, l.count
+                );
+            }
+            let _ = writeln!(
+                s,
+                "  received {}, lost {}, duplicates {}, out of order {}{}{}",
+                f.seq.received,
+                f.seq.lost,
+                f.seq.duplicates,
+                f.seq.out_of_order,
+                if f.foreign > 0 {
+                    format!(", foreign {}", f.foreign)
+                } else {
+                    String::new()
+                },
+                if f.stalls > 0 {
+                    format!(", window stalls {}", f.stalls)
+                } else {
+                    String::new()
+                },
+            );
+            let _ = writeln!(s, "  {}", cpu_line(w.bench_cpu, w.broker_cpu, self.threads));
+            if !w.core_busy.is_empty() {
+                let cores: Vec<String> = w
+                    .core_busy
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| format!("{i}: {:.0}%", b * 100.0))
+                    .collect();
+                let _ = writeln!(s, "  cores busy (all processes) {}", cores.join(", "));
+            }
+            for e in &f.errors {
+                let _ = writeln!(s, "  error: {e}");
+            }
+        }
+        if let Some(c) = &self.conns {
+            let _ = writeln!(
+                s,
+                "  {} of {} connections in {:.2} s ({}/s), {} failed, {} dropped while held {:.1} s",
+                c.established,
+                c.requested,
+                c.setup_secs,
+                si(c.setup_per_s),
+                c.failed,
+                c.dropped,
+                c.hold_secs
+            );
+            if let (Some(b), Some(a), Some(per)) = (c.broker_rss_before_kib, c.broker_rss_after_kib, c.broker_rss_per_conn_kib) {
+                let _ = writeln!(s, "  broker RSS {b} KiB → {a} KiB: {per:.2} KiB per connection");
+            }
+            if let Some(per) = c.bench_rss_per_conn_kib {
+                let _ = writeln!(s, "  bench RSS {per:.2} KiB per connection");
+            }
+            let _ = writeln!(s, "  {}", cpu_line(c.setup_bench_cpu, None, self.threads));
+            for e in &c.errors {
+                let _ = writeln!(s, "  error: {e}");
+            }
+        }
+        if let Some([a, b, c]) = self.loadavg {
+            let _ = writeln!(s, "  load average {a:.2} {b:.2} {c:.2}");
+        }
+        s
+    }
+}
+
+fn cpu_line(bench: Option<f64>, broker: Option<f64>, threads: usize) -> String {
+    let mut line = match bench {
+        Some(c) => format!(
+            "bench CPU {:.0}% of a core ({threads} thread{})",
+            c * 100.0,
+            if threads == 1 { "" } else { "s" }
+        ),
+        None => "bench CPU unknown".to_string(),
+    };
+    if bench.is_some_and(|c| c >= 0.9 * threads as f64) {
+        line.push_str(" — the load generator may be the limit");
+    }
+    if let Some(b) = broker {
+        let _ = write!(line, ", broker CPU {:.0}%", b * 100.0);
+    }
+    line
+}
+
+/// `1234567.0` → `1.23M`.
+pub fn si(value: f64) -> String {
+    let abs = value.abs();
+    if abs >= 1e9 {
+        format!("{:.2}G", value / 1e9)
+    } else if abs >= 1e6 {
+        format!("{:.2}M", value / 1e6)
+    } else if abs >= 1e3 {
+        format!("{:.1}k", value / 1e3)
+    } else {
+        format!("{value:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn si_units() {
+        assert_eq!(si(12.4), "12");
+        assert_eq!(si(1234.0), "1.2k");
+        assert_eq!(si(401_234.0), "401.2k");
+        assert_eq!(si(1_560_000.0), "1.56M");
+        assert_eq!(si(2.5e9), "2.50G");
+    }
+
+    #[test]
+    fn cpu_warning() {
+        assert!(cpu_line(Some(0.95), Some(1.0), 1).contains("may be the limit"));
+        assert!(!cpu_line(Some(0.5), None, 1).contains("limit"));
+        assert!(cpu_line(Some(0.5), Some(0.99), 1).contains("broker CPU 99%"));
+    }
+}

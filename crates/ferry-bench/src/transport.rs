@@ -1,0 +1,302 @@
+//! Connections to the broker: TCP (from a chosen loopback source address), TLS, and
+//! the WebSocket upgrade, split into a [`Reader`] and a [`Writer`].
+//!
+//! WebSocket: fastwebsockets' client, the library the broker itself uses. The upgrade is
+//! its `handshake::client` on hyper; then the stream is split: reading goes through
+//! fastwebsockets' frame parser (which reads in large chunks and parses any number of
+//! frames from its buffer without a system call each), while writing bypasses
+//! `WebSocketWrite` so that many frames, masked and headed by fastwebsockets' own
+//! `Frame`, leave in one `write` (see [`crate::outbox::Framing`]). tokio-tungstenite was
+//! the alternative; it allocates a `Message` per frame and writes (or flushes) per
+//! message through its `Sink`, which costs a client that must outrun the broker.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use fastwebsockets::{OpCode, Role, WebSocketRead};
+use http_body_util::Empty;
+use hyper::header::{CONNECTION, HOST, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::Request;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::TlsConnector;
+
+use crate::outbox::{Framing, Outbox};
+use crate::url::Target;
+
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Largest WebSocket message accepted from the broker.
+const MAX_WS_MESSAGE: usize = 16 << 20;
+
+/// Why a connection failed or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The TCP connection could not be made.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// Where to.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The source address could not be bound.
+    #[error("bind source address {addr}: {source}")]
+    Bind {
+        /// Which.
+        addr: IpAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake: {0}")]
+    Tls(io::Error),
+    /// The WebSocket upgrade failed or was refused.
+    #[error("WebSocket upgrade: {0}")]
+    Upgrade(String),
+    /// A WebSocket protocol error from the broker's side.
+    #[error("WebSocket: {0}")]
+    WebSocket(String),
+    /// A read or write failed.
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Everything needed to open connections to one broker URL.
+#[derive(Clone)]
+pub struct Connector {
+    target: Arc<Target>,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    subprotocol: &'static str,
+    framing: Framing,
+    sources: Vec<IpAddr>,
+}
+
+impl Connector {
+    /// A connector for `target`. `subprotocol` is offered in the WebSocket upgrade and
+    /// `framing` says how packets go into WebSocket messages; `tls` is required for TLS
+    /// URLs; `spread` binds each connection to one of 127.0.0.2–127.0.0.254 in turn
+    /// (IPv4 targets only).
+    pub fn new(
+        target: Arc<Target>,
+        tls: Option<Arc<ClientConfig>>,
+        subprotocol: &'static str,
+        framing: Framing,
+        spread: bool,
+    ) -> Result<Connector, String> {
+        let tls = match (target.transport.is_tls(), tls) {
+            (false, _) => None,
+            (true, None) => return Err(format!("{} needs a TLS configuration", target.url)),
+            (true, Some(config)) => Some((TlsConnector::from(config), crate::tls::server_name(&target.host)?)),
+        };
+        let framing = if target.transport.is_websocket() {
+            framing
+        } else {
+            Framing::Stream
+        };
+        let sources = if spread && target.addr.is_ipv4() {
+            (2..=254).map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Connector {
+            target,
+            tls,
+            subprotocol,
+            framing,
+            sources,
+        })
+    }
+
+    /// The URL this connector serves.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Opens connection number `index` (which picks its source address).
+    pub async fn connect(&self, index: usize) -> Result<Conn, TransportError> {
+        let source = (!self.sources.is_empty()).then(|| self.sources[index % self.sources.len()]);
+        let tcp = tcp_connect(self.target.addr, source).await?;
+        let stream: Box<dyn Stream> = match &self.tls {
+            None => Box::new(tcp),
+            Some((connector, name)) => Box::new(connector.connect(name.clone(), tcp).await.map_err(TransportError::Tls)?),
+        };
+        let outbox = Arc::new(Outbox::new(self.framing));
+        if !self.target.transport.is_websocket() {
+            let (r, w) = tokio::io::split(stream);
+            return Ok(Conn {
+                reader: Reader::Stream(Box::new(r)),
+                writer: Writer(Box::new(w)),
+                outbox,
+            });
+        }
+        let io = self.upgrade(stream).await?;
+        let (r, w) = tokio::io::split(io);
+        let (mut ws, _unused) = fastwebsockets::after_handshake_split(Box::new(r) as BoxRead, tokio::io::sink(), Role::Client);
+        ws.set_max_message_size(MAX_WS_MESSAGE);
+        Ok(Conn {
+            reader: Reader::Ws(Box::new(ws)),
+            writer: Writer(Box::new(w)),
+            outbox,
+        })
+    }
+
+    /// The HTTP upgrade; returns the raw upgraded stream.
+    async fn upgrade(&self, stream: Box<dyn Stream>) -> Result<Box<dyn Stream>, TransportError> {
+        let t = &self.target;
+        let host = match t.addr {
+            SocketAddr::V6(_) if !t.host.eq_ignore_ascii_case("localhost") => format!("[{}]:{}", t.host, t.addr.port()),
+            _ => format!("{}:{}", t.host, t.addr.port()),
+        };
+        let request = Request::builder()
+            .method("GET")
+            .uri(t.path.as_str())
+            .header(HOST, host)
+            .header(UPGRADE, "websocket")
+            .header(CONNECTION, "upgrade")
+            .header(SEC_WEBSOCKET_KEY, fastwebsockets::handshake::generate_key())
+            .header(SEC_WEBSOCKET_VERSION, "13")
+            .header(SEC_WEBSOCKET_PROTOCOL, self.subprotocol)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| TransportError::Upgrade(e.to_string()))?;
+        let (ws, response) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream)
+            .await
+            .map_err(|e| TransportError::Upgrade(e.to_string()))?;
+        if let Some(chosen) = response.headers().get(SEC_WEBSOCKET_PROTOCOL) {
+            if chosen.as_bytes() != self.subprotocol.as_bytes() {
+                return Err(TransportError::Upgrade(format!(
+                    "offered subprotocol {}, the broker chose {:?}",
+                    self.subprotocol, chosen
+                )));
+            }
+        }
+        Ok(Box::new(ws.into_inner()))
+    }
+}
+
+/// A byte stream (TCP or TLS over TCP) as one object.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, TransportError> {
+    let connect_err = |source| TransportError::Connect { addr, source };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(connect_err)?;
+    if let Some(ip) = source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|source| TransportError::Bind { addr: ip, source })?;
+    }
+    let stream = socket.connect(addr).await.map_err(connect_err)?;
+    stream.set_nodelay(true).map_err(connect_err)?;
+    Ok(stream)
+}
+
+/// hyper's connection task runs on the current tokio runtime.
+struct SpawnExecutor;
+
+impl<Fut> hyper::rt::Executor<Fut> for SpawnExecutor
+where
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    fn execute(&self, fut: Fut) {
+        tokio::spawn(fut);
+    }
+}
+
+/// An open connection: its two halves and its outbox.
+pub struct Conn {
+    /// Protocol bytes in.
+    pub reader: Reader,
+    /// Framed bytes out.
+    pub writer: Writer,
+    /// Replies and control frames waiting for the writer.
+    pub outbox: Arc<Outbox>,
+}
+
+/// The receiving half: yields protocol bytes, WebSocket framing removed.
+pub enum Reader {
+    /// TCP or TLS.
+    Stream(BoxRead),
+    /// WebSocket (pongs and close replies go to the outbox).
+    Ws(Box<WebSocketRead<BoxRead>>),
+}
+
+impl Reader {
+    /// Appends the next bytes received to `buf` and returns how many; 0 when the broker
+    /// closed the connection. Not cancel-safe for WebSocket: only drop it to abandon the
+    /// connection.
+    pub async fn read(&mut self, buf: &mut BytesMut, outbox: &Outbox) -> Result<usize, TransportError> {
+        match self {
+            Reader::Stream(r) => {
+                if buf.capacity() - buf.len() < 4096 {
+                    buf.reserve(16 * 1024);
+                }
+                Ok(r.read_buf(buf).await?)
+            }
+            Reader::Ws(ws) => loop {
+                let mut send = |frame| {
+                    outbox.push_control(frame);
+                    std::future::ready(Ok::<(), io::Error>(()))
+                };
+                let frame = match ws.read_frame(&mut send).await {
+                    Ok(frame) => frame,
+                    Err(fastwebsockets::WebSocketError::UnexpectedEOF) => return Ok(0),
+                    Err(fastwebsockets::WebSocketError::IoError(e)) => return Err(TransportError::Io(e)),
+                    Err(e) => return Err(TransportError::WebSocket(e.to_string())),
+                };
+                match frame.opcode {
+                    OpCode::Binary | OpCode::Text | OpCode::Continuation if !frame.payload.is_empty() => {
+                        buf.extend_from_slice(&frame.payload);
+                        return Ok(frame.payload.len());
+                    }
+                    OpCode::Close => return Ok(0),
+                    _ => continue,
+                }
+            },
+        }
+    }
+}
+
+/// The sending half.
+pub struct Writer(BoxWrite);
+
+impl Writer {
+    /// Writes all of `bytes` (already framed).
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all(bytes).await
+    }
+
+    /// Shuts the sending side down (TCP FIN, TLS close_notify).
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.0.shutdown().await
+    }
+}
+
+/// Sends everything pushed to `outbox` until the connection fails or `stop` fires;
+/// then sends what is left and shuts the writing side down.
+pub async fn drain_outbox(mut writer: Writer, outbox: Arc<Outbox>, stop: tokio_util::sync::CancellationToken) -> io::Result<()> {
+    let mut out = BytesMut::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = outbox.notified() => {}
+        }
+        if outbox.take_into(&mut out) {
+            writer.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    if outbox.take_into(&mut out) {
+        writer.write_all(&out).await?;
+    }
+    let _ = writer.shutdown().await;
+    Ok(())
+}
