@@ -55,7 +55,10 @@ def combine(parts):
         "seq": {"lost": sum(s["seq"]["lost"] for s in subs), "duplicates": sum(s["seq"]["duplicates"] for s in subs)},
         "loadavg": pub.get("loadavg"),
         "spread": len(subs),
-        "at_pace": bool(pub.get("rate")) and pub["window"]["published_per_s"] >= 0.97 * pub["rate"],
+        # Kept up: published at the pace and delivered it all (QoS 0 overflow counts as lost).
+        "at_pace": bool(pub.get("rate"))
+        and pub["window"]["published_per_s"] >= 0.97 * pub["rate"]
+        and sum(s["seq"]["lost"] for s in subs) <= 0.001 * max(1, sum(s["seq"]["received"] for s in subs)),
         "errors": sum((p.get("errors") or [] for p in subs + [pub]), []),
     }
 

@@ -19,8 +19,6 @@ pub struct Counters {
     pub delivered: AtomicU64,
     /// Publications confirmed by the broker (PUBACK, PUBCOMP, RECEIPT).
     pub confirmed: AtomicU64,
-    /// Connections that failed or were closed by the broker while running.
-    pub failures: AtomicU64,
     /// True inside the measurement window: latencies are recorded.
     pub measuring: AtomicBool,
     /// Set when a subscriber receives its first data message.

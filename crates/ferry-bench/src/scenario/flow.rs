@@ -50,7 +50,7 @@ pub struct FlowOutcome {
     pub foreign: u64,
     /// End-to-end windows written off (deliveries stopped coming).
     pub stalls: u64,
-    /// Connections that failed while running.
+    /// Publishers and subscribers that stopped on an error while running.
     pub failures: u64,
     /// The first distinct errors.
     pub errors: Vec<String>,
@@ -210,6 +210,7 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
     progress.set(Phase::Drain);
     stop_pubs.cancel();
     let mut errors = Vec::new();
+    let mut failures = 0;
     let mut sent: HashMap<u32, u64> = HashMap::new();
     let mut stalls = 0;
     let mut pub_writers = Vec::new();
@@ -220,11 +221,15 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
                 sent.insert(outcome.id, outcome.sent);
                 stalls += outcome.stalls;
                 if let Some(e) = outcome.error {
+                    failures += 1;
                     note(&mut errors, format!("publisher {}: {e}", p.id));
                 }
                 pub_writers.push((writer, tx));
             }
-            Err(e) => note(&mut errors, format!("publisher {} task: {e}", p.id)),
+            Err(e) => {
+                failures += 1;
+                note(&mut errors, format!("publisher {} task: {e}", p.id));
+            }
         }
         pub_readers.push(p.reader);
     }
@@ -241,12 +246,16 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
         match (&mut s.task).await {
             Ok(outcome) => {
                 if let Some(e) = &outcome.error {
+                    failures += 1;
                     note(&mut errors, format!("subscriber: {e}"));
                 }
                 seq += sequence_stats(&outcome, &s.sources, &sent);
                 foreign += outcome.foreign;
             }
-            Err(e) => note(&mut errors, format!("subscriber task: {e}")),
+            Err(e) => {
+                failures += 1;
+                note(&mut errors, format!("subscriber task: {e}"));
+            }
         }
         let mut bye = BytesMut::new();
         s.tx.disconnect(&mut bye);
@@ -273,7 +282,6 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
     if tokio::time::timeout(Duration::from_secs(5), closing).await.is_err() {
         tracing::warn!("connections still closing after 5 s");
     }
-    let failures = counters.failures.load(Ordering::Relaxed) + errors.len() as u64;
     Ok(FlowOutcome {
         publishers: n_pubs,
         subscribers: plan.subscribers.len(),
