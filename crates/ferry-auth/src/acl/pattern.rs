@@ -330,6 +330,10 @@ fn covers<'a>(
     namespace: Namespace,
     vars: Vars<'_>,
 ) -> bool {
+    // Whether the levels before `i` join into the empty string (no level yet, or one
+    // empty level): then a requested `#` at `i` cannot match zero levels, since the empty
+    // topic does not exist, and `+/#` covers it as well as `#` does.
+    let mut prefix_empty = true;
     for i in 0.. {
         let segment = segments.get(i);
         let level = requested.next();
@@ -338,10 +342,11 @@ fn covers<'a>(
             (Some(Segment::Rest), _) => return !(i == 0 && dollar),
             (None, None) => return true,
             (None, Some(_)) | (Some(_), None) => return false,
-            // The request's `#` matches any number of further levels (at least one at the
-            // first level); only `#`, or `+/#` at the first level, matches them all.
+            // The request's `#` matches the levels so far (unless they are the empty topic)
+            // and any number of further levels; only `#` matches them all, or `+/#` when
+            // the levels so far are the empty topic.
             (Some(segment), Some(Requested::Rest)) => {
-                return i == 0 && matches!(segment, Segment::One) && matches!(segments.get(1..), Some([Segment::Rest]));
+                return prefix_empty && matches!(segment, Segment::One) && matches!(segments.get(i + 1..), Some([Segment::Rest]));
             }
             (Some(Segment::One), Some(Requested::One)) => {}
             (Some(Segment::One), Some(Requested::Literal(_))) => {
@@ -361,8 +366,13 @@ fn covers<'a>(
             }
             (Some(Segment::Literal(_) | Segment::Template(_)), Some(Requested::One)) => return false,
         }
+        prefix_empty = i == 0 && prefix_empty && level_is_empty(level);
     }
     false
+}
+
+fn level_is_empty(level: Option<Requested<'_>>) -> bool {
+    matches!(level, Some(Requested::Literal("")))
 }
 
 #[cfg(test)]
@@ -378,6 +388,15 @@ mod tests {
     fn covers(pattern: &str, filter: &str) -> bool {
         assert!(TopicFilter::new(filter).is_ok(), "invalid filter {filter:?}");
         topic(pattern).covers(filter, Vars::default())
+    }
+
+    #[test]
+    fn a_hash_after_an_empty_first_level_has_no_zero_level_case() {
+        // Found by proptest: `/#` matches `/`, `/a`, … but not the empty topic, so `/+/#`
+        // covers it, as `+/#` covers `#`.
+        assert!(covers("/+/#", "/#"));
+        assert!(covers("+/#", "#"));
+        assert!(!covers("a/+/#", "a/#"), "`a/#` matches `a` itself, which `a/+/#` does not");
     }
 
     #[test]
