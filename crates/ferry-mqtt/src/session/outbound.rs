@@ -73,7 +73,10 @@ impl MqttSession {
                 c.send_window.saturating_sub(state.inflight.len())
             };
             batch.clear();
-            if outbox.pop_into(BATCH, &mut batch) == 0 {
+            // Take no more than the window can send (but at least one, so QoS 0 messages
+            // at the head still flow while the window is full): what cannot go now stays
+            // in the outbox instead of being popped and pushed back.
+            if outbox.pop_into(BATCH.min(free.max(1)), &mut batch) == 0 {
                 break;
             }
             let mut rest = batch.drain(..);
