@@ -181,6 +181,23 @@ pub struct LimitSettings {
     pub max_tracked_addresses: usize,
     /// IPv6 sources are grouped by this prefix length (one /64 is usually one client).
     pub ipv6_prefix_len: u8,
+    /// Messages (MQTT PUBLISH, STOMP SEND) one connection may send per second, on average;
+    /// 0: no limit. Beyond it the connection is closed: MQTT 5 DISCONNECT 0x96 (message
+    /// rate too high), MQTT 3.1.1 closed, STOMP ERROR.
+    pub messages_per_second: f64,
+    /// Messages one connection may send in a burst above `messages_per_second`.
+    pub message_burst: u32,
+    /// Bytes one connection may send per second, on average; 0: no limit. Beyond it the
+    /// broker stops reading from the connection until the rate allows (throttled reads,
+    /// as TCP back-pressure: nothing is refused).
+    pub bytes_per_second: u64,
+    /// Bytes one connection may send in a burst above `bytes_per_second`.
+    pub byte_burst: u32,
+    /// Retained messages kept at most; a new retained topic beyond it is delivered live
+    /// but not retained (counted). 0: no limit.
+    pub max_retained_messages: usize,
+    /// Total payload bytes of retained messages kept at most; same rule. 0: no limit.
+    pub max_retained_bytes: u64,
 }
 
 impl Default for LimitSettings {
@@ -192,6 +209,12 @@ impl Default for LimitSettings {
             connection_burst: 1_000,
             max_tracked_addresses: 100_000,
             ipv6_prefix_len: 64,
+            messages_per_second: 0.0,
+            message_burst: 1_000,
+            bytes_per_second: 0,
+            byte_burst: 1024 * 1024,
+            max_retained_messages: 1_000_000,
+            max_retained_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -8,15 +8,9 @@ use thiserror::Error;
 use crate::acl::TokenGrants;
 use crate::jwt::TokenError;
 
-/// The client certificate of a TLS connection, as the transport read it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsIdentity {
-    /// The subject's common name (CN), if it has one.
-    pub common_name: Option<String>,
-    /// The subject alternative names (DNS names, e-mail addresses, URIs), in certificate
-    /// order.
-    pub subject_alt_names: Vec<String>,
-}
+/// The client certificate of a TLS connection, as the transport read it (the core's
+/// [`ferry_core::ClientCert`]).
+pub type TlsIdentity = ferry_core::ClientCert;
 
 /// What a client presents when it connects. The password is never logged, kept or put in
 /// an error.

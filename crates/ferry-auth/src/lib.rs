@@ -11,6 +11,9 @@
 //!   slowdown, connection counts.
 //! * [`config`]: the `[auth]` and `[limits]` settings.
 //! * [`Authenticator`]: all of the above behind `authenticate` and `authorize`, reloadable.
+//! * [`Gatekeeper`]: what the transport and the adapters ask at run time (admit a
+//!   connection, check a CONNECT off the connection's task, ACL checks, rate buckets),
+//!   with the counters behind the security metrics.
 
 #![warn(missing_docs)]
 
@@ -18,6 +21,7 @@ pub mod acl;
 mod authenticator;
 pub mod config;
 mod fs;
+mod gate;
 mod identity;
 pub mod jwt;
 pub mod limits;
@@ -26,6 +30,7 @@ pub mod password;
 pub use acl::{Acl, Action, Decision};
 pub use authenticator::{AuthParts, Authenticator, LoadError, Summary};
 pub use config::{AuthSettings, LimitSettings};
+pub use gate::{ConnectAttempt, Gatekeeper, Offload, PendingVerdict, Refusal, RunInline, SecurityStats, Verdict, WallClock};
 pub use identity::{AuthFailure, AuthMethod, BadCredentials, Credentials, Identity, NotAuthorized, TlsIdentity, STOMP_ACCESS_REFUSED};
 pub use jwt::{JwtVerifier, TokenClaims, TokenError};
 pub use password::PasswordFile;

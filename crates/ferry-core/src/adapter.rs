@@ -77,6 +77,39 @@ pub struct ConnectionInfo {
     pub subprotocol: Option<&'static str>,
     /// Rings the connection's loop when the core has queued output for the session.
     pub wakeup: Wakeup,
+    /// What the transport learnt of the client before the protocol began (a bearer token
+    /// from the WebSocket upgrade, a verified client certificate); `None` when nothing.
+    pub credentials: Option<Arc<TransportCredentials>>,
+}
+
+/// A verified TLS client certificate, as far as authentication needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The subject's common name (CN), if it has one.
+    pub common_name: Option<String>,
+    /// The subject alternative names (DNS names, e-mail addresses, URIs, IP addresses as
+    /// text), in certificate order.
+    pub subject_alt_names: Vec<String>,
+}
+
+/// Credentials the transport collected before the adapter's protocol began. The bearer
+/// token is a secret: never logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TransportCredentials {
+    /// A bearer token from the WebSocket upgrade: the `Authorization: Bearer` header or
+    /// the `access_token` query parameter (already verified once by the transport).
+    pub bearer: Option<String>,
+    /// The client certificate of a TLS connection that presented a verified one.
+    pub client_cert: Option<ClientCert>,
+}
+
+impl std::fmt::Debug for TransportCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportCredentials")
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .field("client_cert", &self.client_cert)
+            .finish()
+    }
 }
 
 /// A connection's doorbell: the core (or anything else off the connection's task) rings

@@ -28,7 +28,8 @@ pub mod topic;
 pub mod tree;
 
 pub use adapter::{
-    Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol, Wakeup,
+    Adapter, Carrier, ClientCert, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol,
+    TransportCredentials, Wakeup,
 };
 pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId};
 pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};

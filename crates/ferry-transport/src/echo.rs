@@ -60,6 +60,7 @@ mod tests {
             carrier: ferry_core::Carrier::WebSocket,
             subprotocol: None,
             wakeup: ferry_core::Wakeup::new(),
+            credentials: None,
         };
         let mut s = EchoAdapter.open(&info, Instant::now());
         let mut out = Output::default();

@@ -130,6 +130,7 @@ fn upgrade(req: &mut Request<Incoming>, peer: SocketAddr, listener: &'static str
         carrier: Carrier::WebSocket,
         subprotocol,
         wakeup: Wakeup::new(),
+        credentials: None,
     };
     let timeout = shared.config.http.handshake_timeout;
     let task_shared = shared.clone();

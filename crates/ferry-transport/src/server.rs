@@ -212,6 +212,7 @@ fn stream_info(peer: SocketAddr, listener: &'static str, tls: bool, shared: &Sha
         carrier: Carrier::Stream,
         subprotocol: None,
         wakeup: Wakeup::new(),
+        credentials: None,
     }
 }
 

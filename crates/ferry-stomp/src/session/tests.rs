@@ -45,6 +45,7 @@ impl Client {
             carrier,
             subprotocol: None,
             wakeup: Wakeup::new(),
+            credentials: None,
         };
         let now = Instant::now();
         Client {
