@@ -100,7 +100,7 @@ fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
 fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> (Registry, Arc<MqttBroker>, Metrics) {
     let router = Arc::new(Router::default());
     let mqtt = Arc::new(MqttAdapter::new(router.clone(), settings.mqtt.clone()));
-    let stomp = Arc::new(StompAdapter::new(router.clone(), settings.stomp.clone()));
+    let stomp = Arc::new(StompAdapter::with_gatekeeper(router.clone(), settings.stomp.clone(), gate.clone()));
     let mut registry = Registry::new();
     let broker = mqtt.broker();
     let stomp_broker = stomp.broker();
