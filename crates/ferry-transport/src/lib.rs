@@ -10,6 +10,7 @@
 pub mod assembler;
 pub mod config;
 mod connection;
+pub mod credentials;
 pub mod echo;
 pub mod error;
 pub mod frame_reader;
@@ -18,6 +19,7 @@ mod http;
 pub mod metrics;
 pub mod origin;
 pub mod outbuf;
+pub mod proxy;
 pub mod registry;
 mod server;
 pub mod tls;
