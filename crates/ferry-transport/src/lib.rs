@@ -7,6 +7,7 @@
 //! the adapter's sans-IO [`ferry_core::Session`] and writes its output in one batch per
 //! wake-up.
 
+mod admission;
 pub mod assembler;
 pub mod config;
 mod connection;
