@@ -272,6 +272,18 @@ async fn proxy_protocol_gives_the_client_address_used_for_limits() {
 }
 
 #[tokio::test]
+async fn proxy_protocol_in_front_of_a_websocket_listener() {
+    let mut cfg = proxied_config("127.0.0.0/8");
+    cfg.listeners.ws.proxy_protocol = true;
+    let server = start(cfg, gate(LimitSettings::default())).await;
+    let mut s = TcpStream::connect(addr(&server, "ws")).await.unwrap();
+    s.write_all(b"PROXY TCP6 2001:db8::5 ::1 40000 8083\r\n").await.unwrap();
+    let (status, head) = http_head(&mut s, &upgrade_request("/mqtt", "")).await;
+    assert_eq!(status, Some(101), "{head}");
+    assert!(ws_report(&mut s).await.starts_with("peer=[2001:db8::5]:40000 "));
+}
+
+#[tokio::test]
 async fn proxy_protocol_from_an_untrusted_peer_is_refused() {
     let server = start(proxied_config("10.0.0.0/8"), gate(LimitSettings::default())).await;
     let mut s = TcpStream::connect(addr(&server, "mqtt")).await.unwrap();
