@@ -186,7 +186,12 @@ fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) ->
         }
     }
     let mut credentials = conn.secure.credentials().cloned();
-    if let Some(token) = credentials::bearer_token(req.headers(), req.uri().query()) {
+    let token = if shared.gate.accepts_tokens() {
+        credentials::bearer_token(req.headers(), req.uri().query())
+    } else {
+        None
+    };
+    if let Some(token) = token {
         // The gatekeeper logs a refusal (address and reason, never the token).
         if let Err(failure) = shared.gate.verify_bearer(peer, &token) {
             conn.give_back(admission);

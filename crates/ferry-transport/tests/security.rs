@@ -432,6 +432,15 @@ async fn bearer_tokens_on_the_upgrade() {
 }
 
 #[tokio::test]
+async fn without_jwt_a_bearer_token_is_ignored_not_refused() {
+    let server = start(config(None), Arc::new(Gatekeeper::open())).await;
+    let mut s = TcpStream::connect(addr(&server, "ws")).await.unwrap();
+    let (status, head) = http_head(&mut s, &upgrade_request("/mqtt", "Authorization: Bearer meant-for-a-proxy\r\n")).await;
+    assert_eq!(status, Some(101), "{head}");
+    assert!(ws_report(&mut s).await.contains(" bearer=no "));
+}
+
+#[tokio::test]
 async fn byte_rate_throttles_reads() {
     let g = gate(LimitSettings {
         bytes_per_second: 64 * 1024,
