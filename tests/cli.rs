@@ -81,3 +81,102 @@ fn runs_without_a_configuration_file() {
     assert!(started.is_some());
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
 }
+
+/// Runs `ferry passwd ARGS` with `stdin` as its standard input.
+fn passwd(args: &[&str], stdin: &str) -> (std::process::ExitStatus, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(ferry_bin())
+        .arg("passwd")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn passwd_adds_updates_and_removes_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let path = file.to_str().unwrap();
+    let (status, err) = passwd(&[path, "alice"], "wonderland\n");
+    assert!(status.success(), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("alice:$argon2id$"), "{text}");
+    assert!(!text.contains("wonderland"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let (status, err) = passwd(&[path, "bob"], "builder\n");
+    assert!(status.success(), "{err}");
+    let (status, err) = passwd(&[path, "alice"], "looking-glass\n");
+    assert!(status.success(), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+
+    let (status, err) = passwd(&["-D", path, "alice"], "");
+    assert!(status.success(), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("bob:") && !text.contains("alice"), "{text}");
+    let (status, err) = passwd(&["-D", path, "alice"], "");
+    assert!(!status.success() && err.contains("alice is not in"), "{err}");
+    let (status, err) = passwd(&[path, "carol"], "\n");
+    assert!(!status.success() && err.contains("empty password"), "{err}");
+    let (status, err) = passwd(&[path, "bad:name"], "x\n");
+    assert!(!status.success(), "{err}");
+}
+
+#[test]
+fn unusable_auth_files_stop_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = write_file(dir.path(), "acl", "user alice\ntopic sideways x/#\n");
+    let (status, _, err) = ferry_command(&["check-config", &conf()], &[("FERRY_AUTH__ACL_FILE", acl.to_str().unwrap())]);
+    assert!(!status.success());
+    assert!(err.contains("acl") && err.contains("line 2"), "{err}");
+    let (status, _, err) = ferry_command(&["check-config", &conf()], &[("FERRY_AUTH__PASSWORD_FILE", "/nonexistent/passwd")]);
+    assert!(!status.success() && err.contains("/nonexistent/passwd"), "{err}");
+}
+
+#[test]
+fn sighup_and_file_changes_reload_the_auth_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // A light argon2id hash of "pw" (64 KiB, 1 pass): quick in debug builds.
+    let hash = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$ZbHCLU9Gd7/nFTMDNNGwrLxmoJrhqyrKlNoCpmf6Mzs";
+    let users = write_file(dir.path(), "passwd", &format!("alice:{hash}\n"));
+    let acl = write_file(dir.path(), "acl", "user alice\ntopic readwrite alice/#\n");
+    let extra = format!(
+        "[auth]\npassword_file = {:?}\nacl_file = {:?}\nwatch_files = true\nwatch_interval = \"200ms\"\n",
+        users.to_str().unwrap(),
+        acl.to_str().unwrap()
+    );
+    let broker = Broker::start(&extra);
+    assert!(
+        broker.wait_log("1 users, 1 ACL rules", Duration::from_secs(5)),
+        "{:?}",
+        broker.logs()
+    );
+
+    std::fs::write(&users, format!("alice:{hash}\nbob:{hash}\n")).unwrap();
+    broker.signal_hup();
+    assert!(
+        broker.wait_log("2 users, 1 ACL rules", Duration::from_secs(10)),
+        "{:?}",
+        broker.logs()
+    );
+
+    // A broken file is refused; the previous one stays in force.
+    std::fs::write(&acl, "user alice\ntopic sideways x\n").unwrap();
+    broker.signal_hup();
+    assert!(broker.wait_log("not reloaded", Duration::from_secs(10)), "{:?}", broker.logs());
+
+    // With watch_files, a change is picked up without a signal.
+    std::fs::write(&acl, "user alice\ntopic readwrite alice/#\ntopic read public/#\n").unwrap();
+    assert!(
+        broker.wait_log("2 users, 2 ACL rules", Duration::from_secs(10)),
+        "{:?}",
+        broker.logs()
+    );
+}

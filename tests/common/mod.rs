@@ -150,6 +150,12 @@ impl Broker {
         assert!(status.success());
     }
 
+    /// Send SIGHUP (reload the auth files).
+    pub fn signal_hup(&self) {
+        let status = Command::new("kill").arg("-HUP").arg(self.pid().to_string()).status().expect("kill");
+        assert!(status.success());
+    }
+
     /// Wait for the process to exit, up to `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -18,12 +18,25 @@ use crate::password::{CheckFailure, PasswordFile, PasswordFileError};
 /// Why the auth files cannot be (re)loaded.
 #[derive(Debug, Error)]
 pub enum LoadError {
-    /// The password file.
+    /// The password file could not be read (the error names it).
     #[error(transparent)]
     Passwords(#[from] PasswordFileError),
-    /// The ACL file.
-    #[error(transparent)]
-    Acl(#[from] AclError),
+    /// A line of the password file is wrong.
+    #[error("{}: {source}", path.display())]
+    PasswordLine {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: PasswordFileError,
+    },
+    /// The ACL file (named: a line error alone does not say which file).
+    #[error("{}: {source}", path.display())]
+    Acl {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: AclError,
+    },
     /// The JWT key or settings.
     #[error(transparent)]
     Jwt(#[from] JwtConfigError),
@@ -110,8 +123,29 @@ impl State {
     }
 
     fn load(settings: &AuthSettings) -> Result<Self, LoadError> {
-        let passwords = settings.password_file.as_deref().map(PasswordFile::load).transpose()?;
-        let acl = settings.acl_file.as_deref().map(Acl::load).transpose()?;
+        let passwords = settings
+            .password_file
+            .as_deref()
+            .map(|path| {
+                PasswordFile::load(path).map_err(|e| match e {
+                    PasswordFileError::Io { .. } => LoadError::Passwords(e),
+                    source => LoadError::PasswordLine {
+                        path: path.to_owned(),
+                        source,
+                    },
+                })
+            })
+            .transpose()?;
+        let acl = settings
+            .acl_file
+            .as_deref()
+            .map(|path| {
+                Acl::load(path).map_err(|source| LoadError::Acl {
+                    path: path.to_owned(),
+                    source,
+                })
+            })
+            .transpose()?;
         let jwt = JwtVerifier::from_settings(&settings.jwt)?;
         Ok(Self::new(AuthParts {
             anonymous: settings.allow_anonymous,

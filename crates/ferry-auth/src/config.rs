@@ -56,6 +56,9 @@ pub struct AuthSettings {
     /// How often to look for changes when `watch_files` is on.
     #[serde(with = "humantime_serde")]
     pub watch_interval: Duration,
+    /// Password checks (argon2id: ~20 MiB and tens of ms each) run at once at most; more
+    /// wait their turn. 0: one per CPU core.
+    pub password_check_threads: usize,
     /// JWT bearer tokens.
     pub jwt: JwtSettings,
     /// Slowing down addresses that keep failing to authenticate.
@@ -71,6 +74,7 @@ impl Default for AuthSettings {
             cert_username: CertUsername::Off,
             watch_files: false,
             watch_interval: Duration::from_secs(5),
+            password_check_threads: 0,
             jwt: JwtSettings::default(),
             failed_auth: FailedAuthSettings::default(),
         }

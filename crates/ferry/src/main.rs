@@ -3,6 +3,8 @@
 
 mod logging;
 mod metrics;
+mod passwd;
+mod security;
 mod settings;
 
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ferry_auth::{Authenticator, Gatekeeper};
 use ferry_core::Router;
 use ferry_mqtt::{MqttAdapter, MqttBroker};
 use ferry_stomp::StompAdapter;
@@ -42,12 +45,24 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Add a user to a password file or change their password (asked on the terminal, or
+    /// read from standard input), or remove a user with -D. The file is created if needed.
+    Passwd {
+        /// Remove the user instead.
+        #[arg(short = 'D', long = "delete")]
+        delete: bool,
+        /// The password file (`auth.password_file`).
+        file: PathBuf,
+        /// The user name.
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Passwd { delete, file, user }) => passwd::run(&file, &user, delete),
         Some(Command::Run) | None => run(cli.config),
     };
     match result {
@@ -61,7 +76,9 @@ fn main() -> ExitCode {
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let settings = Settings::load(Some(file))?;
+    let auth = Authenticator::from_settings(&settings.auth).context("cannot load the [auth] files")?;
     print!("{}", settings.to_toml()?);
+    eprintln!("ferry: auth: {}", auth.summary());
     eprintln!("ferry: {} is valid", file.display());
     Ok(())
 }
@@ -80,7 +97,7 @@ fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// The protocol adapters, sharing one router, the MQTT state that needs ticks, and
 /// the metrics that read them.
-fn adapters(settings: &Settings) -> (Registry, Arc<MqttBroker>, Metrics) {
+fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> (Registry, Arc<MqttBroker>, Metrics) {
     let router = Arc::new(Router::default());
     let mqtt = Arc::new(MqttAdapter::new(router.clone(), settings.mqtt.clone()));
     let stomp = Arc::new(StompAdapter::new(router.clone(), settings.stomp.clone()));
@@ -94,6 +111,7 @@ fn adapters(settings: &Settings) -> (Registry, Arc<MqttBroker>, Metrics) {
         router,
         mqtt: broker.clone(),
         stomp: stomp_broker,
+        gate: gate.clone(),
     }));
     (registry, broker, metrics)
 }
@@ -111,13 +129,24 @@ async fn tick(mqtt: Arc<MqttBroker>) {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Listen for signals before anyone can see the broker up.
     let signals = Signals::new()?;
-    let (registry, mqtt, metrics) = adapters(&settings);
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let gate = security::gatekeeper(&settings, tokio::runtime::Handle::current())?;
+    let (registry, mqtt, metrics) = adapters(&settings, &gate);
     let server = Server::start_with_metrics(settings.transport(), registry, metrics).await?;
     let ticker = tokio::spawn(tick(mqtt));
+    let reloader = tokio::spawn(security::reload_on_sighup(gate.clone(), hangups));
+    let watcher = settings
+        .auth
+        .watch_files
+        .then(|| tokio::spawn(security::reload_on_change(gate.clone(), settings.auth.watch_interval)));
     info!(version = env!("CARGO_PKG_VERSION"), "ferry started");
     let signal = signals.wait().await;
     info!(signal, grace = ?settings.shutdown.grace_period, "shutting down");
     ticker.abort();
+    reloader.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     if server.shutdown(settings.shutdown.grace_period).await {
         info!("all connections closed; bye");
     } else {

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use ferry_auth::Gatekeeper;
 use ferry_core::Router;
 use ferry_mqtt::MqttBroker;
 use ferry_stomp::StompBroker;
@@ -20,6 +21,8 @@ pub struct BrokerCollector {
     pub mqtt: Arc<MqttBroker>,
     /// The STOMP adapter's shared state.
     pub stomp: Arc<StompBroker>,
+    /// Authentication, ACL and limits.
+    pub gate: Arc<Gatekeeper>,
 }
 
 impl std::fmt::Debug for BrokerCollector {
@@ -121,6 +124,7 @@ impl Collector for BrokerCollector {
             "STOMP topic messages redelivered after a NACK",
             &s.redelivered,
         )?;
+        self.encode_security(&mut e)?;
         let q = &self.stomp.queues.stats;
         gauge(
             &mut e,
@@ -153,6 +157,82 @@ impl Collector for BrokerCollector {
             "Replies to a temporary queue whose owner had gone",
             &q.replies_dropped,
         )?;
+        Ok(())
+    }
+}
+
+impl BrokerCollector {
+    fn encode_security(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let g = &self.gate.stats;
+        gauge(
+            e,
+            "connections_admitted",
+            "Connections open and counted against the limits",
+            self.gate.open_connections(),
+        )?;
+        let counters: [(&str, &str, &AtomicU64); 14] = [
+            ("auth_successes", "Clients authenticated (anonymous included)", &g.auth_successes),
+            (
+                "auth_bad_credentials",
+                "Clients refused for bad credentials (CONNACK 0x04/0x86, STOMP ERROR, HTTP 401)",
+                &g.auth_bad_credentials,
+            ),
+            (
+                "auth_not_authorized",
+                "Clients refused as not authorized (CONNACK 0x05/0x87, STOMP ERROR)",
+                &g.auth_not_authorized,
+            ),
+            (
+                "acl_denied_publish",
+                "Publishes, wills and SENDs the ACL refused",
+                &g.denied_publish,
+            ),
+            ("acl_denied_subscribe", "Subscriptions the ACL refused", &g.denied_subscribe),
+            (
+                "acl_denied_delivery",
+                "Deliveries withheld because the ACL refuses the topic to the subscriber",
+                &g.denied_delivery,
+            ),
+            (
+                "connections_refused_total_limit",
+                "Connections refused at limits.max_connections",
+                &g.refused_total,
+            ),
+            (
+                "connections_refused_listener_limit",
+                "Connections refused at a listener's max_connections",
+                &g.refused_listener,
+            ),
+            (
+                "connections_refused_address_limit",
+                "Connections refused at limits.max_connections_per_address",
+                &g.refused_address,
+            ),
+            (
+                "connections_refused_rate_limit",
+                "Connections refused at limits.connection_rate",
+                &g.refused_rate,
+            ),
+            (
+                "message_rate_exceeded",
+                "Connections closed for limits.messages_per_second",
+                &g.message_rate_exceeded,
+            ),
+            (
+                "byte_rate_throttled",
+                "Times a connection's reads were paused for limits.bytes_per_second",
+                &g.byte_rate_throttled,
+            ),
+            (
+                "subscription_quota_exceeded",
+                "Subscriptions refused at max_subscriptions",
+                &g.subscription_quota_exceeded,
+            ),
+            ("token_expired", "Connections closed because their token expired", &g.token_expired),
+        ];
+        for (name, help, value) in counters {
+            counter(e, name, help, value)?;
+        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ferry_auth::{AuthSettings, LimitSettings};
 use ferry_mqtt::MqttConfig;
 use ferry_stomp::StompConfig;
 use ferry_transport::config::{HttpConfig, Listeners, TlsConfig, WebSocketConfig};
@@ -37,6 +38,10 @@ pub struct Settings {
     pub mqtt: MqttConfig,
     /// `[stomp]`
     pub stomp: StompConfig,
+    /// `[auth]`: authentication and ACL.
+    pub auth: AuthSettings,
+    /// `[limits]`: connections, rates, retained messages.
+    pub limits: LimitSettings,
 }
 
 /// Log output format.
@@ -119,6 +124,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("http.allowed_origins")
+                .with_list_parse_key("auth.jwt.algorithms")
                 .source(Some(env)),
         );
         let merged = builder.build().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -153,6 +159,21 @@ impl Settings {
             bail!(
                 "invalid configuration: stomp.heart_beat_grace must be a number of at least 1 (is {})",
                 self.stomp.heart_beat_grace
+            );
+        }
+        let rates = [
+            ("limits.connection_rate", self.limits.connection_rate),
+            ("limits.messages_per_second", self.limits.messages_per_second),
+        ];
+        for (key, rate) in rates {
+            if !(rate >= 0.0 && rate.is_finite()) {
+                bail!("invalid configuration: {key} must be a number of at least 0 (is {rate})");
+            }
+        }
+        if self.limits.ipv6_prefix_len > 128 {
+            bail!(
+                "invalid configuration: limits.ipv6_prefix_len must be at most 128 (is {})",
+                self.limits.ipv6_prefix_len
             );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
@@ -234,6 +255,27 @@ mod tests {
     }
 
     #[test]
+    fn auth_settings_from_file_and_environment() {
+        let (_d, path) = write("[auth]\nallow_anonymous = false\npassword_file = \"users.txt\"\n[auth.jwt]\nsecret = \"s\"\n");
+        let s = Settings::load_from(
+            Some(&path),
+            env(&[
+                ("FERRY_AUTH__JWT__ALGORITHMS", "HS256,HS384"),
+                ("FERRY_LIMITS__MAX_CONNECTIONS", "7"),
+                ("FERRY_AUTH__CERT_USERNAME", "cn"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.auth.allow_anonymous, ferry_auth::config::AnonymousPolicy::Deny);
+        assert_eq!(s.auth.password_file.as_deref(), Some(Path::new("users.txt")));
+        assert_eq!(s.auth.jwt.algorithms, ["HS256", "HS384"]);
+        assert_eq!(s.auth.cert_username, ferry_auth::config::CertUsername::CommonName);
+        assert_eq!(s.limits.max_connections, 7);
+        let s = Settings::load_from(None, env(&[("FERRY_AUTH__ALLOW_ANONYMOUS", "true")])).unwrap();
+        assert_eq!(s.auth.allow_anonymous, ferry_auth::config::AnonymousPolicy::Allow);
+    }
+
+    #[test]
     fn unknown_keys_are_refused_by_name() {
         let (_d, path) = write("[websocket]\nmax_mesage_size = 10\n");
         let err = Settings::load_from(Some(&path), env(&[])).unwrap_err().to_string();
@@ -252,6 +294,10 @@ mod tests {
             ("[http]\nmax_request_head_size = 100\n", "http.max_request_head_size"),
             ("[websocket]\necho_path = \"echo\"\n", "websocket.echo_path"),
             ("[stomp]\nheart_beat_grace = 0.5\n", "stomp.heart_beat_grace"),
+            ("[limits]\nconnection_rate = -1.0\n", "limits.connection_rate"),
+            ("[limits]\nipv6_prefix_len = 129\n", "limits.ipv6_prefix_len"),
+            ("[auth]\nallow_anonymous = \"maybe\"\n", "allow_anonymous"),
+            ("[auth]\ncert_username = \"dn\"\n", "cert_username"),
         ] {
             let (_d, path) = write(toml);
             let err = Settings::load_from(Some(&path), env(&[])).unwrap_err().to_string();

@@ -318,10 +318,10 @@ fn reload_swaps_files_or_keeps_the_old_state() {
     // A broken file: the error comes back, the old state stays.
     std::fs::write(&acl, "user alice\ntopic readwrite b/#/x\n").unwrap();
     let err = auth.reload().unwrap_err();
-    assert!(matches!(err, LoadError::Acl(_)), "{err}");
+    assert!(matches!(err, LoadError::Acl { .. }), "{err}");
     assert!(auth.authorize(&alice, Action::Publish, "b/x").is_allowed());
     std::fs::write(&passwd, "alice:not-a-hash\n").unwrap();
-    assert!(matches!(auth.reload(), Err(LoadError::Passwords(_))));
+    assert!(matches!(auth.reload(), Err(LoadError::PasswordLine { .. })));
     assert!(auth.authenticate(&creds(Some("bob"), Some("three")), now()).is_ok());
 
     // Built in memory: nothing to re-read.
