@@ -66,6 +66,10 @@ impl MqttSession {
         }
         let version = c.version;
         let outbox = c.slot.outbox.clone();
+        let gate = &self.broker.gate;
+        // Read once per call (the ACL may be reloaded between calls), so that a broker
+        // without delivery rules does no ACL work per message.
+        let check_delivery = gate.needs_delivery_check(&c.identity);
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let free = {
@@ -84,6 +88,11 @@ impl MqttSession {
             let mut stopped = None;
             for d in rest.by_ref() {
                 if d.message.is_expired(now) {
+                    continue;
+                }
+                // Withheld (and counted) when the ACL refuses this topic to the client;
+                // a QoS 1/2 delivery is simply dropped here, before it takes a packet id.
+                if check_delivery && !gate.may_receive(&c.identity, d.message.topic.as_str()) {
                     continue;
                 }
                 let mut aliases = c.aliases_out.borrow_mut();
