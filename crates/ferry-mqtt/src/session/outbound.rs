@@ -67,9 +67,10 @@ impl MqttSession {
         let version = c.version;
         let outbox = c.slot.outbox.clone();
         let gate = &self.broker.gate;
-        // Read once per call (the ACL may be reloaded between calls), so that a broker
-        // without delivery rules does no ACL work per message.
-        let check_delivery = gate.needs_delivery_check(&c.identity);
+        // Whether deliveries pass the ACL: asked once per call that has something to send
+        // (the ACL may be reloaded between calls), so that a broker without delivery rules
+        // does no ACL work per message, and an empty pump none at all.
+        let mut check_delivery = None;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let free = {
@@ -83,6 +84,7 @@ impl MqttSession {
             if outbox.pop_into(BATCH.min(free.max(1)), &mut batch) == 0 {
                 break;
             }
+            let check_delivery = *check_delivery.get_or_insert_with(|| gate.needs_delivery_check(&c.identity));
             let mut rest = batch.drain(..);
             let mut sent_qos12 = 0;
             let mut stopped = None;
