@@ -143,8 +143,8 @@ fn unusable_auth_files_stop_the_start_naming_the_file() {
 #[test]
 fn sighup_and_file_changes_reload_the_auth_files() {
     let dir = tempfile::tempdir().unwrap();
-    // A light argon2id hash of "pw" (64 KiB, 1 pass): quick in debug builds.
-    let hash = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$ZbHCLU9Gd7/nFTMDNNGwrLxmoJrhqyrKlNoCpmf6Mzs";
+    // A light argon2id hash of "wonderland" (64 KiB, 1 pass): quick in debug builds.
+    let hash = "$argon2id$v=19$m=64,t=1,p=1$m+nUt0+Sn2RB1Hqz+eRs6Q$DTSRZtaBT1TdxSIz00jXXMyTX8d93EzvZaSrDn+u1nI";
     let users = write_file(dir.path(), "passwd", &format!("alice:{hash}\n"));
     let acl = write_file(dir.path(), "acl", "user alice\ntopic readwrite alice/#\n");
     let extra = format!(

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_auth::Gatekeeper;
 use ferry_core::{Adapter, ConnectionInfo, MessageKind, Router, Session, Sniff, Subprotocol};
 
 use crate::broker::StompBroker;
@@ -35,10 +36,19 @@ pub struct StompAdapter {
 }
 
 impl StompAdapter {
-    /// The adapter, routing through the broker-wide `router`.
+    /// The adapter, routing through the broker-wide `router`, with every client let in
+    /// ([`Gatekeeper::open`]: tests and tools).
     pub fn new(router: Arc<Router>, config: StompConfig) -> Self {
+        Self::with_gatekeeper(router, config, Arc::new(Gatekeeper::open()))
+    }
+
+    /// The adapter, routing through the broker-wide `router` and asking the broker's
+    /// `gate` who may connect (CONNECT `login`/`passcode`, or the transport's bearer
+    /// token or client certificate), what they may send to and subscribe to, and how
+    /// fast they may send.
+    pub fn with_gatekeeper(router: Arc<Router>, config: StompConfig, gate: Arc<Gatekeeper>) -> Self {
         Self {
-            broker: Arc::new(StompBroker::new(router, config)),
+            broker: Arc::new(StompBroker::with_gatekeeper(router, config, gate)),
         }
     }
 

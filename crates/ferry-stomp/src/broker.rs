@@ -1,9 +1,11 @@
 //! State every STOMP connection shares: the core's router (the topic tree all
-//! protocols meet on), the queues, the settings and the adapter's counters.
+//! protocols meet on), the queues, the settings, the gatekeeper (authentication, ACL,
+//! rate limits, shared with the other protocols) and the adapter's counters.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use ferry_auth::Gatekeeper;
 use ferry_core::Router;
 
 use crate::config::StompConfig;
@@ -36,17 +38,27 @@ pub struct StompBroker {
     pub queues: Queues,
     /// The adapter's settings.
     pub config: StompConfig,
+    /// Authentication, authorization and rate limits (the broker-wide one).
+    pub gate: Arc<Gatekeeper>,
     /// Counters.
     pub stats: StompStats,
 }
 
 impl StompBroker {
-    /// Shared state routing through `router`.
+    /// Shared state routing through `router`, letting every client in
+    /// ([`Gatekeeper::open`]).
     pub fn new(router: Arc<Router>, config: StompConfig) -> Self {
+        Self::with_gatekeeper(router, config, Arc::new(Gatekeeper::open()))
+    }
+
+    /// Shared state routing through `router`, asking `gate` who may connect and what
+    /// they may do.
+    pub fn with_gatekeeper(router: Arc<Router>, config: StompConfig, gate: Arc<Gatekeeper>) -> Self {
         Self {
             router,
             queues: Queues::new(config.max_queues, config.max_queue_length),
             config,
+            gate,
             stats: StompStats::default(),
         }
     }

@@ -13,6 +13,11 @@ use crate::codec::Limits;
 pub struct StompConfig {
     /// Largest frame body accepted, in bytes; larger: ERROR "frame too large".
     pub max_body: usize,
+    /// Largest frame body accepted before the client is authenticated (the CONNECT frame),
+    /// in bytes, and the most bytes buffered after a CONNECT while its credentials are
+    /// checked; larger: ERROR "frame too large". [`StompConfig::max_body`] applies once
+    /// CONNECTED is sent (the smaller of the two applies before).
+    pub max_body_unauthenticated: usize,
     /// Most header lines in one frame, repetitions included.
     pub max_headers: usize,
     /// Longest header line (`name:value` as sent), in bytes.
@@ -57,6 +62,7 @@ impl Default for StompConfig {
     fn default() -> Self {
         Self {
             max_body: Limits::DEFAULT_MAX_BODY,
+            max_body_unauthenticated: 64 * 1024,
             max_headers: Limits::DEFAULT_MAX_HEADERS,
             max_header_line: Limits::DEFAULT_MAX_HEADER_LINE,
             default_prefetch: 100,
@@ -85,13 +91,22 @@ impl StompConfig {
         }
     }
 
-    /// The codec's limits.
+    /// The codec's limits once the client is authenticated.
     pub fn limits(&self) -> Limits {
         Limits {
             max_command_line: Limits::DEFAULT_MAX_COMMAND_LINE,
             max_headers: self.max_headers,
             max_header_line: self.max_header_line,
             max_body: self.max_body,
+        }
+    }
+
+    /// The codec's limits before the client is authenticated: the body limit is
+    /// [`StompConfig::max_body_unauthenticated`] (never above [`StompConfig::max_body`]).
+    pub fn unauthenticated_limits(&self) -> Limits {
+        Limits {
+            max_body: self.max_body_unauthenticated.min(self.max_body),
+            ..self.limits()
         }
     }
 }
@@ -111,6 +126,8 @@ mod tests {
         let l = c.limits();
         assert_eq!((l.max_body, l.max_headers, l.max_header_line), (10, 3, 40));
         assert_eq!(StompConfig::default().limits(), Limits::default());
+        assert_eq!(c.unauthenticated_limits().max_body, 10, "never above max_body");
+        assert_eq!(StompConfig::default().unauthenticated_limits().max_body, 65536);
     }
 
     #[test]

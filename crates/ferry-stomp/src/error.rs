@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use ferry_auth::STOMP_ACCESS_REFUSED;
 use ferry_core::CloseRequest;
 use thiserror::Error;
 
@@ -120,6 +121,33 @@ pub enum ProtocolError {
     /// A client that promised heart-beats went silent.
     #[error("nothing received from the client for {0:?} (heart-beat interval times the grace factor)")]
     HeartBeatTimeout(Duration),
+    /// The CONNECT's credentials are wrong (never says which, nor echoes them).
+    #[error("bad credentials")]
+    BadCredentials,
+    /// The client may not connect (no credentials, and anonymous access is off).
+    #[error("not authorized")]
+    NotAuthorized,
+    /// The ACL refuses this destination to the client.
+    #[error("not authorized to {action} {destination}")]
+    Forbidden {
+        /// `send to` or `subscribe to`.
+        action: &'static str,
+        /// The destination as the client wrote it.
+        destination: String,
+    },
+    /// The token the client authenticated with has expired.
+    #[error("token expired")]
+    TokenExpired,
+    /// The client sends more messages than `limits.messages_per_second` allows.
+    #[error("more SEND frames than limits.messages_per_second and limits.message_burst allow")]
+    MessageRateExceeded,
+    /// More bytes arrived after a CONNECT, while its credentials were being checked, than
+    /// may be buffered.
+    #[error("more than {limit} octets received while the CONNECT was being checked")]
+    TooMuchBeforeConnected {
+        /// The limit in force (`max_body_unauthenticated`).
+        limit: usize,
+    },
 }
 
 impl ProtocolError {
@@ -145,6 +173,12 @@ impl ProtocolError {
             ProtocolError::Queue(_) => "queue refused the message",
             ProtocolError::ConnectTimeout(_) => "connect timeout",
             ProtocolError::HeartBeatTimeout(_) => "heart-beat timeout",
+            ProtocolError::BadCredentials
+            | ProtocolError::NotAuthorized
+            | ProtocolError::Forbidden { .. }
+            | ProtocolError::TokenExpired => STOMP_ACCESS_REFUSED,
+            ProtocolError::MessageRateExceeded => "message rate too high",
+            ProtocolError::TooMuchBeforeConnected { .. } => "frame too large",
         }
     }
 
@@ -154,7 +188,13 @@ impl ProtocolError {
         let reason = self.summary();
         match self {
             ProtocolError::Frame(e) if e.is_limit() => CloseRequest::too_big(reason),
-            ProtocolError::TooManySubscriptions { .. }
+            ProtocolError::TooMuchBeforeConnected { .. } => CloseRequest::too_big(reason),
+            ProtocolError::BadCredentials
+            | ProtocolError::NotAuthorized
+            | ProtocolError::Forbidden { .. }
+            | ProtocolError::TokenExpired
+            | ProtocolError::MessageRateExceeded
+            | ProtocolError::TooManySubscriptions { .. }
             | ProtocolError::TransactionTooLarge { .. }
             | ProtocolError::Queue(_)
             | ProtocolError::ConnectTimeout(_)
@@ -181,5 +221,16 @@ mod tests {
         assert_eq!(e.to_string(), "SEND frame is missing the required header \"destination\"");
         assert_eq!(e.close_request().code, 1002);
         assert_eq!(ProtocolError::TooManySubscriptions { limit: 1 }.close_request().code, 1008);
+        let e = ProtocolError::Forbidden {
+            action: "send to",
+            destination: "/topic/a".into(),
+        };
+        assert_eq!(
+            (e.summary(), e.to_string().as_str()),
+            ("access refused", "not authorized to send to /topic/a")
+        );
+        assert_eq!(e.close_request().code, 1008);
+        assert_eq!(ProtocolError::BadCredentials.summary(), "access refused");
+        assert_eq!(ProtocolError::MessageRateExceeded.summary(), "message rate too high");
     }
 }

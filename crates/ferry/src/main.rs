@@ -101,7 +101,7 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> (Registry, Arc<MqttB
     let retained = MemoryRetained::with_limits(settings.limits.max_retained_messages, settings.limits.max_retained_bytes);
     let router = Arc::new(Router::new(Arc::new(retained)));
     let mqtt = Arc::new(MqttAdapter::with_gatekeeper(router.clone(), settings.mqtt.clone(), gate.clone()));
-    let stomp = Arc::new(StompAdapter::new(router.clone(), settings.stomp.clone()));
+    let stomp = Arc::new(StompAdapter::with_gatekeeper(router.clone(), settings.stomp.clone(), gate.clone()));
     let mut registry = Registry::new();
     let broker = mqtt.broker();
     let stomp_broker = stomp.broker();

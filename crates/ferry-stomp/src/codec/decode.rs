@@ -131,6 +131,12 @@ impl Decoder {
         &self.limits
     }
 
+    /// Enforce `limits` from the next frame on (the broker raises them once a client has
+    /// authenticated). Call it between frames.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// True while part of a frame has been consumed but the frame is not complete: at
     /// end of stream, the peer cut a frame short.
     pub fn in_frame(&self) -> bool {

@@ -1,12 +1,22 @@
 //! CONNECT and STOMP: the version from `accept-version` (1.0 when absent, ERROR when
-//! none is common), heart-beats negotiated, `host`/`login`/`passcode` kept for the
-//! authentication layer (every client is accepted for now), and the CONNECTED frame
+//! none is common), heart-beats negotiated, then the credentials checked by the
+//! broker's [`Gatekeeper`](ferry_auth::Gatekeeper) (`login`/`passcode`, or what the
+//! transport collected: a bearer token, a client certificate), and the CONNECTED frame
 //! with `version`, `server`, `session` and `heart-beat`.
+//!
+//! A password check may run off the connection's task: the session then waits in
+//! [`Phase::Authenticating`], buffering (not decoding) what else arrives, up to
+//! `max_body_unauthenticated` octets. The verdict arrives by the connection's
+//! [`Wakeup`](ferry_core::Wakeup) (taken in `on_wake`); an address that keeps failing is
+//! answered only after the verdict's delay (`poll_timeout`/`on_timeout`). A refusal is an
+//! ERROR `message:access refused` (the body says "bad credentials" or "not authorized",
+//! never the secret), then close, as RabbitMQ does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use ferry_auth::{AuthFailure, ConnectAttempt, Identity, PendingVerdict, Verdict};
 use ferry_core::{next_session_id, Output};
 use tracing::debug;
 
@@ -19,8 +29,48 @@ use crate::error::ProtocolError;
 /// The `server` header: `Ferry/<version>`.
 pub const SERVER: &str = concat!("Ferry/", env!("CARGO_PKG_VERSION"));
 
+/// A CONNECT whose credentials are being checked.
+pub(super) struct Authenticating {
+    version: Version,
+    heart_beat: HeartBeat,
+    credentials: Credentials,
+    /// The `session` header to send.
+    name: String,
+    pending: PendingVerdict,
+    /// The verdict, once taken from `pending`.
+    verdict: Option<Verdict>,
+    /// When the CONNECT was checked: the verdict's delay counts from here.
+    started: Instant,
+    /// The connect deadline, while no verdict is in.
+    deadline: Option<Instant>,
+}
+
+impl Authenticating {
+    /// When the session wants to run next: the answer's time once the verdict is in,
+    /// the connect deadline before.
+    pub(super) fn timeout(&self) -> Option<Instant> {
+        match &self.verdict {
+            Some(v) => Some(self.started.checked_add(v.delay).unwrap_or(self.started)),
+            None => self.deadline,
+        }
+    }
+
+    /// Take the verdict if it came in; whether it may be answered at `now`.
+    fn ready(&mut self, now: Instant) -> bool {
+        if self.verdict.is_none() {
+            self.verdict = self.pending.take();
+        }
+        self.verdict.is_some() && self.timeout().is_some_and(|at| now >= at)
+    }
+
+    /// Whether the connect deadline passed with no verdict in.
+    pub(super) fn timed_out(&self, now: Instant) -> bool {
+        self.verdict.is_none() && self.deadline.is_some_and(|d| now >= d)
+    }
+}
+
 impl StompSession {
-    pub(super) fn on_connect(&mut self, frame: &Frame, _now: Instant, w: &mut Writer, out: &mut Output) -> Result<(), ProtocolError> {
+    pub(super) fn on_connect(&mut self, frame: &Frame, now: Instant, w: &mut Writer, out: &mut Output) -> Result<(), ProtocolError> {
         let offered = frame.header("accept-version");
         let version = Version::negotiate(offered).ok_or_else(|| ProtocolError::NoCommonVersion {
             offered: offered.unwrap_or_default().to_owned(),
@@ -40,9 +90,79 @@ impl StompSession {
         let credentials = Credentials {
             host: frame.header("host").map(str::to_owned),
             login: frame.header("login").map(str::to_owned),
-            passcode: frame.header("passcode").map(str::to_owned),
         };
         let name = self.broker.session_name(self.info.id);
+        let client_id = frame.header("client-id").filter(|c| !c.is_empty()).unwrap_or(&name).to_owned();
+        let deadline = match self.phase {
+            Phase::AwaitingConnect { deadline } => deadline,
+            _ => None,
+        };
+        let attempt = ConnectAttempt {
+            peer: self.info.peer,
+            protocol: "stomp",
+            client_id,
+            username: credentials.login.clone(),
+            password: frame.header("passcode").map(|p| p.as_bytes().to_vec()),
+            transport: self.info.credentials.clone(),
+        };
+        let pending = self.broker.gate.check(attempt, now, self.info.wakeup.clone());
+        self.phase = Phase::Authenticating(Box::new(Authenticating {
+            version,
+            heart_beat,
+            credentials,
+            name,
+            pending,
+            verdict: None,
+            started: now,
+            deadline,
+        }));
+        // Most verdicts are in at once (no password file, a token, anonymous access).
+        self.advance_auth(now, w, out);
+        Ok(())
+    }
+
+    /// While authenticating: answer the CONNECT if the verdict is in and its delay has
+    /// passed (CONNECTED, or ERROR and close).
+    pub(super) fn advance_auth(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
+        let ready = match &mut self.phase {
+            Phase::Authenticating(a) => a.ready(now),
+            _ => false,
+        };
+        if !ready {
+            return;
+        }
+        let phase = std::mem::replace(&mut self.phase, Phase::AwaitingConnect { deadline: None });
+        let Phase::Authenticating(a) = phase else {
+            self.phase = phase;
+            return;
+        };
+        let mut a = *a;
+        let Some(verdict) = a.verdict.take() else {
+            return;
+        };
+        match verdict.result {
+            Ok(identity) => self.connected(a, identity, now, w, out),
+            Err(failure) => {
+                let error = match failure {
+                    AuthFailure::BadCredentials(_) => ProtocolError::BadCredentials,
+                    AuthFailure::NotAuthorized(_) => ProtocolError::NotAuthorized,
+                };
+                self.fail(&error, None, w, out);
+            }
+        }
+    }
+
+    /// The client is authenticated as `identity`: CONNECTED, and the full limits.
+    fn connected(&mut self, a: Authenticating, identity: Identity, now: Instant, w: &mut Writer, out: &mut Output) {
+        let Authenticating {
+            version,
+            heart_beat,
+            credentials,
+            name,
+            ..
+        } = a;
+        let config = &self.broker.config;
+        let gate = &self.broker.gate;
         let mut connected = Frame::new(Command::Connected)
             .with_header("version", version.as_str())
             .with_header("server", SERVER)
@@ -54,6 +174,7 @@ impl StompSession {
         }
         w.frame(&connected, version, out);
         self.decoder.set_version(version);
+        self.decoder.set_limits(config.limits());
         self.broker.stats.connects.fetch_add(1, Ordering::Relaxed);
         debug!(
             conn = self.info.id,
@@ -61,13 +182,20 @@ impl StompSession {
             %version,
             host = credentials.host.as_deref().unwrap_or(""),
             login = credentials.login.as_deref().unwrap_or(""),
+            user = identity.username.as_deref().unwrap_or(""),
+            method = ?identity.method,
             ?heart_beat,
             "STOMP client connected"
         );
+        let expires = gate.expiry_deadline(&identity, now);
+        let bucket = gate.message_bucket(now).map(Box::new);
         self.phase = Phase::Connected(Box::new(Connected {
             version,
             name,
             credentials,
+            identity,
+            expires,
+            bucket,
             heart_beat,
             publisher: next_session_id(),
             subs: BTreeMap::new(),
@@ -77,6 +205,5 @@ impl StompSession {
             transactions: Transactions::default(),
             temp: HashMap::new(),
         }));
-        Ok(())
     }
 }

@@ -3,6 +3,12 @@
 //! `message-id`, `subscription`, `ack` (1.2, when the subscription acknowledges),
 //! `redelivered`, `content-type`, the application's headers and the body shared, not
 //! copied, with every other subscriber (`content-length` is always written).
+//!
+//! When the gatekeeper says deliveries need checking (an ACL that can take away part of
+//! an allowed subscription, or token grants), each topic message is checked with
+//! `may_receive` and a refused one is dropped (counted) before it takes a place in the
+//! window, so client-ack subscriptions never wait for an ACK that cannot come. Otherwise
+//! the check costs nothing per message.
 
 use std::sync::atomic::Ordering;
 
@@ -37,9 +43,10 @@ impl Connected {
             ids.rotate_left(start);
             self.pump_start = self.pump_start.wrapping_add(1);
         }
+        let check = ctx.broker.gate.needs_delivery_check(&self.identity);
         let mut sent = 0;
         for id in ids {
-            sent += self.pump_one(ctx, &id, MAX_PER_CALL.saturating_sub(sent), w, out);
+            sent += self.pump_one(ctx, &id, MAX_PER_CALL.saturating_sub(sent), check, w, out);
             if sent >= MAX_PER_CALL {
                 ctx.info.wakeup.wake();
                 return;
@@ -48,7 +55,8 @@ impl Connected {
     }
 
     /// Send up to `budget` messages of subscription `id`; returns how many were sent.
-    fn pump_one(&mut self, ctx: &Ctx<'_>, id: &str, budget: usize, w: &mut Writer, out: &mut Output) -> usize {
+    /// With `check`, topic messages the ACL refuses to this client are dropped.
+    fn pump_one(&mut self, ctx: &Ctx<'_>, id: &str, budget: usize, check: bool, w: &mut Writer, out: &mut Output) -> usize {
         let mut sent = 0;
         let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
         while sent < budget {
@@ -73,6 +81,19 @@ impl Connected {
                             delivery,
                             redelivered: false,
                         }));
+                    }
+                    if check && !batch.is_empty() {
+                        let gate = &ctx.broker.gate;
+                        let identity = &self.identity;
+                        let before = batch.len();
+                        batch.retain(|item| match item {
+                            Item::Topic { delivery, .. } => gate.may_receive(identity, delivery.message.topic.as_str()),
+                            Item::Queue(_) => true,
+                        });
+                        if batch.is_empty() && before > 0 {
+                            // All withheld: look at what comes next.
+                            continue;
+                        }
                     }
                 }
                 Source::Queue { queue, consumer, .. } => {

@@ -1,12 +1,23 @@
 //! One STOMP connection's state machine (sans-IO): bytes in, frames decoded and acted
 //! on through the core, frames out. Split by concern: [`connect`] (CONNECT/STOMP,
-//! version and heart-beat negotiation, CONNECTED), [`send`] (SEND to topics, queues
+//! version and heart-beat negotiation, authentication, CONNECTED), [`send`] (SEND to topics, queues
 //! and temporary queues), [`subscribe`] (SUBSCRIBE, UNSUBSCRIBE, retained messages),
 //! [`ack`] (ACK, NACK), [`transaction`] (BEGIN, COMMIT, ABORT), [`deliver`]
 //! (MESSAGE frames under each subscription's window), [`heartbeat`], [`writer`].
 //!
 //! Every protocol error ends the session the same way: an ERROR frame with a `message`
 //! header and an explaining body, then a close request (see [`ProtocolError`]).
+//!
+//! Security, through the broker's [`Gatekeeper`](ferry_auth::Gatekeeper): the CONNECT is
+//! authenticated (see [`connect`]) and the [`Identity`] kept; a SEND to `/topic/X` is
+//! checked as an MQTT publish to X's mapped topic, a SUBSCRIBE to `/topic/F` as an MQTT
+//! subscribe to F's mapped filter, `/queue/NAME` by the ACL's queue rules; a temporary
+//! queue is private to its connection and a reply queue is reached only through the
+//! `reply-to` its owner handed out, so neither is checked. A refusal is an ERROR
+//! `message:access refused` naming the destination, then close. When the ACL can take
+//! away part of an allowed subscription, each topic message is checked before delivery
+//! and withheld if refused. A token that expires closes the connection (ERROR, "token
+//! expired"); SENDs beyond `limits.messages_per_second` close it too.
 
 mod ack;
 mod connect;
@@ -25,6 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ferry_auth::limits::TokenBucket;
+use ferry_auth::{Identity, SecurityStats};
 use ferry_core::{CloseRequest, ConnectionInfo, Input, Output, Session, SessionId};
 use tracing::{debug, info};
 
@@ -32,31 +45,20 @@ use crate::broker::StompBroker;
 use crate::codec::{Command, Decoded, Decoder, Frame, Version};
 use crate::error::ProtocolError;
 
+use connect::Authenticating;
 use heartbeat::HeartBeat;
 use subscribe::{Pending, Sub};
 use transaction::Transactions;
 use writer::Writer;
 
-/// What the client sent to authenticate, kept for the authentication layer (not
-/// there yet: every client is accepted). The passcode never appears in logs.
-#[derive(Clone, Default)]
+/// What the client said of itself in its CONNECT. The `passcode` is handed to the
+/// gatekeeper and not kept.
+#[derive(Debug, Clone, Default)]
 pub struct Credentials {
     /// `host`: the virtual host the client asked for.
     pub host: Option<String>,
     /// `login`.
     pub login: Option<String>,
-    /// `passcode`.
-    pub passcode: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("host", &self.host)
-            .field("login", &self.login)
-            .field("passcode", &self.passcode.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
 }
 
 /// State of a connection whose CONNECT was accepted.
@@ -65,6 +67,13 @@ struct Connected {
     /// The `session` header sent in CONNECTED; also the prefix of message ids.
     name: String,
     credentials: Credentials,
+    /// Who the client authenticated as: what the ACL is checked against.
+    identity: Identity,
+    /// When the connection closes for its token's expiry.
+    expires: Option<Instant>,
+    /// `limits.messages_per_second` for this connection; `None`: no limit (no memory
+    /// spent on idle connections).
+    bucket: Option<Box<TokenBucket>>,
     heart_beat: HeartBeat,
     /// The identity this connection publishes under (never subscribes under).
     publisher: SessionId,
@@ -84,6 +93,9 @@ struct Connected {
 enum Phase {
     /// Waiting for CONNECT until the deadline (`None`: a timeout too large to matter).
     AwaitingConnect { deadline: Option<Instant> },
+    /// CONNECT received, its credentials being checked; what arrives meanwhile waits
+    /// undecoded in the input buffer.
+    Authenticating(Box<Authenticating>),
     /// CONNECT accepted.
     Connected(Box<Connected>),
 }
@@ -113,7 +125,7 @@ impl StompSession {
     /// A session for a new connection, opened at `now`.
     pub fn new(broker: Arc<StompBroker>, info: ConnectionInfo, now: Instant) -> Self {
         let deadline = now.checked_add(broker.config.connect_timeout);
-        let decoder = Decoder::new(broker.config.limits());
+        let decoder = Decoder::new(broker.config.unauthenticated_limits());
         Self {
             broker,
             info,
@@ -126,20 +138,27 @@ impl StompSession {
         }
     }
 
-    /// What the client sent to authenticate, once connected (for the authentication
-    /// layer, which comes later: today every client is accepted).
+    /// What the client said of itself in its CONNECT, once connected.
     pub fn credentials(&self) -> Option<&Credentials> {
         match &self.phase {
             Phase::Connected(c) => Some(&c.credentials),
-            Phase::AwaitingConnect { .. } => None,
+            _ => None,
+        }
+    }
+
+    /// Who the client authenticated as, once connected.
+    pub fn identity(&self) -> Option<&Identity> {
+        match &self.phase {
+            Phase::Connected(c) => Some(&c.identity),
+            _ => None,
         }
     }
 
     fn version(&self) -> Version {
         match &self.phase {
             Phase::Connected(c) => c.version,
-            // Before CONNECT nothing is escaped: an ERROR is written as 1.0 writes it.
-            Phase::AwaitingConnect { .. } => Version::V1_0,
+            // Before CONNECTED nothing is escaped: an ERROR is written as 1.0 writes it.
+            Phase::AwaitingConnect { .. } | Phase::Authenticating(_) => Version::V1_0,
         }
     }
 
@@ -182,6 +201,12 @@ impl StompSession {
                 Command::Connect | Command::Stomp => self.on_connect(&frame, now, w, out),
                 command => Err(ProtocolError::NotConnected { command }),
             },
+            // Not reached: nothing is decoded while authenticating.
+            Phase::Authenticating(_) => Ok(()),
+            Phase::Connected(c) if c.expires.is_some_and(|at| now >= at) => {
+                SecurityStats::bump(&self.broker.gate.stats.token_expired);
+                Err(ProtocolError::TokenExpired)
+            }
             Phase::Connected(c) => {
                 let ctx = Ctx {
                     broker: &self.broker,
@@ -240,6 +265,30 @@ impl StompSession {
         }
     }
 
+    /// Decode and act on what waits in the input buffer, until it holds no complete
+    /// frame, the session closes, or a CONNECT is being authenticated (then the rest
+    /// waits, undecoded, up to `max_body_unauthenticated` octets).
+    fn process_input(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
+        while !self.closing {
+            if matches!(self.phase, Phase::Authenticating(_)) {
+                let limit = self.broker.config.max_body_unauthenticated;
+                if self.input.len() > limit {
+                    self.fail(&ProtocolError::TooMuchBeforeConnected { limit }, None, w, out);
+                }
+                return;
+            }
+            match self.decoder.decode(&mut self.input) {
+                Ok(Some(Decoded::Frame(frame))) => self.handle(frame, now, w, out),
+                Ok(Some(Decoded::HeartBeat)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(&ProtocolError::Frame(e), None, w, out);
+                    break;
+                }
+            }
+        }
+    }
+
     fn finish_call(&mut self, w: &mut Writer, now: Instant, out: &mut Output) {
         w.flush(out);
         if w.wrote() {
@@ -259,23 +308,21 @@ impl Session for StompSession {
         }
         self.input.extend_from_slice(bytes);
         let mut w = Writer::new(self.info.carrier);
-        while !self.closing {
-            match self.decoder.decode(&mut self.input) {
-                Ok(Some(Decoded::Frame(frame))) => self.handle(frame, now, &mut w, out),
-                Ok(Some(Decoded::HeartBeat)) => {}
-                Ok(None) => break,
-                Err(e) => {
-                    self.fail(&ProtocolError::Frame(e), None, &mut w, out);
-                    break;
-                }
-            }
-        }
+        self.process_input(now, &mut w, out);
         self.pump(now, &mut w, out);
         self.finish_call(&mut w, now, out);
     }
 
     fn on_wake(&mut self, now: Instant, out: &mut Output) {
+        if self.closing {
+            return;
+        }
         let mut w = Writer::new(self.info.carrier);
+        if matches!(self.phase, Phase::Authenticating(_)) {
+            // The verdict may be in: answer, then read what waited for it.
+            self.advance_auth(now, &mut w, out);
+            self.process_input(now, &mut w, out);
+        }
         self.pump(now, &mut w, out);
         self.finish_call(&mut w, now, out);
     }
@@ -286,10 +333,11 @@ impl Session for StompSession {
         }
         match &self.phase {
             Phase::AwaitingConnect { deadline } => *deadline,
+            Phase::Authenticating(a) => a.timeout(),
             Phase::Connected(c) => {
                 let send = c.heart_beat.send_every.and_then(|d| self.last_sent.checked_add(d));
                 let receive = c.heart_beat.silence_limit.and_then(|d| self.last_received.checked_add(d));
-                send.into_iter().chain(receive).min()
+                send.into_iter().chain(receive).chain(c.expires).min()
             }
         }
     }
@@ -306,10 +354,24 @@ impl Session for StompSession {
                     self.fail(&e, None, &mut w, out);
                 }
             }
+            Phase::Authenticating(a) => {
+                if a.timed_out(now) {
+                    let e = ProtocolError::ConnectTimeout(self.broker.config.connect_timeout);
+                    self.fail(&e, None, &mut w, out);
+                } else {
+                    // The delay of a verdict is over: answer, then read what waited.
+                    self.advance_auth(now, &mut w, out);
+                    self.process_input(now, &mut w, out);
+                    self.pump(now, &mut w, out);
+                }
+            }
             Phase::Connected(c) => {
                 let hb = c.heart_beat;
                 let due = |since: Instant, d: Duration| since.checked_add(d).is_some_and(|at| now >= at);
-                if let Some(limit) = hb.silence_limit.filter(|&l| due(self.last_received, l)) {
+                if c.expires.is_some_and(|at| now >= at) {
+                    SecurityStats::bump(&self.broker.gate.stats.token_expired);
+                    self.fail(&ProtocolError::TokenExpired, None, &mut w, out);
+                } else if let Some(limit) = hb.silence_limit.filter(|&l| due(self.last_received, l)) {
                     self.fail(&ProtocolError::HeartBeatTimeout(limit), None, &mut w, out);
                 } else if hb.send_every.is_some_and(|d| due(self.last_sent, d)) {
                     w.heartbeat(out);

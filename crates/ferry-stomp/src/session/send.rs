@@ -3,6 +3,11 @@
 //! for, up to QoS 1), into a queue for `/queue/`, `/temp-queue/` and `/reply-queue/`.
 //! Inside a transaction the prepared message waits for COMMIT.
 //!
+//! Each SEND frame (in a transaction or not) takes a token from the connection's
+//! `limits.messages_per_second` bucket; none left: ERROR "message rate too high", close.
+//! A `/topic/` SEND is checked by the ACL as a publish to the mapped MQTT topic, a
+//! `/queue/` SEND by the queue rules; refused: ERROR "access refused", close.
+//!
 //! A `reply-to:/temp-queue/NAME` header makes the temporary queue NAME of this
 //! connection (consumed implicitly unless the client subscribes to it) and is rewritten
 //! to `reply-to:/reply-queue/TOKEN`, the name others send replies to.
@@ -11,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ferry_auth::{Action, SecurityStats};
 use ferry_core::{Message, QoS, TopicName};
 use tracing::debug;
 
@@ -51,6 +57,12 @@ impl PreparedSend {
 
 impl Connected {
     pub(super) fn on_send(&mut self, ctx: &Ctx<'_>, frame: Frame) -> Result<(), ProtocolError> {
+        if let Some(bucket) = &mut self.bucket {
+            if !bucket.try_take(ctx.now, 1) {
+                SecurityStats::bump(&ctx.broker.gate.stats.message_rate_exceeded);
+                return Err(ProtocolError::MessageRateExceeded);
+            }
+        }
         let transaction = frame.header("transaction").map(str::to_owned);
         if let Some(tx) = &transaction {
             self.transactions.check_open(tx)?;
@@ -69,9 +81,25 @@ impl Connected {
             command: frame.command,
             header: "destination",
         })?;
+        let gate = &ctx.broker.gate;
+        let forbidden = || ProtocolError::Forbidden {
+            action: "send to",
+            destination: destination.to_owned(),
+        };
         let target = match Destination::parse(destination)? {
-            Destination::Topic(key) => Target::Topic(destination::topic_name(&key)?),
-            Destination::Queue(name) => Target::Queue(name),
+            Destination::Topic(key) => {
+                let topic = destination::topic_name(&key)?;
+                if !gate.may_publish(&self.identity, topic.as_str()) {
+                    return Err(forbidden());
+                }
+                Target::Topic(topic)
+            }
+            Destination::Queue(name) => {
+                if !gate.may_use_queue(&self.identity, Action::Publish, &name) {
+                    return Err(forbidden());
+                }
+                Target::Queue(name)
+            }
             Destination::TempQueue(name) => Target::Temp(self.temp_token(ctx, &name)?),
             Destination::ReplyQueue(token) => Target::Reply(token),
         };

@@ -10,10 +10,16 @@
 //! Each subscription holds at most `prefetch-count` (default and maximum from the
 //! configuration; 0 asks for the maximum) unacknowledged messages; more wait in its
 //! outbox or queue.
+//!
+//! A `/topic/` SUBSCRIBE is checked by the ACL as an MQTT subscribe to the mapped filter,
+//! a `/queue/` one by the queue rules (read access); refused: ERROR "access refused",
+//! close. Going past `max_subscriptions` is counted in the gatekeeper's
+//! `subscription_quota_exceeded`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use ferry_auth::{Action, SecurityStats};
 use ferry_core::{next_session_id, Delivery, Outbox, OutboxLimits, QoS, SessionId, SubscribeOptions, Subscriber, Subscription};
 use tracing::debug;
 
@@ -126,6 +132,7 @@ impl Connected {
     fn check_room(&self, ctx: &Ctx<'_>) -> Result<(), ProtocolError> {
         let limit = ctx.broker.config.max_subscriptions;
         if self.subs.len() + self.temp.len() >= limit {
+            SecurityStats::bump(&ctx.broker.gate.stats.subscription_quota_exceeded);
             return Err(ProtocolError::TooManySubscriptions { limit });
         }
         Ok(())
@@ -180,9 +187,17 @@ impl Connected {
         self.check_room(ctx)?;
         let acking = if ack.acknowledges() { Acking::Client } else { Acking::Auto };
         let wakeup = ctx.info.wakeup.clone();
+        let gate = &ctx.broker.gate;
+        let forbidden = || ProtocolError::Forbidden {
+            action: "subscribe to",
+            destination: destination.to_owned(),
+        };
         let source = match parsed {
             Destination::Topic(key) => {
                 let filter = destination::topic_filter(&key)?;
+                if !gate.may_subscribe(&self.identity, filter.as_str()) {
+                    return Err(forbidden());
+                }
                 let limit = ctx.broker.config.max_pending_per_subscription;
                 let outbox = Arc::new(Outbox::new(OutboxLimits {
                     max_qos0: limit,
@@ -217,6 +232,9 @@ impl Connected {
                 }
             }
             Destination::Queue(name) => {
+                if !gate.may_use_queue(&self.identity, Action::Subscribe, &name) {
+                    return Err(forbidden());
+                }
                 let (queue, consumer) = ctx.broker.queues.subscribe(&name, prefetch, acking, wakeup)?;
                 Source::Queue {
                     queue,

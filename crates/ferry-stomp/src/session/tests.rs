@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use ferry_core::{
     Carrier, CloseRequest, ConnectionInfo, Delivery, Input, Message, MessageKind, Outbox, OutboxLimits, Output, Properties, QoS, Router,
-    Session, SubscribeOptions, Subscriber, Subscription, TopicName, Wakeup,
+    Session, SubscribeOptions, Subscriber, Subscription, TopicName, TransportCredentials, Wakeup,
 };
 
 use super::StompSession;
@@ -15,8 +15,14 @@ use crate::broker::StompBroker;
 use crate::codec::{Command, Decoded, Decoder, Frame, Limits, Version};
 use crate::config::StompConfig;
 
+mod auth;
+
 struct Client {
     session: StompSession,
+    /// The connection's doorbell, as the transport would hold it.
+    wakeup: Wakeup,
+    /// Every byte the session wrote, in order.
+    raw: Vec<u8>,
     decoder: Decoder,
     buf: BytesMut,
     closed: Option<CloseRequest>,
@@ -37,6 +43,11 @@ static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 
 impl Client {
     fn open_on(broker: &Arc<StompBroker>, carrier: Carrier) -> Client {
+        Self::open_with(broker, carrier, None)
+    }
+
+    fn open_with(broker: &Arc<StompBroker>, carrier: Carrier, credentials: Option<Arc<TransportCredentials>>) -> Client {
+        let wakeup = Wakeup::new();
         let info = ConnectionInfo {
             id: NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             peer: SocketAddr::from(([127, 0, 0, 1], 5000)),
@@ -44,12 +55,14 @@ impl Client {
             tls: false,
             carrier,
             subprotocol: None,
-            wakeup: Wakeup::new(),
-            credentials: None,
+            wakeup: wakeup.clone(),
+            credentials,
         };
         let now = Instant::now();
         Client {
             session: StompSession::new(broker.clone(), info, now),
+            wakeup,
+            raw: Vec::new(),
             decoder: Decoder::with_version(Limits::default(), Version::V1_2),
             buf: BytesMut::new(),
             closed: None,
@@ -74,6 +87,7 @@ impl Client {
     fn collect(&mut self, out: Output) -> Vec<Frame> {
         for w in out.writes {
             self.kinds.push(w.kind);
+            self.raw.extend_from_slice(&w.data);
             self.buf.extend_from_slice(&w.data);
         }
         if let Some(close) = out.close {
