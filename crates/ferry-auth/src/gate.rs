@@ -260,6 +260,12 @@ impl Gatekeeper {
         self.connections.total()
     }
 
+    /// Whether JWT is on: without it a bearer token on a WebSocket upgrade is ignored (not
+    /// refused), as a header meant for something else in front of the broker may be.
+    pub fn accepts_tokens(&self) -> bool {
+        self.authenticator.summary().jwt
+    }
+
     /// Checks a bearer token from a WebSocket upgrade before the upgrade is answered, so a
     /// bad one gets HTTP 401 ([`AuthFailure::http_status`]). The adapter checks it again,
     /// with the client id, when the protocol's CONNECT arrives.

@@ -3,11 +3,14 @@
 //! Every field has a default (the `Default` impls below are the embedded defaults the
 //! binary runs on without a file) and unknown keys are refused.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use ipnet::IpNet;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 /// `[listeners.*]`: one entry per listener; each can be moved or turned off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,6 +20,13 @@ pub struct Listeners {
     /// them (capped by the kernel's `net.core.somaxconn`). Large enough for bursts of
     /// reconnecting clients.
     pub backlog: u32,
+    /// Proxies (CIDR blocks such as `10.0.0.0/8`, or single addresses) trusted to tell the
+    /// client's real address: by the PROXY protocol on listeners with `proxy_protocol`,
+    /// and by `X-Forwarded-For` on WebSocket upgrades. Empty: nobody is trusted.
+    pub trusted_proxies: Vec<TrustedNet>,
+    /// A PROXY protocol header not fully received within this time drops the connection.
+    #[serde(with = "humantime_serde")]
+    pub proxy_protocol_timeout: Duration,
     /// HTTP + WebSocket (MQTT and STOMP, `/healthz`, `/metrics`).
     pub ws: ListenerConfig,
     /// HTTP + WebSocket over TLS; started only when `[tls]` names a certificate.
@@ -33,12 +43,11 @@ pub struct Listeners {
 
 impl Default for Listeners {
     fn default() -> Self {
-        let on = |port: u16| ListenerConfig {
-            enabled: true,
-            bind: SocketAddr::from(([0, 0, 0, 0], port)),
-        };
+        let on = |port: u16| ListenerConfig::new(SocketAddr::from(([0, 0, 0, 0], port)));
         Self {
             backlog: 4096,
+            trusted_proxies: Vec::new(),
+            proxy_protocol_timeout: Duration::from_secs(5),
             ws: on(8083),
             wss: on(8084),
             mqtt: on(1883),
@@ -58,10 +67,97 @@ pub struct ListenerConfig {
     pub enabled: bool,
     /// Address and port to bind; port 0 picks a free port (logged at start).
     pub bind: SocketAddr,
+    /// Open connections this listener accepts at most; 0: no limit. Beyond it new
+    /// connections are closed at once (counted as `limit_listener` refusals).
+    #[serde(default)]
+    pub max_connections: usize,
+    /// Expect a PROXY protocol header (v1 or v2) before anything else, from an address in
+    /// `listeners.trusted_proxies` only; the header's source address is the client's.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+impl ListenerConfig {
+    /// An enabled listener on `bind`, with no connection limit and no PROXY protocol.
+    pub fn new(bind: SocketAddr) -> Self {
+        Self {
+            enabled: true,
+            bind,
+            max_connections: 0,
+            proxy_protocol: false,
+        }
+    }
+
+    /// The same listener, turned off.
+    pub fn disabled(self) -> Self {
+        Self { enabled: false, ..self }
+    }
 }
 
 fn yes() -> bool {
     true
+}
+
+/// One entry of `listeners.trusted_proxies`: a CIDR block (`10.0.0.0/8`, `fd00::/8`) or
+/// a single address (`192.0.2.7`, taken as `/32` or `/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedNet(pub IpNet);
+
+impl TrustedNet {
+    /// Whether `addr` is inside this block (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.0.contains(&canonical(addr))
+    }
+}
+
+/// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) turned into IPv4, as a
+/// dual-stack listener reports IPv4 clients.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Whether `addr` is in one of `nets`.
+pub fn is_trusted(nets: &[TrustedNet], addr: IpAddr) -> bool {
+    nets.iter().any(|n| n.contains(addr))
+}
+
+/// A `trusted_proxies` entry that is neither a CIDR block nor an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a CIDR block or an IP address: {0:?}")]
+pub struct BadNet(String);
+
+impl FromStr for TrustedNet {
+    type Err = BadNet;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Ok(Self(net.trunc()));
+        }
+        s.parse::<IpAddr>().map(|a| Self(IpNet::from(a))).map_err(|_| BadNet(s.to_owned()))
+    }
+}
+
+impl fmt::Display for TrustedNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for TrustedNet {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TrustedNet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
+    }
 }
 
 /// Whether TLS listeners ask for a client certificate.
@@ -178,4 +274,60 @@ pub struct TransportConfig {
     pub http: HttpConfig,
     /// WebSocket session limits and timers.
     pub websocket: WebSocketConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    struct File {
+        listeners: Listeners,
+    }
+
+    #[test]
+    fn listener_keys_have_defaults_and_old_tables_stay_valid() {
+        let file: File = toml::from_str("[listeners.mqtt]\nbind = \"127.0.0.1:1\"\n").unwrap();
+        let mqtt = &file.listeners.mqtt;
+        assert!(mqtt.enabled);
+        assert_eq!((mqtt.max_connections, mqtt.proxy_protocol), (0, false));
+        assert!(file.listeners.trusted_proxies.is_empty());
+        assert_eq!(file.listeners.proxy_protocol_timeout, Duration::from_secs(5));
+        let text = toml::to_string(&File {
+            listeners: Listeners::default(),
+        })
+        .unwrap();
+        assert_eq!(toml::from_str::<File>(&text).unwrap().listeners, Listeners::default());
+    }
+
+    #[test]
+    fn new_listener_keys_parse() {
+        let file: File = toml::from_str(
+            "[listeners]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::1/8\"]\n\
+             proxy_protocol_timeout = \"2s\"\n\
+             [listeners.ws]\nbind = \"127.0.0.1:0\"\nmax_connections = 7\nproxy_protocol = true\n",
+        )
+        .unwrap();
+        let l = &file.listeners;
+        assert_eq!((l.ws.max_connections, l.ws.proxy_protocol), (7, true));
+        assert_eq!(l.proxy_protocol_timeout, Duration::from_secs(2));
+        let nets = &l.trusted_proxies;
+        assert_eq!(nets[2].to_string(), "fd00::/8", "host bits are dropped");
+        assert!(is_trusted(nets, "10.1.2.3".parse().unwrap()));
+        assert!(is_trusted(nets, "192.0.2.7".parse().unwrap()));
+        assert!(is_trusted(nets, "::ffff:10.9.9.9".parse().unwrap()), "IPv4-mapped counts as IPv4");
+        assert!(is_trusted(nets, "fd12::5".parse().unwrap()));
+        assert!(!is_trusted(nets, "192.0.2.8".parse().unwrap()));
+        assert!(!is_trusted(nets, "11.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_networks_and_unknown_keys_are_refused() {
+        let err = toml::from_str::<File>("[listeners]\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10.0.0.0/33"), "{err}");
+        assert!(toml::from_str::<File>("[listeners]\ntrusted_proxies = [\"proxy.local\"]\n").is_err());
+        assert!(toml::from_str::<File>("[listeners.ws]\nbind = \"127.0.0.1:0\"\nmax_conections = 1\n").is_err());
+    }
 }

@@ -3,16 +3,23 @@
 //! with the sans-IO [`FrameReader`] and [`Assembler`], feeds the protocol session, keeps
 //! the WebSocket timers and close handshake, and writes everything pending in one batch
 //! per wake-up. No reader task, no channel, and no read buffer while idle.
+//!
+//! With `limits.bytes_per_second`, reads take tokens from a per-connection bucket; when
+//! it is empty the loop stops reading until it refills (the peer feels TCP back-pressure;
+//! nothing is refused). Unlimited connections carry no bucket.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::OpCode;
+use ferry_auth::limits::TokenBucket;
+use ferry_auth::SecurityStats;
 use ferry_core::{Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, info};
 
+use crate::admission::Admission;
 use crate::assembler::{Assembler, Event, Violation};
 use crate::frame_reader::FrameReader;
 use crate::outbuf::OutBuf;
@@ -71,8 +78,9 @@ enum Closing {
     Finished(Instant),
 }
 
-/// Serve a WebSocket connection whose handshake is done.
-pub(crate) async fn serve_websocket<S>(stream: S, info: ConnectionInfo, start: Start, shared: Arc<Shared>)
+/// Serve a WebSocket connection whose handshake is done; `admission` keeps it counted
+/// until it closes.
+pub(crate) async fn serve_websocket<S>(stream: S, info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -81,15 +89,16 @@ where
         frames: FrameReader::new(max),
         assembler: Assembler::new(max),
     };
-    run(stream, reading, info, start, shared).await;
+    run(stream, reading, info, start, admission, shared).await;
 }
 
-/// Serve a plain stream (TCP or TLS) carrying a protocol directly.
-pub(crate) async fn serve_stream<S>(stream: S, info: ConnectionInfo, start: Start, shared: Arc<Shared>)
+/// Serve a plain stream (TCP or TLS) carrying a protocol directly; `admission` keeps it
+/// counted until it closes.
+pub(crate) async fn serve_stream<S>(stream: S, info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    run(stream, Reading::Stream, info, start, shared).await;
+    run(stream, Reading::Stream, info, start, admission, shared).await;
 }
 
 /// The state of one connection loop.
@@ -123,20 +132,77 @@ impl ReadSize {
     }
 }
 
-/// Read into `buf` after making room for `size` bytes.
+/// Read at most `size` bytes into `buf` after making room for them.
 async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut, size: usize) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < size {
         buf.reserve(size);
     }
-    rd.read_buf(buf).await
+    let limit = u64::try_from(size).unwrap_or(u64::MAX);
+    (&mut *rd).take(limit).read_buf(buf).await
 }
 
-async fn run<S>(stream: S, mut reading: Reading, info: ConnectionInfo, start: Start, shared: Arc<Shared>)
+/// A connection's byte-rate bucket (`limits.bytes_per_second`), boxed so that an
+/// unlimited connection carries only an empty pointer.
+struct ByteRate {
+    bucket: TokenBucket,
+    /// Tokens to wait for once the bucket is empty: a twentieth of a second's worth (at
+    /// most 20 pauses a second), no more than the burst.
+    resume_at: u32,
+    /// Whether reads are paused now (the pause is counted once).
+    paused: bool,
+}
+
+impl ByteRate {
+    fn new(bucket: TokenBucket) -> Box<Self> {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let twentieth = (bucket.rate() / 20.0).clamp(1.0, f64::from(u32::MAX)) as u32;
+        let resume_at = twentieth.min(bucket.burst()).max(1);
+        Box::new(Self {
+            bucket,
+            resume_at,
+            paused: false,
+        })
+    }
+
+    /// How many bytes the next read may take, or when to try again (`Err`).
+    fn allowance(&mut self, now: Instant, want: usize, stats: &SecurityStats) -> Result<usize, Instant> {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let available = self.bucket.available(now).floor() as usize;
+        let needed = if self.paused { self.resume_at as usize } else { 1 };
+        if available >= needed {
+            self.paused = false;
+            return Ok(available.min(want));
+        }
+        if !self.paused {
+            self.paused = true;
+            SecurityStats::bump(&stats.byte_rate_throttled);
+        }
+        let wait = self.bucket.time_until(now, self.resume_at).unwrap_or(Duration::from_millis(50));
+        Err(now + wait.max(Duration::from_millis(1)))
+    }
+
+    /// Takes the tokens for `n` bytes just read.
+    fn consumed(&mut self, now: Instant, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        if !self.bucket.try_take(now, n) {
+            // Reads never exceed what was available; drain anyway if the clock disagrees.
+            let left = self.bucket.available(now).floor();
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let _ = self.bucket.try_take(now, left as u32);
+        }
+    }
+}
+
+async fn run<S>(stream: S, mut reading: Reading, info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // Counted by the listener and the gatekeeper until the connection ends.
+    let _admission = admission;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let now = Instant::now();
+    let mut byte_rate = shared.gate.byte_bucket(now).map(ByteRate::new);
+    let mut read_resume: Option<Instant> = None;
     let _active = shared.metrics.connection_opened(info.listener);
     let mut out = OutBuf::new();
     let mut input = BytesMut::new();
@@ -166,6 +232,16 @@ where
         }
         let deadline = conn.next_deadline();
         let taking_input = (out.len() < HIGH_WATER && conn.closing == Closing::Open) || matches!(conn.closing, Closing::CloseSent(_));
+        let mut read_limit = read_size.0;
+        if let (true, Some(rate)) = (taking_input, byte_rate.as_mut()) {
+            match rate.allowance(Instant::now(), read_limit, &shared.gate.stats) {
+                Ok(n) => {
+                    read_limit = n;
+                    read_resume = None;
+                }
+                Err(at) => read_resume = Some(at),
+            }
+        }
         tokio::select! {
             biased;
             written = wr.write_all_buf(&mut out), if !out.is_empty() => {
@@ -184,13 +260,16 @@ where
                 conn.shutting_down = true;
                 conn.on_shutdown(&mut out);
             }
-            read = read_some(&mut rd, &mut input, read_size.0), if taking_input => {
+            read = read_some(&mut rd, &mut input, read_limit), if taking_input && read_resume.is_none() => {
                 match read {
                     Ok(0) | Err(_) => {
                         conn.peer_closed = true;
                         break;
                     }
                     Ok(n) => {
+                        if let Some(rate) = byte_rate.as_mut() {
+                            rate.consumed(Instant::now(), n);
+                        }
                         read_size.adapt(n);
                         conn.last_rx = Instant::now();
                         conn.ping_sent = None;
@@ -203,6 +282,7 @@ where
                 }
             }
             _ = wakeup.woken(), if out.len() < HIGH_WATER && conn.closing == Closing::Open => conn.on_wake(&mut out),
+            _ = sleep_until(read_resume), if taking_input && read_resume.is_some() => read_resume = None,
             _ = sleep_until(deadline), if deadline.is_some() => {
                 if conn.on_timer(&mut out) {
                     break;

@@ -1,14 +1,19 @@
 //! The HTTP side of the WebSocket listeners (hyper 1.x): `GET /healthz`, `GET /metrics`,
 //! WebSocket upgrades on any path, 404 for everything else.
+//!
+//! On an upgrade from a trusted proxy the client's address comes from `X-Forwarded-For`
+//! and is admitted then (see the server's `accept`); a bearer token (`Authorization:
+//! Bearer`, or the `access_token` query parameter) is verified before answering 101. The
+//! request's path and query are never logged: the query may hold a token.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -16,25 +21,60 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 
+use crate::admission::{self, Admission};
 use crate::connection::{serve_websocket, Start};
+use crate::credentials;
 use crate::handshake::{self, Accepted, HandshakePolicy};
+use crate::proxy;
 use crate::registry::Negotiated;
-use crate::server::Shared;
+use crate::server::{Secure, Shared};
 use ferry_core::{Carrier, ConnectionInfo, Wakeup};
 
 type Body = Full<Bytes>;
 
+/// One HTTP connection, as its requests see it.
+struct HttpConn {
+    /// The socket's peer (or the PROXY header's client).
+    peer: SocketAddr,
+    listener: &'static str,
+    secure: Secure,
+    /// The connection's admission, handed to the WebSocket task on upgrade.
+    admission: Mutex<Option<Admission>>,
+}
+
+impl HttpConn {
+    /// Keeps `admission` with the HTTP connection after a refused upgrade.
+    fn give_back(&self, admission: Admission) {
+        if let Ok(mut slot) = self.admission.lock() {
+            *slot = Some(admission);
+        }
+    }
+}
+
 /// Serve HTTP/1.1 on one accepted connection until it closes or is upgraded.
-pub(crate) async fn serve_http<S>(io: S, peer: SocketAddr, listener: &'static str, tls: bool, shared: Arc<Shared>)
-where
+pub(crate) async fn serve_http<S>(
+    io: S,
+    peer: SocketAddr,
+    listener: &'static str,
+    secure: Secure,
+    admission: Admission,
+    shared: Arc<Shared>,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let http = &shared.config.http;
+    let conn = Arc::new(HttpConn {
+        peer,
+        listener,
+        secure,
+        admission: Mutex::new(Some(admission)),
+    });
     let service = {
         let shared = shared.clone();
         service_fn(move |req| {
             let shared = shared.clone();
-            async move { Ok::<_, Infallible>(route(req, peer, listener, tls, shared)) }
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(route(req, &conn, shared)) }
         })
     };
     let conn = http1::Builder::new()
@@ -71,9 +111,9 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
-fn route(mut req: Request<Incoming>, peer: SocketAddr, listener: &'static str, tls: bool, shared: Arc<Shared>) -> Response<Body> {
+fn route(mut req: Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) -> Response<Body> {
     if handshake::is_websocket_attempt(req.headers()) {
-        return upgrade(&mut req, peer, listener, tls, shared);
+        return upgrade(&mut req, conn, shared);
     }
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
@@ -87,7 +127,26 @@ fn route(mut req: Request<Incoming>, peer: SocketAddr, listener: &'static str, t
     }
 }
 
-fn upgrade(req: &mut Request<Incoming>, peer: SocketAddr, listener: &'static str, tls: bool, shared: Arc<Shared>) -> Response<Body> {
+/// The client's address: from `X-Forwarded-For` when the request came from a trusted
+/// proxy and names one (its port is then unknown: 0), else the connection's.
+fn client_address(headers: &hyper::HeaderMap, conn: &HttpConn, shared: &Shared) -> SocketAddr {
+    let trusted = &shared.config.listeners.trusted_proxies;
+    if !shared.trusts(conn.peer.ip()) {
+        return conn.peer;
+    }
+    match proxy::forwarded_for(headers, trusted) {
+        Some(ip) => {
+            debug!(peer = %ip, via = %conn.peer, listener = conn.listener, "client address from X-Forwarded-For");
+            SocketAddr::new(ip, 0)
+        }
+        None => conn.peer,
+    }
+}
+
+fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) -> Response<Body> {
+    let listener = conn.listener;
+    let tls = conn.secure.is_tls();
+    let peer = client_address(req.headers(), conn, &shared);
     let policy = HandshakePolicy {
         registry: &shared.registry,
         origins: &shared.origins,
@@ -110,6 +169,50 @@ fn upgrade(req: &mut Request<Incoming>, peer: SocketAddr, listener: &'static str
         Accepted::Adapter(Negotiated::Chosen { adapter, name }) => (Start::Open(adapter), Some(name)),
         Accepted::Adapter(_) => (Start::Sniff, None),
     };
+    // Admission, for connections from a trusted proxy deferred until the client's address
+    // is known (the slot is empty only after an earlier upgrade, which hyper prevents).
+    let mut admission = conn.admission.lock().ok().and_then(|mut a| a.take()).unwrap_or_default();
+    if admission.gate.is_none() {
+        match admission::admit(&shared.gate, peer.ip()) {
+            Ok(guard) => admission.gate = Some(guard),
+            Err(denied) => {
+                conn.give_back(admission);
+                shared.refusals.refused(&shared.metrics, listener, peer, denied.label());
+                let status = StatusCode::from_u16(denied.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                let mut resp = text(status, "too many connections\n");
+                resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
+            }
+        }
+    }
+    let mut credentials = conn.secure.credentials().cloned();
+    let token = if shared.gate.accepts_tokens() {
+        credentials::bearer_token(req.headers(), req.uri().query())
+    } else {
+        None
+    };
+    if let Some(token) = token {
+        // The gatekeeper logs a refusal (address and reason, never the token).
+        if let Err(failure) = shared.gate.verify_bearer(peer, &token) {
+            conn.give_back(admission);
+            shared.metrics.refused("bearer");
+            let status = StatusCode::from_u16(failure.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            let body = if status == StatusCode::UNAUTHORIZED {
+                "invalid bearer token\n"
+            } else {
+                "not authorized\n"
+            };
+            let mut resp = text(status, body);
+            if status == StatusCode::UNAUTHORIZED {
+                resp.headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            }
+            return resp;
+        }
+        let mut both = credentials.as_deref().cloned().unwrap_or_default();
+        both.bearer = Some(token);
+        credentials = Some(Arc::new(both));
+    }
     let (resp, upgraded) = match fastwebsockets::upgrade::upgrade(&mut *req) {
         Ok(pair) => pair,
         Err(e) => {
@@ -130,13 +233,13 @@ fn upgrade(req: &mut Request<Incoming>, peer: SocketAddr, listener: &'static str
         carrier: Carrier::WebSocket,
         subprotocol,
         wakeup: Wakeup::new(),
-        credentials: None,
+        credentials,
     };
     let timeout = shared.config.http.handshake_timeout;
     let task_shared = shared.clone();
     shared.tracker.spawn(async move {
         match tokio::time::timeout(timeout, upgraded).await {
-            Ok(Ok(ws)) => serve_websocket(ws.into_inner(), info, start, task_shared).await,
+            Ok(Ok(ws)) => serve_websocket(ws.into_inner(), info, start, admission, task_shared).await,
             Ok(Err(e)) => debug!(%peer, error = %e, "upgrade failed"),
             Err(_) => {
                 task_shared.metrics.refused("upgrade_timeout");

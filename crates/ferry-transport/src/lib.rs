@@ -7,9 +7,11 @@
 //! the adapter's sans-IO [`ferry_core::Session`] and writes its output in one batch per
 //! wake-up.
 
+mod admission;
 pub mod assembler;
 pub mod config;
 mod connection;
+pub mod credentials;
 pub mod echo;
 pub mod error;
 pub mod frame_reader;
@@ -18,6 +20,7 @@ mod http;
 pub mod metrics;
 pub mod origin;
 pub mod outbuf;
+pub mod proxy;
 pub mod registry;
 mod server;
 pub mod tls;

@@ -47,7 +47,7 @@ impl Default for Metrics {
         registry.register("connections_active", "Connections open now, per listener", active.clone());
         registry.register(
             "connections_refused",
-            "Connections refused before a session started (handshake, TLS, timeouts), per reason",
+            "Connections refused before a session started (limits, PROXY protocol, handshake, bearer token, TLS, timeouts), per reason",
             refused.clone(),
         );
         registry.register(

@@ -1,25 +1,30 @@
-//! Starting and stopping the transport: binds the listeners, runs their accept loops,
-//! tracks every connection task for a graceful shutdown.
+//! Starting and stopping the transport: binds the listeners, runs their accept loops
+//! (admission: the listener's and the gatekeeper's limits, the PROXY protocol from
+//! trusted proxies), tracks every connection task for a graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::{Adapter, Carrier, ConnectionInfo, Wakeup};
+use ferry_auth::Gatekeeper;
+use ferry_core::{Adapter, Carrier, ConnectionInfo, TransportCredentials, Wakeup};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::config::{ListenerConfig, TransportConfig};
+use crate::admission::{self, Admission, Denied, ListenerLimit, RefusalLog};
+use crate::config::{is_trusted, ListenerConfig, TransportConfig};
 use crate::connection::{serve_stream, Start};
+use crate::credentials;
 use crate::echo::EchoAdapter;
 use crate::error::TransportError;
 use crate::http::serve_http;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
+use crate::proxy;
 use crate::registry::Registry;
 use crate::tls;
 
@@ -30,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) origins: OriginPolicy,
     pub(crate) echo: Arc<dyn Adapter>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) gate: Arc<Gatekeeper>,
+    pub(crate) refusals: RefusalLog,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     next_id: AtomicU64,
@@ -38,6 +45,35 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether `peer` is one of `listeners.trusted_proxies`.
+    pub(crate) fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        is_trusted(&self.config.listeners.trusted_proxies, peer)
+    }
+}
+
+/// Whether a connection travels inside TLS, with what its client certificate says.
+#[derive(Debug, Clone)]
+pub(crate) enum Secure {
+    /// Plain TCP.
+    No,
+    /// TLS; the client certificate's identity if a verified one was presented.
+    Yes(Option<Arc<TransportCredentials>>),
+}
+
+impl Secure {
+    /// Whether the connection is TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Self::Yes(_))
+    }
+
+    /// The client certificate's identity, if any.
+    pub(crate) fn credentials(&self) -> Option<&Arc<TransportCredentials>> {
+        match self {
+            Self::Yes(c) => c.as_ref(),
+            Self::No => None,
+        }
     }
 }
 
@@ -50,6 +86,15 @@ enum Service {
     Protocol(Arc<dyn Adapter>),
 }
 
+/// One running listener, shared by its accept loop and its connections.
+struct Listener {
+    name: &'static str,
+    tls: Option<TlsAcceptor>,
+    service: Service,
+    limit: Option<Arc<ListenerLimit>>,
+    proxy_protocol: bool,
+}
+
 /// A running transport.
 pub struct Server {
     shared: Arc<Shared>,
@@ -59,7 +104,7 @@ pub struct Server {
 impl Server {
     /// Bind every listener the configuration enables and that has something to serve,
     /// and start accepting. Fails, naming the cause, if an address cannot be bound or
-    /// the TLS material is unusable.
+    /// the TLS material is unusable. Everyone is admitted, within the default limits.
     pub async fn start(config: TransportConfig, registry: Registry) -> Result<Server, TransportError> {
         Self::start_with_metrics(config, registry, Metrics::default()).await
     }
@@ -67,6 +112,19 @@ impl Server {
     /// [`Server::start`], serving `metrics` (with the collectors registered on it) at
     /// `GET /metrics`.
     pub async fn start_with_metrics(config: TransportConfig, registry: Registry, metrics: Metrics) -> Result<Server, TransportError> {
+        Self::start_with(config, registry, metrics, Arc::new(Gatekeeper::open())).await
+    }
+
+    /// [`Server::start_with_metrics`], asking `gate` to admit each new connection (its
+    /// connection counts and rates), to verify bearer tokens on WebSocket upgrades, and
+    /// for each connection's byte rate. The gate's counters are bumped here; exporting
+    /// them is the caller's business.
+    pub async fn start_with(
+        config: TransportConfig,
+        registry: Registry,
+        metrics: Metrics,
+        gate: Arc<Gatekeeper>,
+    ) -> Result<Server, TransportError> {
         let http_tls = tls::acceptor(&config.tls, &[b"http/1.1"])?;
         let stream_tls = tls::acceptor(&config.tls, &[])?;
         let shared = Arc::new(Shared {
@@ -74,6 +132,8 @@ impl Server {
             registry,
             echo: Arc::new(EchoAdapter),
             metrics: Arc::new(metrics),
+            gate,
+            refusals: RefusalLog::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),
@@ -118,9 +178,29 @@ impl Server {
                 addr: listener.bind,
                 source,
             })?;
-            info!(listener = name, %addr, tls = secure, "listening");
+            if listener.proxy_protocol && shared.config.listeners.trusted_proxies.is_empty() {
+                warn!(
+                    listener = name,
+                    "proxy_protocol is on but listeners.trusted_proxies is empty: every connection will be refused"
+                );
+            }
+            info!(
+                listener = name,
+                %addr,
+                tls = secure,
+                max_connections = listener.max_connections,
+                proxy_protocol = listener.proxy_protocol,
+                "listening"
+            );
             bound.push((name, addr));
-            shared.tracker.spawn(accept_loop(socket, name, acceptor, service, shared.clone()));
+            let listener = Arc::new(Listener {
+                name,
+                tls: acceptor,
+                service,
+                limit: ListenerLimit::new(listener.max_connections),
+                proxy_protocol: listener.proxy_protocol,
+            });
+            shared.tracker.spawn(accept_loop(socket, listener, shared.clone()));
         }
         Ok(Server { shared, bound })
     }
@@ -156,7 +236,8 @@ fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-async fn accept_loop(socket: TcpListener, name: &'static str, tls: Option<TlsAcceptor>, service: Service, shared: Arc<Shared>) {
+async fn accept_loop(socket: TcpListener, listener: Arc<Listener>, shared: Arc<Shared>) {
+    let name = listener.name;
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -165,7 +246,7 @@ async fn accept_loop(socket: TcpListener, name: &'static str, tls: Option<TlsAcc
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                spawn_connection(stream, peer, name, tls.as_ref(), &service, &shared);
+                accept(stream, peer, &listener, &shared);
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -177,55 +258,187 @@ async fn accept_loop(socket: TcpListener, name: &'static str, tls: Option<TlsAcc
     info!(listener = name, "stopped accepting");
 }
 
-/// Start the task that serves one accepted connection. Each kind of connection gets a
-/// future of its own, so a plain MQTT connection's task is not as large as a TLS
-/// handshake's or an HTTP connection's (a task's memory is its future's size).
-fn spawn_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    name: &'static str,
-    tls: Option<&TlsAcceptor>,
-    service: &Service,
-    shared: &Arc<Shared>,
+/// Admits one accepted connection and starts its task, or refuses it at once.
+///
+/// The gatekeeper admits by the client's address. Behind the PROXY protocol that address
+/// is only known from the header, so admission waits for it (in the connection's task).
+/// On an HTTP listener, a connection from a trusted proxy is admitted at the WebSocket
+/// upgrade, by the address `X-Forwarded-For` names, so that a proxy's many clients are not
+/// counted as one address.
+fn accept(stream: TcpStream, peer: SocketAddr, listener: &Arc<Listener>, shared: &Arc<Shared>) {
+    if listener.proxy_protocol && !shared.trusts(peer.ip()) {
+        shared.refusals.refused(&shared.metrics, listener.name, peer, "proxy_untrusted");
+        return;
+    }
+    let slot = match admission::listener_slot(listener.limit.as_ref(), &shared.gate) {
+        Ok(slot) => slot,
+        Err(denied) => return refuse(stream, peer, listener, denied, shared),
+    };
+    if listener.proxy_protocol {
+        shared
+            .tracker
+            .spawn(handle_proxied(stream, peer, slot, listener.clone(), shared.clone()));
+        return;
+    }
+    match admit(peer, slot, listener, shared) {
+        Ok(admission) => spawn_connection(stream, peer, admission, listener, shared),
+        Err(denied) => refuse(stream, peer, listener, denied, shared),
+    }
+}
+
+/// The gatekeeper's admission of `peer`, unless it waits for the upgrade (see [`accept`]).
+fn admit(peer: SocketAddr, slot: Option<admission::ListenerSlot>, listener: &Listener, shared: &Shared) -> Result<Admission, Denied> {
+    let deferred = matches!(listener.service, Service::Http) && shared.trusts(peer.ip());
+    let gate = if deferred {
+        None
+    } else {
+        Some(admission::admit(&shared.gate, peer.ip())?)
+    };
+    Ok(Admission { listener: slot, gate })
+}
+
+/// Closes a refused connection at once; a plain HTTP listener first gets a `503` written
+/// if the socket takes it without waiting (best effort: the request is never read).
+fn refuse(stream: TcpStream, peer: SocketAddr, listener: &Listener, denied: Denied, shared: &Shared) {
+    shared.refusals.refused(&shared.metrics, listener.name, peer, denied.label());
+    if listener.tls.is_none() && matches!(listener.service, Service::Http) {
+        let status = if denied.http_status() == 429 {
+            "429 Too Many Requests"
+        } else {
+            "503 Service Unavailable"
+        };
+        let body = "too many connections\n";
+        let resp = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.try_write(resp.as_bytes());
+    }
+}
+
+/// Reads the PROXY header (bounded by `listeners.proxy_protocol_timeout`), admits the
+/// client it names, and serves the connection.
+async fn handle_proxied(
+    mut stream: TcpStream,
+    via: SocketAddr,
+    slot: Option<admission::ListenerSlot>,
+    listener: Arc<Listener>,
+    shared: Arc<Shared>,
 ) {
-    let tracker = &shared.tracker;
-    match (tls, service) {
+    let timeout = shared.config.listeners.proxy_protocol_timeout;
+    let peer = match tokio::time::timeout(timeout, proxy::read_header(&mut stream)).await {
+        Ok(Ok(client)) => client.unwrap_or(via),
+        Ok(Err(e)) => {
+            shared.metrics.refused("proxy_header");
+            info!(peer = %via, listener = listener.name, error = %e, "PROXY protocol header refused");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.refused("proxy_timeout");
+            info!(peer = %via, listener = listener.name, "PROXY protocol header timed out");
+            return;
+        }
+    };
+    debug!(%peer, %via, listener = listener.name, "PROXY protocol header read");
+    let admission = match admit(peer, slot, &listener, &shared) {
+        Ok(admission) => admission,
+        Err(denied) => return refuse(stream, peer, &listener, denied, &shared),
+    };
+    match (&listener.tls, &listener.service) {
         (Some(acceptor), _) => {
-            tracker.spawn(handle_tls(stream, peer, name, acceptor.clone(), service.clone(), shared.clone()));
+            handle_tls(stream, peer, admission, acceptor.clone(), listener.clone(), shared).await;
         }
-        (None, Service::Http) => {
-            tracker.spawn(serve_http(stream, peer, name, false, shared.clone()));
-        }
+        (None, Service::Http) => serve_http(stream, peer, listener.name, Secure::No, admission, shared).await,
         (None, Service::Protocol(adapter)) => {
-            let info = stream_info(peer, name, false, shared);
-            tracker.spawn(serve_stream(stream, info, Start::Open(adapter.clone()), shared.clone()));
+            let info = stream_info(peer, listener.name, Secure::No, &shared);
+            serve_stream(stream, info, Start::Open(adapter.clone()), admission, shared).await;
         }
     }
 }
 
-fn stream_info(peer: SocketAddr, listener: &'static str, tls: bool, shared: &Shared) -> ConnectionInfo {
+/// Start the task that serves one accepted connection. Each kind of connection gets a
+/// future of its own, so a plain MQTT connection's task is not as large as a TLS
+/// handshake's or an HTTP connection's (a task's memory is its future's size).
+fn spawn_connection(stream: TcpStream, peer: SocketAddr, admission: Admission, listener: &Arc<Listener>, shared: &Arc<Shared>) {
+    let tracker = &shared.tracker;
+    let name = listener.name;
+    match (&listener.tls, &listener.service) {
+        (Some(acceptor), _) => {
+            tracker.spawn(handle_tls(
+                stream,
+                peer,
+                admission,
+                acceptor.clone(),
+                listener.clone(),
+                shared.clone(),
+            ));
+        }
+        (None, Service::Http) => {
+            tracker.spawn(serve_http(stream, peer, name, Secure::No, admission, shared.clone()));
+        }
+        (None, Service::Protocol(adapter)) => {
+            let info = stream_info(peer, name, Secure::No, shared);
+            tracker.spawn(serve_stream(stream, info, Start::Open(adapter.clone()), admission, shared.clone()));
+        }
+    }
+}
+
+fn stream_info(peer: SocketAddr, listener: &'static str, secure: Secure, shared: &Shared) -> ConnectionInfo {
     ConnectionInfo {
         id: shared.next_connection_id(),
         peer,
         listener,
-        tls,
+        tls: secure.is_tls(),
         carrier: Carrier::Stream,
         subprotocol: None,
         wakeup: Wakeup::new(),
-        credentials: None,
+        credentials: secure.credentials().cloned(),
     }
 }
 
-async fn handle_tls(stream: TcpStream, peer: SocketAddr, name: &'static str, acceptor: TlsAcceptor, service: Service, shared: Arc<Shared>) {
+/// The identity in the verified client certificate of a TLS connection, if it sent one.
+fn tls_credentials<S>(
+    stream: &tokio_rustls::server::TlsStream<S>,
+    peer: SocketAddr,
+    listener: &'static str,
+) -> Option<Arc<TransportCredentials>> {
+    let leaf = stream.get_ref().1.peer_certificates()?.first()?;
+    match credentials::client_cert(leaf) {
+        Some(cert) => {
+            debug!(%peer, listener, cn = cert.common_name.as_deref().unwrap_or(""), "client certificate");
+            Some(Arc::new(TransportCredentials {
+                bearer: None,
+                client_cert: Some(cert),
+            }))
+        }
+        None => {
+            warn!(%peer, listener, "verified client certificate could not be parsed: identity ignored");
+            None
+        }
+    }
+}
+
+async fn handle_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    admission: Admission,
+    acceptor: TlsAcceptor,
+    listener: Arc<Listener>,
+    shared: Arc<Shared>,
+) {
+    let name = listener.name;
     let timeout = shared.config.tls.handshake_timeout;
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => match service {
-            Service::Http => serve_http(stream, peer, name, true, shared).await,
-            Service::Protocol(adapter) => {
-                let info = stream_info(peer, name, true, &shared);
-                serve_stream(stream, info, Start::Open(adapter), shared).await
+        Ok(Ok(stream)) => {
+            let credentials = tls_credentials(&stream, peer, name);
+            match &listener.service {
+                Service::Http => serve_http(stream, peer, name, Secure::Yes(credentials), admission, shared).await,
+                Service::Protocol(adapter) => {
+                    let info = stream_info(peer, name, Secure::Yes(credentials), &shared);
+                    serve_stream(stream, info, Start::Open(adapter.clone()), admission, shared).await
+                }
             }
-        },
+        }
         Ok(Err(e)) => {
             shared.metrics.refused("tls_handshake");
             info!(%peer, listener = name, error = %e, "TLS handshake failed");

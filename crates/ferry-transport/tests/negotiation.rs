@@ -69,25 +69,17 @@ async fn server() -> (Server, SocketAddr) {
         prefix: b"CONNECT",
         kind: MessageKind::Text,
     }));
-    let off = |port| ListenerConfig {
-        enabled: false,
-        bind: SocketAddr::from(([127, 0, 0, 1], port)),
-    };
+    let on = || ListenerConfig::new("127.0.0.1:0".parse().unwrap());
     let config = TransportConfig {
         listeners: Listeners {
             backlog: 1024,
-            ws: ListenerConfig {
-                enabled: true,
-                bind: "127.0.0.1:0".parse().unwrap(),
-            },
-            wss: off(0),
-            mqtt: ListenerConfig {
-                enabled: true,
-                bind: "127.0.0.1:0".parse().unwrap(),
-            },
-            mqtts: off(0),
-            stomp: off(0),
-            stomps: off(0),
+            ws: on(),
+            wss: on().disabled(),
+            mqtt: on(),
+            mqtts: on().disabled(),
+            stomp: on().disabled(),
+            stomps: on().disabled(),
+            ..Listeners::default()
         },
         ..TransportConfig::default()
     };

@@ -133,7 +133,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let gate = security::gatekeeper(&settings, tokio::runtime::Handle::current())?;
     let (registry, mqtt, metrics) = adapters(&settings, &gate);
-    let server = Server::start_with_metrics(settings.transport(), registry, metrics).await?;
+    let server = Server::start_with(settings.transport(), registry, metrics, gate.clone()).await?;
     let ticker = tokio::spawn(tick(mqtt));
     let reloader = tokio::spawn(security::reload_on_sighup(gate.clone(), hangups));
     let watcher = settings
