@@ -399,3 +399,26 @@ async fn retained_messages_beyond_the_limit_are_delivered_but_not_kept() {
     let quiet = tokio::time::timeout(Duration::from_millis(300), later.incoming.recv()).await;
     assert!(!matches!(quiet, Ok(Some(Packet::Publish(_)))), "r/2 not retained: {quiet:?}");
 }
+
+#[tokio::test]
+async fn a_bearer_token_from_the_websocket_upgrade_authenticates_the_connect() {
+    let (b, _files) = secured("");
+    let a = b.addr("ws");
+    let jwt = token(Duration::from_secs(60));
+    // No user name or password in the CONNECT: the token in the upgrade's URL is enough.
+    let mut o = MqttOptions5::new("bearer", format!("ws://{a}/mqtt?access_token={jwt}"), a.port());
+    o.set_transport(Transport::Ws);
+    let (client, mut eventloop) = AsyncClient5::new(o, 10);
+    let first = tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await.unwrap();
+    assert!(
+        matches!(first, Ok(Event5::Incoming(Packet5::ConnAck(ref ack))) if ack.code == ConnectReturnCode5::Success),
+        "{first:?}"
+    );
+    drop(client);
+    // A bad token is refused at the upgrade (HTTP 401), before any MQTT.
+    let mut o = MqttOptions5::new("bearer", format!("ws://{a}/mqtt?access_token=not.a.token"), a.port());
+    o.set_transport(Transport::Ws);
+    let (_client, mut eventloop) = AsyncClient5::new(o, 10);
+    let refused = tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await.unwrap();
+    assert!(refused.is_err(), "{refused:?}");
+}
