@@ -55,8 +55,10 @@ fn secured(extra: &str) -> (Broker, tempfile::TempDir) {
     (b, dir)
 }
 
-fn token(exp_in: Duration) -> String {
-    let exp = (SystemTime::now() + exp_in).duration_since(UNIX_EPOCH).unwrap().as_secs();
+/// An HS256 token for alice, expiring `exp_in` seconds from now (negative: already expired).
+fn token(exp_in: i64) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let exp = now.checked_add_signed(exp_in).unwrap();
     let claims = serde_json::json!({ "sub": "alice", "exp": exp });
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
@@ -302,7 +304,7 @@ async fn mqtt3_denied_publishes_are_acknowledged_and_dropped() {
 #[tokio::test]
 async fn a_jwt_password_works_until_it_expires() {
     let (b, _files) = secured("");
-    let jwt = token(Duration::from_secs(3));
+    let jwt = token(3);
     let mut v5 = connect5(&b, "jwt5", true, Some(("alice", &jwt))).await.unwrap();
     let mut v3 = connect4(&b, "jwt3", false, Some(("alice", &jwt))).await.unwrap();
     assert_eq!(v3.subscribe("alice/#").await, [SubscribeReasonCode::Success(QoS::AtLeastOnce)]);
@@ -314,7 +316,7 @@ async fn a_jwt_password_works_until_it_expires() {
         }
     }
     // An expired token is refused.
-    let expired = connect5(&b, "jwt5", false, Some(("alice", &token(Duration::ZERO)))).await;
+    let expired = connect5(&b, "jwt5", false, Some(("alice", &token(-10)))).await;
     assert_eq!(expired.err(), Some(ConnectReturnCode5::BadUserNamePassword));
     // And a token signed with another secret.
     let forged = jsonwebtoken::encode(
@@ -404,7 +406,7 @@ async fn retained_messages_beyond_the_limit_are_delivered_but_not_kept() {
 async fn a_bearer_token_from_the_websocket_upgrade_authenticates_the_connect() {
     let (b, _files) = secured("");
     let a = b.addr("ws");
-    let jwt = token(Duration::from_secs(60));
+    let jwt = token(60);
     // No user name or password in the CONNECT: the token in the upgrade's URL is enough.
     let mut o = MqttOptions5::new("bearer", format!("ws://{a}/mqtt?access_token={jwt}"), a.port());
     o.set_transport(Transport::Ws);
