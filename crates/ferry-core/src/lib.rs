@@ -33,7 +33,7 @@ pub use adapter::{
 };
 pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId};
 pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};
-pub use retained::{MemoryRetained, RetainedStore, Weighed};
+pub use retained::{MemoryRetained, RetainedFull, RetainedStore, Weighed};
 pub use router::{Router, SubscribeOptions, Subscriber};
 pub use sessions::{Claim, Owner, SessionRegistry, SessionSlot, SessionStore};
 pub use topic::{SharedFilter, SharedFilterError, Subscription, TopicError, TopicFilter, TopicName};

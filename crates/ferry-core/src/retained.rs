@@ -12,9 +12,11 @@
 //! module only stores.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use tracing::debug;
 
 use crate::topic::{TopicFilter, TopicName, MULTI_LEVEL_WILDCARD, SEPARATOR, SINGLE_LEVEL_WILDCARD};
 
@@ -57,8 +59,17 @@ impl<T: Weighed + ?Sized> Weighed for std::sync::Arc<T> {
 /// it must not call back into the store.
 pub trait RetainedStore<M>: Send + Sync {
     /// Keeps `message` as the retained message of `topic`, replacing (and returning) the
-    /// one kept before.
+    /// one kept before. A store with limits does not keep a message on a new topic beyond
+    /// them (see [`RetainedStore::try_set`] to tell).
     fn set(&self, topic: TopicName, message: M) -> Option<M>;
+
+    /// Like [`RetainedStore::set`], but says when `message` was not kept because it is on
+    /// a new topic and the store is at its limits. Replacing the message of a topic
+    /// already retained always succeeds. The default (a store without limits) never
+    /// refuses.
+    fn try_set(&self, topic: TopicName, message: M) -> Result<Option<M>, RetainedFull> {
+        Ok(self.set(topic, message))
+    }
 
     /// Forgets the retained message of `topic`, returning it if there was one.
     fn remove(&self, topic: &TopicName) -> Option<M>;
@@ -94,6 +105,17 @@ pub trait RetainedStore<M>: Send + Sync {
     /// The bytes held: for every retained message, its topic's length plus its
     /// [`Weighed::weight`]. For limits and metrics.
     fn total_bytes(&self) -> usize;
+}
+
+/// A retained message on a new topic was not kept: the store holds its maximum number of
+/// messages or bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("retained store full ({messages} messages, {bytes} bytes)")]
+pub struct RetainedFull {
+    /// Messages held when the new one was refused.
+    pub messages: usize,
+    /// Bytes held (topics and weights) when the new one was refused.
+    pub bytes: usize,
 }
 
 /// Index of a node in the arena.
@@ -168,6 +190,11 @@ impl<M: Weighed> Trie<M> {
         topic
             .levels()
             .try_fold(ROOT, |id, level| self.nodes[id].children.get(level).copied())
+    }
+
+    /// Whether `topic` holds a message.
+    fn holds(&self, topic: &TopicName) -> bool {
+        self.find(topic).is_some_and(|id| self.nodes[id].message.is_some())
     }
 
     fn set(&mut self, topic: TopicName, message: M) -> Option<M> {
@@ -270,14 +297,44 @@ impl<M: Weighed> Trie<M> {
 #[derive(Debug)]
 pub struct MemoryRetained<M> {
     trie: RwLock<Trie<M>>,
+    /// Most messages kept; 0: no limit.
+    max_messages: usize,
+    /// Most bytes kept (topics and weights, as [`RetainedStore::total_bytes`]); 0: no limit.
+    max_bytes: u64,
+    /// Messages on new topics not kept because of the limits.
+    refused: AtomicU64,
 }
 
 impl<M: Weighed> MemoryRetained<M> {
-    /// An empty store.
+    /// An empty store without limits.
     pub fn new() -> Self {
+        Self::with_limits(0, 0)
+    }
+
+    /// An empty store keeping at most `max_messages` messages and `max_bytes` bytes (the
+    /// topics' lengths plus the messages' [`Weighed::weight`]); 0 means no limit. A message
+    /// on a new topic beyond either limit is not kept (counted in
+    /// [`MemoryRetained::refused`]); replacing or deleting a retained message always works.
+    pub fn with_limits(max_messages: usize, max_bytes: u64) -> Self {
         Self {
             trie: RwLock::new(Trie::new()),
+            max_messages,
+            max_bytes,
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Messages on new topics not kept because the store was at its limits.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new message of `bytes` bytes fits beside what `trie` holds.
+    fn fits(&self, trie: &Trie<M>, bytes: usize) -> bool {
+        let count_ok = self.max_messages == 0 || trie.len < self.max_messages;
+        let total = u64::try_from(trie.bytes.saturating_add(bytes)).unwrap_or(u64::MAX);
+        let bytes_ok = self.max_bytes == 0 || total <= self.max_bytes;
+        count_ok && bytes_ok
     }
 }
 
@@ -289,7 +346,25 @@ impl<M: Weighed> Default for MemoryRetained<M> {
 
 impl<M: Weighed + Send + Sync> RetainedStore<M> for MemoryRetained<M> {
     fn set(&self, topic: TopicName, message: M) -> Option<M> {
-        self.trie.write().set(topic, message)
+        self.try_set(topic, message).ok().flatten()
+    }
+
+    fn try_set(&self, topic: TopicName, message: M) -> Result<Option<M>, RetainedFull> {
+        let mut trie = self.trie.write();
+        if (self.max_messages > 0 || self.max_bytes > 0) && !trie.holds(&topic) {
+            let bytes = topic.as_str().len().saturating_add(message.weight());
+            if !self.fits(&trie, bytes) {
+                let full = RetainedFull {
+                    messages: trie.len,
+                    bytes: trie.bytes,
+                };
+                drop(trie);
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                debug!(topic = topic.as_str(), held = %full, "retained message on a new topic not kept: store full");
+                return Err(full);
+            }
+        }
+        Ok(trie.set(topic, message))
     }
 
     fn remove(&self, topic: &TopicName) -> Option<M> {
@@ -338,6 +413,37 @@ mod tests {
         let mut out: Vec<String> = store.matching(&filter(f)).into_iter().map(|(t, _)| t.to_string()).collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn limits_refuse_new_topics_only() {
+        // Two messages, or 12 bytes (topic + payload): "a" + "xxxx" = 5 each.
+        let store: MemoryRetained<Bytes> = MemoryRetained::with_limits(2, 0);
+        assert_eq!(store.try_set(topic("a"), Bytes::from_static(b"1")), Ok(None));
+        assert_eq!(store.try_set(topic("b"), Bytes::from_static(b"2")), Ok(None));
+        let full = store.try_set(topic("c"), Bytes::from_static(b"3")).unwrap_err();
+        assert_eq!(full.messages, 2);
+        assert_eq!(store.set(topic("c"), Bytes::from_static(b"3")), None);
+        assert_eq!((store.len(), store.refused()), (2, 2));
+        // Replacing and deleting still work at the limit.
+        assert_eq!(store.set(topic("a"), Bytes::from_static(b"one")), Some(Bytes::from_static(b"1")));
+        assert!(store.remove(&topic("b")).is_some());
+        assert_eq!(store.try_set(topic("c"), Bytes::from_static(b"3")), Ok(None));
+
+        let store: MemoryRetained<Bytes> = MemoryRetained::with_limits(0, 12);
+        assert!(store.try_set(topic("a"), Bytes::from_static(b"xxxx")).is_ok());
+        assert!(store.try_set(topic("b"), Bytes::from_static(b"xxxx")).is_ok());
+        assert!(store.try_set(topic("c"), Bytes::from_static(b"xxxx")).is_err());
+        assert!(store.try_set(topic("c"), Bytes::from_static(b"x")).is_ok(), "12 bytes exactly fit");
+        // A replacement may grow beyond the byte limit: the topic was already kept.
+        assert!(store.try_set(topic("a"), Bytes::from_static(b"xxxxxxxxxx")).is_ok());
+        assert_eq!((store.len(), store.total_bytes(), store.refused()), (3, 18, 1));
+
+        let unlimited: MemoryRetained<Bytes> = MemoryRetained::default();
+        for i in 0..100 {
+            assert!(unlimited.try_set(topic(&format!("t/{i}")), Bytes::from_static(b"x")).is_ok());
+        }
+        assert_eq!(unlimited.refused(), 0);
     }
 
     #[test]

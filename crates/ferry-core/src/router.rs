@@ -88,6 +88,10 @@ pub struct RouterStats {
     pub unrouted: AtomicU64,
     /// Deliveries skipped because the message had expired.
     pub expired: AtomicU64,
+    /// Retained messages on new topics not kept because the retained store was at its
+    /// limits (`limits.max_retained_messages`, `limits.max_retained_bytes`); they were
+    /// still delivered live.
+    pub retained_refused: AtomicU64,
 }
 
 /// The broker's router: subscriptions of every session, and the retained messages.
@@ -179,8 +183,8 @@ impl Router {
         if message.retain {
             if message.payload.is_empty() {
                 self.retained.remove(&message.topic);
-            } else {
-                self.retained.set(message.topic.clone(), message.clone());
+            } else if self.retained.try_set(message.topic.clone(), message.clone()).is_err() {
+                self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
             }
         }
         let mut targets: Vec<Subscriber> = Vec::new();
@@ -358,6 +362,21 @@ mod tests {
         let empty = Arc::new(Message::new(TopicName::new("r/1").unwrap(), Bytes::new(), QoS::AtMostOnce, true));
         r.publish(empty, Instant::now());
         assert_eq!(r.retained_count(), 1);
+    }
+
+    #[test]
+    fn a_full_retained_store_still_delivers_live_and_counts() {
+        let r = Router::new(Arc::new(MemoryRetained::with_limits(1, 0)));
+        let s = session(1, QoS::AtMostOnce);
+        r.subscribe(&sub("r/#"), s.clone());
+        let now = Instant::now();
+        assert_eq!(r.publish(msg("r/1", QoS::AtMostOnce, true), now), 1);
+        assert_eq!(r.publish(msg("r/2", QoS::AtMostOnce, true), now), 1, "delivered live");
+        assert_eq!(r.publish(msg("r/1", QoS::AtLeastOnce, true), now), 1);
+        assert_eq!(drain(&s).len(), 3);
+        assert_eq!(r.retained_count(), 1);
+        assert_eq!(r.stats.retained_refused.load(Ordering::Relaxed), 1);
+        assert_eq!(r.retained_matching(&TopicFilter::new("r/+").unwrap(), now)[0].qos, QoS::AtLeastOnce);
     }
 
     #[test]

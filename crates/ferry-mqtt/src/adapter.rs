@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_auth::Gatekeeper;
 use ferry_core::{Adapter, ConnectionInfo, MessageKind, Router, Session, Sniff, Subprotocol};
 
 use crate::broker::MqttBroker;
@@ -30,10 +31,17 @@ pub struct MqttAdapter {
 }
 
 impl MqttAdapter {
-    /// The adapter, routing through the broker-wide `router`.
+    /// The adapter, routing through the broker-wide `router`; everyone may connect and do
+    /// anything ([`Gatekeeper::open`]).
     pub fn new(router: Arc<Router>, config: MqttConfig) -> Self {
+        Self::with_gatekeeper(router, config, Arc::new(Gatekeeper::open()))
+    }
+
+    /// The adapter, routing through the broker-wide `router`, with clients authenticated,
+    /// authorized and rate-limited by `gate`.
+    pub fn with_gatekeeper(router: Arc<Router>, config: MqttConfig, gate: Arc<Gatekeeper>) -> Self {
         Self {
-            broker: Arc::new(MqttBroker::new(router, config)),
+            broker: Arc::new(MqttBroker::with_gatekeeper(router, config, gate)),
         }
     }
 

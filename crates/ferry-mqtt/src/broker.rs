@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_auth::Gatekeeper;
 use ferry_core::{Message, OutboxLimits, Router, SessionRegistry, SessionSlot, SessionStore};
 use parking_lot::Mutex;
 
@@ -40,6 +41,12 @@ pub struct MqttStats {
     pub publishes_out: AtomicU64,
     /// Messages not sent because they exceeded the client's maximum packet size.
     pub too_large_for_client: AtomicU64,
+    /// Connections closed before their CONNECT was accepted for sending a packet larger
+    /// than `max_packet_size_unauthenticated`, or more than `max_packet_size` bytes while
+    /// their credentials were checked.
+    pub too_large_unauthenticated: AtomicU64,
+    /// CONNECTs refused because the ACL denies the will topic (CONNACK 0x05 / 0x87).
+    pub will_denied: AtomicU64,
 }
 
 /// The MQTT adapter's shared state.
@@ -52,27 +59,42 @@ pub struct MqttBroker {
     pub config: MqttConfig,
     /// Counters.
     pub stats: MqttStats,
+    /// Authentication, ACL and per-connection limits.
+    pub gate: Arc<Gatekeeper>,
     wills: Mutex<Vec<PendingWill>>,
     next_client: AtomicU64,
 }
 
 impl MqttBroker {
-    /// Shared state routing through `router`, sessions kept in memory.
+    /// Shared state routing through `router`, sessions kept in memory, everyone allowed
+    /// ([`Gatekeeper::open`]).
     pub fn new(router: Arc<Router>, config: MqttConfig) -> Self {
+        Self::with_gatekeeper(router, config, Arc::new(Gatekeeper::open()))
+    }
+
+    /// Shared state routing through `router`, sessions kept in memory, clients checked by
+    /// `gate`.
+    pub fn with_gatekeeper(router: Arc<Router>, config: MqttConfig, gate: Arc<Gatekeeper>) -> Self {
         let limits = OutboxLimits {
             max_qos0: config.max_queued_qos0,
             max_qos12: config.max_queued_qos12,
         };
-        Self::with_sessions(router, config, Arc::new(SessionRegistry::new(limits)))
+        Self::with_parts(router, config, Arc::new(SessionRegistry::new(limits)), gate)
     }
 
-    /// Shared state keeping sessions in `sessions` (any [`SessionStore`]).
+    /// Shared state keeping sessions in `sessions` (any [`SessionStore`]), everyone allowed.
     pub fn with_sessions(router: Arc<Router>, config: MqttConfig, sessions: Arc<dyn SessionStore<Persisted>>) -> Self {
+        Self::with_parts(router, config, sessions, Arc::new(Gatekeeper::open()))
+    }
+
+    /// Shared state keeping sessions in `sessions`, clients checked by `gate`.
+    pub fn with_parts(router: Arc<Router>, config: MqttConfig, sessions: Arc<dyn SessionStore<Persisted>>, gate: Arc<Gatekeeper>) -> Self {
         Self {
             router,
             sessions,
             config,
             stats: MqttStats::default(),
+            gate,
             wills: Mutex::new(Vec::new()),
             next_client: AtomicU64::new(1),
         }

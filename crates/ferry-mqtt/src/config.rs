@@ -12,6 +12,10 @@ pub struct MqttConfig {
     /// Largest packet accepted, in bytes (MQTT 5 Maximum Packet Size, sent in CONNACK).
     /// Larger: MQTT 5 DISCONNECT 0x95, MQTT 3 connection closed.
     pub max_packet_size: usize,
+    /// Largest packet accepted before a CONNECT is authenticated (the CONNECT itself, and
+    /// what the client sends while its credentials are checked), in bytes. Larger: MQTT 5
+    /// CONNACK 0x95, MQTT 3 connection closed.
+    pub max_packet_size_unauthenticated: usize,
     /// QoS 1/2 messages sent to a client and not yet acknowledged (the in-flight window);
     /// a MQTT 5 client's Receive Maximum lowers it.
     pub max_inflight: u16,
@@ -48,6 +52,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             max_packet_size: 1024 * 1024,
+            max_packet_size_unauthenticated: 64 * 1024,
             max_inflight: 32,
             receive_maximum: 64,
             max_queued_qos0: 1000,

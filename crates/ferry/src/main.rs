@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferry_auth::{Authenticator, Gatekeeper};
-use ferry_core::Router;
+use ferry_core::{MemoryRetained, Router};
 use ferry_mqtt::{MqttAdapter, MqttBroker};
 use ferry_stomp::StompAdapter;
 use ferry_transport::{Metrics, Registry, Server};
@@ -98,8 +98,9 @@ fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
 /// The protocol adapters, sharing one router, the MQTT state that needs ticks, and
 /// the metrics that read them.
 fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> (Registry, Arc<MqttBroker>, Metrics) {
-    let router = Arc::new(Router::default());
-    let mqtt = Arc::new(MqttAdapter::new(router.clone(), settings.mqtt.clone()));
+    let retained = MemoryRetained::with_limits(settings.limits.max_retained_messages, settings.limits.max_retained_bytes);
+    let router = Arc::new(Router::new(Arc::new(retained)));
+    let mqtt = Arc::new(MqttAdapter::with_gatekeeper(router.clone(), settings.mqtt.clone(), gate.clone()));
     let stomp = Arc::new(StompAdapter::with_gatekeeper(router.clone(), settings.stomp.clone(), gate.clone()));
     let mut registry = Registry::new();
     let broker = mqtt.broker();

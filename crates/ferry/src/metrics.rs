@@ -66,6 +66,12 @@ impl Collector for BrokerCollector {
             self.router.subscription_count(),
         )?;
         gauge(&mut e, "retained_messages", "Retained messages", self.router.retained_count())?;
+        counter(
+            &mut e,
+            "retained_refused",
+            "Retained messages on new topics not kept: limits.max_retained_messages or max_retained_bytes reached",
+            &r.retained_refused,
+        )?;
         let m = &self.mqtt.stats;
         gauge(
             &mut e,
@@ -75,6 +81,18 @@ impl Collector for BrokerCollector {
         )?;
         counter(&mut e, "mqtt_connects", "MQTT CONNECTs accepted", &m.connects)?;
         counter(&mut e, "mqtt_connects_refused", "MQTT CONNECTs refused", &m.refused)?;
+        counter(
+            &mut e,
+            "mqtt_too_large_unauthenticated",
+            "MQTT connections closed for input beyond mqtt.max_packet_size_unauthenticated before authentication",
+            &m.too_large_unauthenticated,
+        )?;
+        counter(
+            &mut e,
+            "mqtt_will_denied",
+            "MQTT CONNECTs refused because the ACL denies the will topic",
+            &m.will_denied,
+        )?;
         counter(
             &mut e,
             "mqtt_protocol_errors",

@@ -6,12 +6,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
+use ferry_auth::{AuthFailure, ConnectAttempt, Identity};
 use ferry_core::{Expiry, Message, Output, Owner, TopicName};
 use tracing::{debug, info};
 
-use super::{Connected, MqttSession, PendingWill, Phase, Writer};
+use super::{Authenticating, Connected, MqttSession, PendingWill, Phase, Writer};
 use crate::codec::{ConnAck, Connect, DecodeError, Packet, Property, ReasonCode, Version};
 use crate::convert;
+
+/// A CONNECT that passed validation, waiting for its credentials' verdict.
+pub(super) struct Accepted {
+    /// The CONNECT, its password taken out.
+    connect: Connect,
+    /// The client identifier (assigned when the client sent none).
+    client_id: Arc<str>,
+    /// The identifier the broker assigned, to send back in an MQTT 5 CONNACK.
+    assigned: Option<String>,
+    /// The will, validated.
+    will: Option<PendingWill>,
+}
+
+impl Accepted {
+    /// The protocol version of the CONNECT.
+    pub(super) fn version(&self) -> Version {
+        self.connect.version
+    }
+}
 
 impl MqttSession {
     /// A CONNECT the codec could not accept: answer with the CONNACK the client's
@@ -26,7 +46,7 @@ impl MqttSession {
         self.phase = Phase::Closed;
     }
 
-    fn refuse(&mut self, version: Version, code: ReasonCode, why: &str, w: &mut Writer, out: &mut Output) {
+    pub(super) fn refuse(&mut self, version: Version, code: ReasonCode, why: &str, w: &mut Writer, out: &mut Output) {
         self.broker.stats.refused.fetch_add(1, Ordering::Relaxed);
         info!(conn = self.info.id, peer = %self.info.peer, code = code.0, why, "CONNECT refused");
         let mut ack = ConnAck::refused(code);
@@ -38,7 +58,9 @@ impl MqttSession {
         self.phase = Phase::Closed;
     }
 
-    pub(super) fn on_connect(&mut self, connect: Connect, now: Instant, w: &mut Writer, out: &mut Output) {
+    /// A decoded CONNECT: validated (version, client id, will), then its credentials are
+    /// checked by the gatekeeper, at once or off the connection's task.
+    pub(super) fn on_connect(&mut self, mut connect: Connect, now: Instant, w: &mut Writer, out: &mut Output) {
         let version = connect.version;
         let config = &self.broker.config;
         let v5 = version.is_v5();
@@ -92,6 +114,97 @@ impl MqttSession {
                 _ => return self.refuse(version, ReasonCode::TOPIC_NAME_INVALID, "invalid will topic", w, out),
             },
         };
+        let attempt = ConnectAttempt {
+            peer: self.info.peer,
+            protocol: "mqtt",
+            client_id: client_id.to_string(),
+            username: connect.username.as_ref().map(ToString::to_string),
+            // Taken out of the CONNECT: the password is not kept once handed over.
+            password: connect.password.take().map(|p| p.to_vec()),
+            transport: self.info.credentials.clone(),
+        };
+        let deadline = match &self.phase {
+            Phase::AwaitingConnect { deadline } => *deadline,
+            _ => now + config.connect_timeout,
+        };
+        let pending = self.broker.gate.check(attempt, now, self.info.wakeup.clone());
+        self.phase = Phase::Authenticating(Box::new(Authenticating {
+            accepted: Accepted {
+                connect,
+                client_id,
+                assigned,
+                will,
+            },
+            pending,
+            verdict: None,
+            checked_at: now,
+            answer_at: None,
+            deadline,
+        }));
+        self.advance_auth(now, w, out);
+    }
+
+    /// Takes the gatekeeper's verdict when it is in and its delay has passed: refuse the
+    /// CONNECT, or accept it and go on with the input the client sent meanwhile.
+    pub(super) fn advance_auth(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
+        let Phase::Authenticating(a) = &mut self.phase else { return };
+        if a.verdict.is_none() {
+            let Some(verdict) = a.pending.take() else { return };
+            a.answer_at = Some(a.checked_at + verdict.delay);
+            a.verdict = Some(verdict);
+        }
+        if a.answer_at.is_some_and(|at| now < at) {
+            return;
+        }
+        let Phase::Authenticating(a) = std::mem::replace(&mut self.phase, Phase::Closed) else {
+            return;
+        };
+        let Authenticating { accepted, verdict, .. } = *a;
+        let Some(verdict) = verdict else { return };
+        let version = accepted.version();
+        match verdict.result {
+            Ok(identity) => {
+                self.finish_connect(accepted, identity, now, w, out);
+                if matches!(self.phase, Phase::Connected(_)) {
+                    self.decoder.set_max_packet_size(self.broker.config.max_packet_size);
+                    self.decode_input(now, w, out);
+                }
+            }
+            Err(failure) => {
+                let code = if version.is_v5() {
+                    ReasonCode(failure.mqtt_v5_reason_code())
+                } else {
+                    ReasonCode::from_v3_connack(failure.mqtt_v3_return_code()).unwrap_or(ReasonCode::NOT_AUTHORIZED)
+                };
+                let why = match failure {
+                    AuthFailure::BadCredentials(_) => "bad user name or password",
+                    AuthFailure::NotAuthorized(_) => "not authorized",
+                };
+                self.refuse(version, code, why, w, out);
+            }
+        }
+    }
+
+    /// An authenticated CONNECT: the will's topic checked against the ACL, then the
+    /// session claimed (or taken over), keep-alive and limits settled, CONNACK sent.
+    fn finish_connect(&mut self, accepted: Accepted, identity: Identity, now: Instant, w: &mut Writer, out: &mut Output) {
+        let Accepted {
+            connect,
+            client_id,
+            assigned,
+            will,
+        } = accepted;
+        let version = connect.version;
+        let v5 = version.is_v5();
+        let gate = self.broker.gate.clone();
+        let config = &self.broker.config;
+        // As Mosquitto: a will the client may not publish refuses the CONNECT.
+        if let Some(will) = &will {
+            if !gate.may_publish(&identity, will.message.topic.as_str()) {
+                self.broker.stats.will_denied.fetch_add(1, Ordering::Relaxed);
+                return self.refuse(version, ReasonCode::NOT_AUTHORIZED, "will topic not authorized", w, out);
+            }
+        }
         let session_expiry = if v5 {
             Duration::from_secs(u64::from(connect.properties.session_expiry_interval().unwrap_or(0)))
         } else if connect.clean_start {
@@ -159,6 +272,9 @@ impl MqttSession {
                 by_topic: Default::default(),
             }),
             ended: None,
+            expires_at: gate.expiry_deadline(&identity, now),
+            bucket: gate.message_bucket(now).map(Box::new),
+            identity,
         }));
         self.resend_inflight(now, w);
         self.pump(now, w, out);

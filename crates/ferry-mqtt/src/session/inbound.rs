@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
+use ferry_auth::SecurityStats;
 use ferry_core::{Expiry, Message, Output, QoS, TopicName};
+use tracing::info;
 
-use super::{MqttSession, Phase, Writer};
+use super::{End, MqttSession, Phase, Writer};
 use crate::codec::{Ack, Packet, Publish, ReasonCode};
 use crate::convert;
 
@@ -18,6 +20,11 @@ impl MqttSession {
         self.broker.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
         let Phase::Connected(c) = &mut self.phase else { return };
         let version = c.version;
+        if c.bucket.as_mut().is_some_and(|b| !b.try_take(now, 1)) {
+            SecurityStats::bump(&self.broker.gate.stats.message_rate_exceeded);
+            info!(conn = self.info.id, client = %c.client_id, "message rate too high: closing");
+            return self.server_disconnect(ReasonCode::MESSAGE_RATE_TOO_HIGH, "message rate too high", End::Abnormal, w, out);
+        }
         // Topic alias (MQTT 5 §3.3.2.3.4): set or use a mapping.
         let topic: ByteString = match p.properties.topic_alias() {
             Some(alias) if alias == 0 || alias > self.broker.config.topic_alias_maximum => {
@@ -50,6 +57,26 @@ impl MqttSession {
             if full && version.is_v5() {
                 return self.violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded", w, out);
             }
+        }
+        if !self.broker.gate.may_publish(&c.identity, topic.as_str()) {
+            // Counted by the gatekeeper. MQTT 5 says why; MQTT 3.1.1 has no way to, so the
+            // message is dropped and acknowledged as if delivered (as Mosquitto does).
+            let mut ack = Ack::new(p.pkid);
+            if version.is_v5() {
+                ack.reason = ReasonCode::NOT_AUTHORIZED;
+            }
+            match p.qos {
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce => w.packet(&Packet::PubAck(ack), version),
+                QoS::ExactlyOnce => {
+                    // A failing PUBREC ends a 5.0 exchange; 3.1.1 goes on to PUBREL.
+                    if !version.is_v5() {
+                        c.slot.state.lock().incoming_qos2.insert(p.pkid);
+                    }
+                    w.packet(&Packet::PubRec(ack), version);
+                }
+            }
+            return;
         }
         let expiry = p
             .properties

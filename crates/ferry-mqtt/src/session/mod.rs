@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
+use ferry_auth::limits::TokenBucket;
+use ferry_auth::{Identity, PendingVerdict, SecurityStats, Verdict};
 use ferry_core::{CloseRequest, ConnectionInfo, Input, Message, Output, Owner, Session, SessionSlot};
 use tracing::{debug, info};
 
 use crate::broker::MqttBroker;
-use crate::codec::{Decoder, Disconnect, Packet, ReasonCode, Version};
+use crate::codec::{DecodeError, Decoder, Disconnect, Packet, ReasonCode, Version};
 use crate::persist::Persisted;
 
 use writer::Writer;
@@ -54,6 +56,32 @@ struct Connected {
     aliases_out: std::cell::RefCell<OutAliases>,
     /// Set once the connection leaves: DISCONNECT, take-over or error.
     ended: Option<End>,
+    /// Who the client is: what the ACL is checked against.
+    identity: Identity,
+    /// When the client's token expires (`auth.jwt.close_on_expiry`): the connection is
+    /// closed then.
+    expires_at: Option<Instant>,
+    /// The client's PUBLISH rate (`limits.messages_per_second`); `None`: no limit. Boxed
+    /// so that an idle connection without a limit stays small.
+    bucket: Option<Box<TokenBucket>>,
+}
+
+/// State of a connection whose CONNECT is valid and whose credentials are being checked.
+/// Nothing of the client's session is touched yet: a client without the right password
+/// must not take over (or even disturb) the real one.
+struct Authenticating {
+    /// The CONNECT, validated, its password already handed to the check.
+    accepted: connect::Accepted,
+    /// Where the gatekeeper puts its verdict (the connection's wakeup rings then).
+    pending: PendingVerdict,
+    /// The verdict, once taken, kept until `answer_at`.
+    verdict: Option<Verdict>,
+    /// When the check started: the verdict's delay counts from here.
+    checked_at: Instant,
+    /// When the verdict may be answered (repeated failures from the address slow it).
+    answer_at: Option<Instant>,
+    /// When to give up waiting for the verdict (the CONNECT timeout).
+    deadline: Instant,
 }
 
 /// The broker's topic aliases toward one client: the first `max` distinct topics sent
@@ -93,6 +121,8 @@ enum End {
 enum Phase {
     /// Waiting for CONNECT until the deadline.
     AwaitingConnect { deadline: Instant },
+    /// CONNECT valid, credentials being checked; later input is kept undecoded.
+    Authenticating(Box<Authenticating>),
     /// CONNECT accepted.
     Connected(Box<Connected>),
     /// Closing; nothing more is read.
@@ -113,7 +143,9 @@ impl MqttSession {
     /// A session for a new connection, opened at `now`.
     pub fn new(broker: Arc<MqttBroker>, info: ConnectionInfo, now: Instant) -> Self {
         let deadline = now + broker.config.connect_timeout;
-        let decoder = Decoder::server(broker.config.max_packet_size);
+        // Until the client is authenticated, only small packets: the CONNECT is all it
+        // may send, and each byte it sends before then costs an unknown peer nothing.
+        let decoder = Decoder::server(broker.config.max_packet_size_unauthenticated);
         Self {
             broker,
             info,
@@ -221,6 +253,43 @@ impl MqttSession {
         self.phase_close("", w, out);
     }
 
+    /// Decode and act on the buffered input, as far as the phase allows: while the
+    /// credentials are checked, input is only kept (at most `max_packet_size` bytes).
+    fn decode_input(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
+        loop {
+            match &self.phase {
+                Phase::Closed | Phase::Authenticating(_) => break,
+                Phase::Connected(c) if c.ended.is_some() => break,
+                _ => {}
+            }
+            match self.decoder.decode(&mut self.input) {
+                Ok(Some(packet)) => {
+                    self.last_packet = now;
+                    self.handle(packet, now, w, out);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    match &self.phase {
+                        Phase::Connected(_) => self.violation(e.reason_code(), &e.to_string(), w, out),
+                        _ => {
+                            if matches!(e, DecodeError::PacketTooLarge { .. }) {
+                                self.broker.stats.too_large_unauthenticated.fetch_add(1, Ordering::Relaxed);
+                            }
+                            self.refuse_connect_error(&e, w, out)
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        if matches!(self.phase, Phase::Authenticating(_)) && self.input.len() > self.broker.config.max_packet_size {
+            self.broker.stats.too_large_unauthenticated.fetch_add(1, Ordering::Relaxed);
+            info!(conn = self.info.id, peer = %self.info.peer, buffered = self.input.len(), "too much input while authenticating: closing");
+            self.phase_close("", w, out);
+            self.phase = Phase::Closed;
+        }
+    }
+
     /// Leave without a word after a take-over (MQTT 3) or with DISCONNECT 0x8E (MQTT 5).
     fn check_taken_over(&mut self, w: &mut Writer, out: &mut Output) -> bool {
         let Phase::Connected(c) = &self.phase else { return false };
@@ -240,31 +309,15 @@ impl Session for MqttSession {
         }
         self.input.extend_from_slice(input.bytes());
         let mut w = Writer::default();
-        loop {
-            if matches!(self.phase, Phase::Closed) || matches!(&self.phase, Phase::Connected(c) if c.ended.is_some()) {
-                break;
-            }
-            match self.decoder.decode(&mut self.input) {
-                Ok(Some(packet)) => {
-                    self.last_packet = now;
-                    self.handle(packet, now, &mut w, out);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    match &self.phase {
-                        Phase::Connected(_) => self.violation(e.reason_code(), &e.to_string(), &mut w, out),
-                        _ => self.refuse_connect_error(&e, &mut w, out),
-                    }
-                    break;
-                }
-            }
-        }
+        self.decode_input(now, &mut w, out);
         w.flush(out);
     }
 
     fn on_wake(&mut self, now: Instant, out: &mut Output) {
         let mut w = Writer::default();
-        if !self.check_taken_over(&mut w, out) {
+        if matches!(self.phase, Phase::Authenticating(_)) {
+            self.advance_auth(now, &mut w, out);
+        } else if !self.check_taken_over(&mut w, out) {
             self.pump(now, &mut w, out);
         }
         w.flush(out);
@@ -273,18 +326,42 @@ impl Session for MqttSession {
     fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
             Phase::AwaitingConnect { deadline } => Some(*deadline),
-            Phase::Connected(c) if c.ended.is_none() => c.keep_alive_limit.map(|limit| self.last_packet + limit),
+            // Once the verdict is in, only its delay is waited for.
+            Phase::Authenticating(a) => Some(a.answer_at.unwrap_or(a.deadline)),
+            Phase::Connected(c) if c.ended.is_none() => {
+                let keep_alive = c.keep_alive_limit.map(|limit| self.last_packet + limit);
+                [keep_alive, c.expires_at].into_iter().flatten().min()
+            }
             _ => None,
         }
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Output) {
         let mut w = Writer::default();
+        if matches!(self.phase, Phase::Authenticating(_)) {
+            self.advance_auth(now, &mut w, out);
+        }
         match &self.phase {
             Phase::AwaitingConnect { deadline } if now >= *deadline => {
                 info!(conn = self.info.id, peer = %self.info.peer, "no CONNECT in time: closing");
                 self.phase_close("", &mut w, out);
                 self.phase = Phase::Closed;
+            }
+            Phase::Authenticating(a) if a.verdict.is_none() && now >= a.deadline => {
+                let version = a.accepted.version();
+                self.refuse(
+                    version,
+                    ReasonCode::SERVER_UNAVAILABLE,
+                    "authentication did not finish in time",
+                    &mut w,
+                    out,
+                );
+            }
+            Phase::Connected(c) if c.ended.is_none() && c.expires_at.is_some_and(|at| now >= at) => {
+                SecurityStats::bump(&self.broker.gate.stats.token_expired);
+                info!(conn = self.info.id, client = %c.client_id, user = ?c.identity.username, "token expired: closing");
+                // MQTT 5 has no "token expired" code: 0x87 as EMQX, with a reason string.
+                self.server_disconnect(ReasonCode::NOT_AUTHORIZED, "token expired", End::Abnormal, &mut w, out);
             }
             Phase::Connected(c) if c.keep_alive_limit.is_some_and(|l| now >= self.last_packet + l) => {
                 self.broker.stats.keep_alive_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -335,3 +412,6 @@ impl Session for MqttSession {
         debug!(conn = self.info.id, client = %c.client_id, ?end, "MQTT session left");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -66,6 +66,11 @@ impl MqttSession {
         }
         let version = c.version;
         let outbox = c.slot.outbox.clone();
+        let gate = &self.broker.gate;
+        // Whether deliveries pass the ACL: asked once per call that has something to send
+        // (the ACL may be reloaded between calls), so that a broker without delivery rules
+        // does no ACL work per message, and an empty pump none at all.
+        let mut check_delivery = None;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let free = {
@@ -79,11 +84,17 @@ impl MqttSession {
             if outbox.pop_into(BATCH.min(free.max(1)), &mut batch) == 0 {
                 break;
             }
+            let check_delivery = *check_delivery.get_or_insert_with(|| gate.needs_delivery_check(&c.identity));
             let mut rest = batch.drain(..);
             let mut sent_qos12 = 0;
             let mut stopped = None;
             for d in rest.by_ref() {
                 if d.message.is_expired(now) {
+                    continue;
+                }
+                // Withheld (and counted) when the ACL refuses this topic to the client;
+                // a QoS 1/2 delivery is simply dropped here, before it takes a packet id.
+                if check_delivery && !gate.may_receive(&c.identity, d.message.topic.as_str()) {
                     continue;
                 }
                 let mut aliases = c.aliases_out.borrow_mut();

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use ferry_auth::SecurityStats;
 use ferry_core::{Delivery, Output, SubscribeOptions, Subscriber, Subscription, TopicFilter};
 
 use super::{MqttSession, Phase, Writer};
@@ -31,6 +32,15 @@ impl MqttSession {
                 });
                 continue;
             };
+            // The ACL sees the filter without a `$share/GROUP/` prefix.
+            if !self.broker.gate.may_subscribe(&c.identity, subscription.filter().as_str()) {
+                codes.push(if v5 {
+                    ReasonCode::NOT_AUTHORIZED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
             let shared = matches!(subscription, Subscription::Shared(_));
             if shared && request.no_local {
                 // MQTT 5 §3.8.3.1: no-local on a shared subscription is a protocol error.
@@ -45,6 +55,7 @@ impl MqttSession {
             let mut state = c.slot.state.lock();
             let existed = state.subscriptions.contains_key(&*request.filter);
             if !existed && state.subscriptions.len() >= self.broker.config.max_subscriptions {
+                SecurityStats::bump(&self.broker.gate.stats.subscription_quota_exceeded);
                 codes.push(if v5 {
                     ReasonCode::QUOTA_EXCEEDED
                 } else {
