@@ -9,7 +9,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 import stomp
-from paho.mqtt.reasoncodes import ReasonCode
 
 from conftest import Broker
 
@@ -71,12 +70,11 @@ def stop(c):
 
 
 @pytest.mark.parametrize("transport", ["tcp", "websockets"])
-@pytest.mark.parametrize(
-    "protocol,bad,anonymous",
-    [(mqtt.MQTTv311, 4, 5), (mqtt.MQTTv5, 0x86, 0x87)],
-    ids=["3.1.1", "5.0"],
-)
-def test_refused_connects(secured, transport, protocol, bad, anonymous):
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["3.1.1", "5.0"])
+def test_refused_connects(secured, transport, protocol):
+    # paho 2 reports a 3.1.1 CONNACK return code (4, 5) as the MQTT 5 reason code of the
+    # same meaning (0x86, 0x87); the bytes themselves are checked in tests/mqtt_auth.rs.
+    bad, anonymous = 0x86, 0x87
     c, reason = mqtt_connect(secured, transport, protocol, "alice", "nope")
     c.loop_stop()
     assert reason.is_failure and reason.value == bad
