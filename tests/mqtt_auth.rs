@@ -424,3 +424,42 @@ async fn a_bearer_token_from_the_websocket_upgrade_authenticates_the_connect() {
     let refused = tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await.unwrap();
     assert!(refused.is_err(), "{refused:?}");
 }
+
+#[tokio::test]
+async fn sighup_applies_new_rules_to_live_connections_without_dropping_them() {
+    let (b, files) = secured("");
+    let mut c = connect5(&b, "reload", false, Some(("alice", "wonderland"))).await.unwrap();
+    let publish = |c: &Client5| {
+        let client = c.client.clone();
+        async move {
+            client
+                .publish("shared/x", rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, "x")
+                .await
+                .unwrap();
+        }
+    };
+    publish(&c).await;
+    loop {
+        if let Some(Packet5::PubAck(ack)) = c.next().await {
+            assert_eq!(ack.reason, PubAckReason::NotAuthorized);
+            break;
+        }
+    }
+    std::fs::write(files.path().join("acl"), format!("{ACL}user alice\ntopic write shared/#\n")).unwrap();
+    b.signal_hup();
+    assert!(b.wait_log("authentication reloaded", Duration::from_secs(10)), "{:?}", b.logs());
+    // The same connection, still open: the new rule applies to its next publish.
+    publish(&c).await;
+    loop {
+        match c.next().await {
+            Some(Packet5::PubAck(ack)) => {
+                // Accepted: nobody subscribes, hence 0x10 (no matching subscribers).
+                assert_eq!(ack.reason, PubAckReason::NoMatchingSubscribers);
+                break;
+            }
+            Some(Packet5::Disconnect(d)) => panic!("dropped by the reload: {d:?}"),
+            Some(_) => continue,
+            None => panic!("closed by the reload"),
+        }
+    }
+}
