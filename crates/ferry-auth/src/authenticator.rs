@@ -22,20 +22,20 @@ pub enum LoadError {
     #[error(transparent)]
     Passwords(#[from] PasswordFileError),
     /// A line of the password file is wrong.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     PasswordLine {
         /// The file.
         path: PathBuf,
-        /// What is wrong with it.
-        source: PasswordFileError,
+        /// What is wrong with it (not a `source`: the message already says it).
+        error: PasswordFileError,
     },
     /// The ACL file (named: a line error alone does not say which file).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Acl {
         /// The file.
         path: PathBuf,
-        /// What is wrong with it.
-        source: AclError,
+        /// What is wrong with it (not a `source`: the message already says it).
+        error: AclError,
     },
     /// The JWT key or settings.
     #[error(transparent)]
@@ -129,9 +129,9 @@ impl State {
             .map(|path| {
                 PasswordFile::load(path).map_err(|e| match e {
                     PasswordFileError::Io { .. } => LoadError::Passwords(e),
-                    source => LoadError::PasswordLine {
+                    error => LoadError::PasswordLine {
                         path: path.to_owned(),
-                        source,
+                        error,
                     },
                 })
             })
@@ -140,9 +140,9 @@ impl State {
             .acl_file
             .as_deref()
             .map(|path| {
-                Acl::load(path).map_err(|source| LoadError::Acl {
+                Acl::load(path).map_err(|error| LoadError::Acl {
                     path: path.to_owned(),
-                    source,
+                    error,
                 })
             })
             .transpose()?;
