@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -177,22 +178,29 @@ impl State {
 pub struct Authenticator {
     settings: Option<AuthSettings>,
     state: RwLock<Arc<State>>,
+    /// Whether the loaded state has an ACL file, kept beside it so that the per-message
+    /// check of a broker without one takes no lock.
+    has_acl: AtomicBool,
 }
 
 impl Authenticator {
     /// Loads what `settings` name (password file, ACL file, JWT key).
     pub fn from_settings(settings: &AuthSettings) -> Result<Self, LoadError> {
+        let state = State::load(settings)?;
         Ok(Self {
-            state: RwLock::new(Arc::new(State::load(settings)?)),
+            has_acl: AtomicBool::new(state.has_acl),
+            state: RwLock::new(Arc::new(state)),
             settings: Some(settings.clone()),
         })
     }
 
     /// Builds one in memory; [`Authenticator::reload`] then has nothing to re-read.
     pub fn from_parts(parts: AuthParts) -> Self {
+        let state = State::new(parts);
         Self {
             settings: None,
-            state: RwLock::new(Arc::new(State::new(parts))),
+            has_acl: AtomicBool::new(state.has_acl),
+            state: RwLock::new(Arc::new(state)),
         }
     }
 
@@ -205,7 +213,9 @@ impl Authenticator {
         };
         let state = State::load(settings)?;
         let summary = state.summary();
-        *self.state.write() = Arc::new(state);
+        let mut current = self.state.write();
+        self.has_acl.store(state.has_acl, Ordering::Release);
+        *current = Arc::new(state);
         Ok(summary)
     }
 
@@ -292,6 +302,11 @@ impl Authenticator {
     /// Whether `identity` may `action` the MQTT topic or filter `topic_or_filter` (see
     /// [`Acl::check`]).
     pub fn authorize(&self, identity: &Identity, action: Action, topic_or_filter: &str) -> Decision {
+        // No ACL file and no token grants: everything is allowed (the callers pass
+        // topics and filters they have validated), without a lock on the message path.
+        if identity.grants.is_none() && !self.has_acl.load(Ordering::Acquire) {
+            return Decision::Allow;
+        }
         self.state().acl.check(identity, action, topic_or_filter)
     }
 
@@ -308,7 +323,7 @@ impl Authenticator {
 
     /// Whether each delivery must be checked too (see [`Acl::needs_delivery_check`]).
     pub fn needs_delivery_check(&self) -> bool {
-        self.state().acl.needs_delivery_check()
+        self.has_acl.load(Ordering::Acquire) && self.state().acl.needs_delivery_check()
     }
 }
 
