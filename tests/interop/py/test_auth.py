@@ -118,6 +118,10 @@ class Listener(stomp.ConnectionListener):
     def __init__(self):
         self.errors = queue.Queue()
         self.messages = queue.Queue()
+        self.disconnected = queue.Queue()
+
+    def on_disconnected(self):
+        self.disconnected.put(True)
 
     def on_error(self, frame):
         self.errors.put(frame)
@@ -149,4 +153,5 @@ def test_stomp_acl_covers_topics_and_queues(secured):
     assert listener.messages.get(timeout=5).body == "job"
     conn.send("/topic/bob.x", "not mine")
     assert listener.errors.get(timeout=5).headers["message"] == "access refused"
-    conn.disconnect()
+    # STOMP closes the connection after an ERROR frame; the broker does it.
+    assert listener.disconnected.get(timeout=5)
