@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use foldhash::fast::RandomState;
 use parking_lot::RwLock;
 use tracing::debug;
 
@@ -128,7 +129,7 @@ const ROOT: NodeId = 0;
 #[derive(Debug)]
 struct Node<M> {
     /// Children by level (which may be the empty string).
-    children: HashMap<Box<str>, NodeId>,
+    children: HashMap<Box<str>, NodeId, RandomState>,
     /// The message retained on the topic that ends here.
     message: Option<Entry<M>>,
 }
@@ -145,7 +146,7 @@ struct Entry<M> {
 impl<M> Node<M> {
     fn new() -> Self {
         Self {
-            children: HashMap::new(),
+            children: HashMap::default(),
             message: None,
         }
     }

@@ -100,13 +100,18 @@ pub enum SharedFilterError {
 }
 
 /// Checks the rules that names and filters share: length and the null character.
-fn check_common(s: &str) -> Result<(), TopicError> {
+fn check_length(s: &str) -> Result<(), TopicError> {
     if s.is_empty() {
         return Err(TopicError::Empty);
     }
     if s.len() > MAX_TOPIC_LEN {
         return Err(TopicError::TooLong { len: s.len() });
     }
+    Ok(())
+}
+
+fn check_common(s: &str) -> Result<(), TopicError> {
+    check_length(s)?;
     if s.contains('\0') {
         return Err(TopicError::NullCharacter);
     }
@@ -139,11 +144,27 @@ impl TopicName {
 
     /// Checks `name` against the rules of a topic name without allocating.
     pub fn validate(name: &str) -> Result<(), TopicError> {
-        check_common(name)?;
-        if let Some(wildcard) = name.chars().find(|c| matches!(c, '+' | '#')) {
-            return Err(TopicError::WildcardInName { wildcard });
+        check_length(name)?;
+        // One pass over the bytes (this runs for every PUBLISH and SEND): in UTF-8 the
+        // bytes of U+0000, `+` and `#` never occur inside a multi-byte character. A
+        // U+0000 anywhere outranks a wildcard, as in `check_common`.
+        let mut wildcard = None;
+        for &b in name.as_bytes() {
+            match b {
+                0 => return Err(TopicError::NullCharacter),
+                b'+' | b'#' if wildcard.is_none() => wildcard = Some(char::from(b)),
+                _ => {}
+            }
         }
-        Ok(())
+        match wildcard {
+            Some(wildcard) => Err(TopicError::WildcardInName { wildcard }),
+            None => Ok(()),
+        }
+    }
+
+    /// How many levels the name has (`a/b` has two, `/` has two empty ones).
+    pub fn level_count(&self) -> usize {
+        self.0.bytes().filter(|&b| b == b'/').count() + 1
     }
 
     /// The name as a string.
@@ -497,6 +518,11 @@ mod tests {
         assert!(TopicName::new("/").is_ok());
         assert!(TopicName::new("$SYS/x").is_ok_and(|t| t.is_dollar()));
         assert!(TopicName::new("a/b").is_ok_and(|t| !t.is_dollar() && t.levels().eq(["a", "b"])));
+        // U+0000 outranks a wildcard wherever it is; multi-byte characters pass.
+        assert_eq!(TopicName::new("a+\0"), Err(TopicError::NullCharacter));
+        assert_eq!(TopicName::new("é/#/+"), Err(TopicError::WildcardInName { wildcard: '#' }));
+        assert!(TopicName::new("größe/温度/🌡").is_ok_and(|t| t.level_count() == 3));
+        assert!(TopicName::new("/").is_ok_and(|t| t.level_count() == 2));
         let max = "a".repeat(MAX_TOPIC_LEN);
         assert!(TopicName::new(&max).is_ok());
         assert_eq!(

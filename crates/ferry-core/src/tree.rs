@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use foldhash::fast::RandomState;
+
 use crate::topic::{TopicFilter, TopicName, MULTI_LEVEL_WILDCARD, SEPARATOR, SINGLE_LEVEL_WILDCARD};
 
 /// Index of a node in the arena.
@@ -30,23 +32,23 @@ const ROOT: NodeId = 0;
 #[derive(Debug)]
 struct Node<K, V> {
     /// Children reached by an exact level (which may be the empty string).
-    children: HashMap<Box<str>, NodeId>,
+    children: HashMap<Box<str>, NodeId, RandomState>,
     /// The child reached by `+`.
     plus: Option<NodeId>,
     /// Subscriptions whose filter ends at this node.
-    exact: HashMap<K, V>,
+    exact: HashMap<K, V, RandomState>,
     /// Subscriptions whose filter is this node's path followed by `/#` (or `#` alone at
     /// the root).
-    multi: HashMap<K, V>,
+    multi: HashMap<K, V, RandomState>,
 }
 
 impl<K, V> Node<K, V> {
     fn new() -> Self {
         Self {
-            children: HashMap::new(),
+            children: HashMap::default(),
             plus: None,
-            exact: HashMap::new(),
-            multi: HashMap::new(),
+            exact: HashMap::default(),
+            multi: HashMap::default(),
         }
     }
 

@@ -41,7 +41,7 @@ impl MqttSession {
             None => p.topic.clone(),
         };
         let topic = match TopicName::new(&topic) {
-            Ok(t) if t.levels().count() <= self.broker.config.max_topic_levels => t,
+            Ok(t) if t.level_count() <= self.broker.config.max_topic_levels => t,
             _ => return self.violation(ReasonCode::TOPIC_NAME_INVALID, "invalid topic name", w, out),
         };
         if p.qos == QoS::ExactlyOnce {
