@@ -13,11 +13,13 @@
 //! by feeding it bytes and instants.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 /// What a connection runs over, so an adapter can tell how its bytes travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,8 +117,17 @@ impl std::fmt::Debug for TransportCredentials {
 /// A connection's doorbell: the core (or anything else off the connection's task) rings
 /// it after queueing something for the session; the transport then calls
 /// [`Session::on_wake`]. Rings coalesce: many rings before the loop runs make one wake.
+///
+/// One task waits on it (the connection's); ringing is a flag and an atomic waker, no lock
+/// and no allocation, because the router rings once per delivery.
 #[derive(Debug, Clone, Default)]
-pub struct Wakeup(Arc<Notify>);
+pub struct Wakeup(Arc<Bell>);
+
+#[derive(Debug, Default)]
+struct Bell {
+    rung: AtomicBool,
+    waiter: AtomicWaker,
+}
 
 impl Wakeup {
     /// A new doorbell.
@@ -126,12 +137,28 @@ impl Wakeup {
 
     /// Ring: the next (or current) wait returns.
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.0.rung.store(true, Ordering::Release);
+        self.0.waiter.wake();
     }
 
-    /// Wait for a ring. Cancel-safe: a ring that arrives while nobody waits is kept.
+    /// Wait for a ring. Cancel-safe: a ring that arrives while nobody waits is kept. Only
+    /// one task may wait at a time (a second waiter replaces the first).
     pub async fn woken(&self) {
-        self.0.notified().await;
+        std::future::poll_fn(|cx| self.poll_woken(cx)).await;
+    }
+
+    /// Poll for a ring, registering `cx`'s waker when there is none yet.
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.rung.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.0.waiter.register(cx.waker());
+        // A ring between the first check and the registration would be lost otherwise.
+        if self.0.rung.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 

@@ -224,11 +224,24 @@ where
     };
     debug!(conn = conn.info.id, peer = %conn.info.peer, listener = conn.info.listener, subprotocol = conn.info.subprotocol, "connection open");
     let wakeup = conn.info.wakeup.clone();
+    // Rung (through `wakeup`) when shutdown begins; deregistered when the loop ends.
+    let _listed = shared.live.enlist(conn.info.id, &wakeup);
+    // One timer for every deadline (close handshake, ping, session keep-alive, byte-rate
+    // pause), re-armed only when a deadline comes earlier than the armed one or after it
+    // fired: firing early is harmless (`on_timer` checks each deadline against the
+    // clock), so a busy connection does not touch the timer wheel on every wake-up.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(86_400));
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         if let Closing::Finished(_) = conn.closing {
             if out.is_empty() {
                 break;
             }
+        }
+        if !conn.shutting_down && shared.live.stopping() {
+            conn.shutting_down = true;
+            conn.on_shutdown(&mut out);
         }
         let deadline = conn.next_deadline();
         let taking_input = (out.len() < HIGH_WATER && conn.closing == Closing::Open) || matches!(conn.closing, Closing::CloseSent(_));
@@ -240,6 +253,15 @@ where
                     read_resume = None;
                 }
                 Err(at) => read_resume = Some(at),
+            }
+        }
+        let wanted = deadline.into_iter().chain(read_resume.filter(|_| taking_input)).min();
+        match (wanted, armed) {
+            (None, _) => armed = None,
+            (Some(at), Some(current)) if at >= current => {}
+            (Some(at), _) => {
+                timer.as_mut().reset(at.into());
+                armed = Some(at);
             }
         }
         tokio::select! {
@@ -255,10 +277,6 @@ where
                         break;
                     }
                 }
-            }
-            _ = shared.shutdown.cancelled(), if !conn.shutting_down => {
-                conn.shutting_down = true;
-                conn.on_shutdown(&mut out);
             }
             read = read_some(&mut rd, &mut input, read_limit), if taking_input && read_resume.is_none() => {
                 match read {
@@ -282,9 +300,13 @@ where
                 }
             }
             _ = wakeup.woken(), if out.len() < HIGH_WATER && conn.closing == Closing::Open => conn.on_wake(&mut out),
-            _ = sleep_until(read_resume), if taking_input && read_resume.is_some() => read_resume = None,
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                if conn.on_timer(&mut out) {
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                let now = Instant::now();
+                if read_resume.is_some_and(|at| now >= at) {
+                    read_resume = None;
+                }
+                if deadline.is_some_and(|at| now >= at) && conn.on_timer(&mut out) {
                     break;
                 }
             }
@@ -298,12 +320,6 @@ where
         session.on_closed(conn.clean, Instant::now());
     }
     debug!(conn = conn.info.id, peer = %conn.info.peer, clean = conn.clean, peer_closed = conn.peer_closed, "connection closed");
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    if let Some(at) = deadline {
-        tokio::time::sleep_until(at.into()).await;
-    }
 }
 
 impl Conn {

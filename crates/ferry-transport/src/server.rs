@@ -22,6 +22,7 @@ use crate::credentials;
 use crate::echo::EchoAdapter;
 use crate::error::TransportError;
 use crate::http::serve_http;
+use crate::live::LiveConnections;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::proxy;
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) gate: Arc<Gatekeeper>,
     pub(crate) refusals: RefusalLog,
     pub(crate) shutdown: CancellationToken,
+    /// The open connections, rung when shutdown begins.
+    pub(crate) live: LiveConnections,
     pub(crate) tracker: TaskTracker,
     next_id: AtomicU64,
 }
@@ -135,6 +138,7 @@ impl Server {
             gate,
             refusals: RefusalLog::default(),
             shutdown: CancellationToken::new(),
+            live: LiveConnections::default(),
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),
             config,
@@ -210,7 +214,9 @@ impl Server {
         &self.bound
     }
 
-    /// A token cancelled when shutdown begins.
+    /// A token cancelled when shutdown begins. It is for watching: cancelling it
+    /// yourself stops the listeners but does not close the connections; call
+    /// [`Server::shutdown`] for that.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shared.shutdown.clone()
     }
@@ -219,6 +225,7 @@ impl Server {
     /// to `grace` for them. Returns true if every connection closed in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.shared.shutdown.cancel();
+        self.shared.live.stop_all();
         self.shared.tracker.close();
         tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_ok()
     }
