@@ -1,14 +1,19 @@
-//! Runs one connection in one task: the loop reads the socket (a plain `read_buf`,
+//! Runs one connection in one task: the loop reads the socket (cancel-safe reads,
 //! which is cancel-safe inside `select!`), cuts WebSocket frames out of the read buffer
 //! with the sans-IO [`FrameReader`] and [`Assembler`], feeds the protocol session, keeps
 //! the WebSocket timers and close handshake, and writes everything pending in one batch
-//! per wake-up. No reader task, no channel, and no read buffer while idle.
+//! per wake-up. No reader task, no channel, and no read buffer while idle (small reads
+//! into an empty buffer go through a per-thread scratch buffer).
 //!
 //! With `limits.bytes_per_second`, reads take tokens from a per-connection bucket; when
 //! it is empty the loop stops reading until it refills (the peer feels TCP back-pressure;
 //! nothing is refused). Unlimited connections carry no bucket.
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +21,7 @@ use fastwebsockets::OpCode;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::SecurityStats;
 use ferry_core::{Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Session};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::{debug, info};
 
 use crate::admission::Admission;
@@ -30,8 +35,7 @@ use crate::server::Shared;
 const HIGH_WATER: usize = 256 * 1024;
 /// Most bytes a sniffing connection may send before its protocol must be known.
 const SNIFF_LIMIT: usize = 64;
-/// Room made for the first read, and the least ever made: what an idle connection
-/// holds while it waits.
+/// Room made for the first read, and the least ever made.
 const READ_MIN: usize = 256;
 /// The most room made for one read.
 const READ_MAX: usize = 64 * 1024;
@@ -80,7 +84,13 @@ enum Closing {
 
 /// Serve a WebSocket connection whose handshake is done; `admission` keeps it counted
 /// until it closes.
-pub(crate) async fn serve_websocket<S>(stream: S, info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>)
+pub(crate) fn serve_websocket<S>(
+    stream: S,
+    info: ConnectionInfo,
+    start: Start,
+    admission: Admission,
+    shared: Arc<Shared>,
+) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -89,16 +99,22 @@ where
         frames: FrameReader::new(max),
         assembler: Assembler::new(max),
     };
-    run(stream, reading, info, start, admission, shared).await;
+    run(stream, reading, Conn::new(info, start, admission, shared))
 }
 
 /// Serve a plain stream (TCP or TLS) carrying a protocol directly; `admission` keeps it
 /// counted until it closes.
-pub(crate) async fn serve_stream<S>(stream: S, info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>)
+pub(crate) fn serve_stream<S>(
+    stream: S,
+    info: ConnectionInfo,
+    start: Start,
+    admission: Admission,
+    shared: Arc<Shared>,
+) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    run(stream, Reading::Stream, info, start, admission, shared).await;
+    run(stream, Reading::Stream, Conn::new(info, start, admission, shared))
 }
 
 /// The state of one connection loop.
@@ -114,11 +130,13 @@ struct Conn {
     last_rx: Instant,
     ping_sent: Option<Instant>,
     shutting_down: bool,
+    /// Counted by the listener and the gatekeeper until the connection ends.
+    _admission: Admission,
 }
 
 /// How much room to make for the next read: doubles while reads fill the room it
 /// made, halves while they use less than a quarter, so a busy connection reads in large
-/// chunks and an idle one holds only [`READ_MIN`] bytes while it waits.
+/// chunks and an idle one reads through the thread's scratch buffer.
 #[derive(Debug)]
 struct ReadSize(usize);
 
@@ -132,8 +150,32 @@ impl ReadSize {
     }
 }
 
-/// Read at most `size` bytes into `buf` after making room for them.
+/// Reads up to this size into an empty buffer go through the thread's scratch buffer.
+const SCRATCH_SIZE: usize = 4096;
+
+thread_local! {
+    /// Where a read into an empty buffer lands before it is copied into a buffer of
+    /// exactly its length: one per worker thread, so that a connection waiting for input
+    /// holds no read buffer of its own.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
+}
+
+/// Read at most `size` bytes into `buf`. When `buf` is empty and the read small (an idle
+/// or lightly used connection) the bytes go through [`SCRATCH`], so nothing is held
+/// while the read waits; otherwise straight into room made in `buf`.
 async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut, size: usize) -> std::io::Result<usize> {
+    if buf.is_empty() && size <= SCRATCH_SIZE {
+        return std::future::poll_fn(|cx| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut room = ReadBuf::new(&mut scratch[..size]);
+                ready!(Pin::new(&mut *rd).poll_read(cx, &mut room))?;
+                buf.extend_from_slice(room.filled());
+                Poll::Ready(Ok(room.filled().len()))
+            })
+        })
+        .await;
+    }
     if buf.capacity() - buf.len() < size {
         buf.reserve(size);
     }
@@ -193,35 +235,43 @@ impl ByteRate {
     }
 }
 
-async fn run<S>(stream: S, mut reading: Reading, info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>)
+impl Conn {
+    /// The state of a connection that starts now (the session opened, unless sniffing).
+    fn new(info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>) -> Self {
+        let now = Instant::now();
+        let proto = match start {
+            Start::Open(adapter) => Proto::Running(adapter.open(&info, now)),
+            Start::Sniff => Proto::Sniffing(BytesMut::new()),
+        };
+        Self {
+            info,
+            shared,
+            proto: Some(proto),
+            closing: Closing::Open,
+            peer_closed: false,
+            clean: false,
+            last_rx: now,
+            ping_sent: None,
+            shutting_down: false,
+            _admission: admission,
+        }
+    }
+}
+
+// `conn` is built before the loop's future (by `Conn::new`) so that the future stores it
+// once: arguments an async fn moves into locals take room twice in its state.
+async fn run<S>(stream: S, mut reading: Reading, mut conn: Conn)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // Counted by the listener and the gatekeeper until the connection ends.
-    let _admission = admission;
+    let shared = conn.shared.clone();
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let now = Instant::now();
-    let mut byte_rate = shared.gate.byte_bucket(now).map(ByteRate::new);
+    let mut byte_rate = shared.gate.byte_bucket(Instant::now()).map(ByteRate::new);
     let mut read_resume: Option<Instant> = None;
-    let _active = shared.metrics.connection_opened(info.listener);
+    let _active = shared.metrics.connection_opened(conn.info.listener);
     let mut out = OutBuf::new();
     let mut input = BytesMut::new();
     let mut read_size = ReadSize(READ_MIN);
-    let proto = match start {
-        Start::Open(adapter) => Proto::Running(adapter.open(&info, now)),
-        Start::Sniff => Proto::Sniffing(BytesMut::new()),
-    };
-    let mut conn = Conn {
-        info,
-        shared: shared.clone(),
-        proto: Some(proto),
-        closing: Closing::Open,
-        peer_closed: false,
-        clean: false,
-        last_rx: now,
-        ping_sent: None,
-        shutting_down: false,
-    };
     debug!(conn = conn.info.id, peer = %conn.info.peer, listener = conn.info.listener, subprotocol = conn.info.subprotocol, "connection open");
     let wakeup = conn.info.wakeup.clone();
     // Rung (through `wakeup`) when shutdown begins; deregistered when the loop ends.
