@@ -1,5 +1,5 @@
-//! Runs one connection in one task: the loop reads the socket (cancel-safe reads,
-//! which is cancel-safe inside `select!`), cuts WebSocket frames out of the read buffer
+//! Runs one connection in one task: the loop reads the socket (reads that are
+//! cancel-safe inside `select!`), cuts WebSocket frames out of the read buffer
 //! with the sans-IO [`FrameReader`] and [`Assembler`], feeds the protocol session, keeps
 //! the WebSocket timers and close handshake, and writes everything pending in one batch
 //! per wake-up. No reader task, no channel, and no read buffer while idle (small reads
