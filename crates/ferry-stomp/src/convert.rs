@@ -14,6 +14,7 @@
 
 use bytes::Bytes;
 use ferry_core::{Message, Properties, TopicName};
+use smallvec::SmallVec;
 
 use crate::codec::{check_header, Command, Escaping, Frame, Version};
 use crate::destination::{self, TOPIC};
@@ -78,44 +79,49 @@ pub struct MessageHead<'a> {
     pub redelivered: bool,
 }
 
-/// A MESSAGE frame for a session speaking `version`: the broker's headers first, then
-/// `content-type`, then the application's headers that this version can carry (a user
-/// property with a line feed cannot be written in STOMP 1.0, say, and is left out).
-pub fn message_frame<'h>(
-    head: &MessageHead<'_>,
+/// The headers of a MESSAGE frame for a session speaking `version`, borrowed (no
+/// allocation per header; encode them with a [`crate::codec::FrameRef`]): the broker's
+/// headers first, then `content-type`, then the application's headers that this version
+/// can carry (a user property with a line feed cannot be written in STOMP 1.0, say, and
+/// is left out).
+pub fn message_headers<'h>(
+    head: &MessageHead<'h>,
     version: Version,
-    content_type: Option<&str>,
+    content_type: Option<&'h str>,
     headers: impl IntoIterator<Item = (&'h str, &'h str)>,
-    body: Bytes,
-) -> Frame {
-    let mut f = Frame::new(Command::Message)
-        .with_header("destination", head.destination)
-        .with_header("message-id", head.message_id)
-        .with_header("subscription", head.subscription);
+) -> MessageHeaders<'h> {
+    let mut out = MessageHeaders::new();
+    out.push(("destination", head.destination));
+    out.push(("message-id", head.message_id));
+    out.push(("subscription", head.subscription));
     if head.needs_ack && version >= Version::V1_2 {
-        f.headers.push("ack", head.message_id);
+        out.push(("ack", head.message_id));
     }
     if head.redelivered {
-        f.headers.push("redelivered", "true");
+        out.push(("redelivered", "true"));
     }
     let escaping = Escaping::for_frame(Some(version), Command::Message);
     let fits = |name: &str, value: &str| check_header(name, value, escaping).is_ok();
     if let Some(ct) = content_type.filter(|ct| fits("content-type", ct)) {
-        f.headers.push("content-type", ct);
+        out.push(("content-type", ct));
     }
     for (name, value) in headers {
         if !RESERVED.contains(&name) && fits(name, value) {
-            f.headers.push(name, value);
+            out.push((name, value));
         }
     }
-    f.body = body;
-    f
+    out
 }
+
+/// A MESSAGE's headers as [`message_headers`] lists them: inline up to eight.
+pub type MessageHeaders<'h> = SmallVec<[(&'h str, &'h str); 8]>;
 
 /// The application headers of a message routed through the topic tree.
 pub fn topic_headers(message: &Message) -> Vec<(&str, String)> {
     let p = &message.properties;
-    let mut out = Vec::with_capacity(p.user_properties.len() + 2);
+    let extra = usize::from(p.response_topic.is_some()) + usize::from(p.correlation_data.is_some());
+    // No allocation for the usual message, which has none of these.
+    let mut out = Vec::with_capacity(p.user_properties.len() + extra);
     if let Some(topic) = p.response_topic.as_deref().and_then(|t| TopicName::new(t).ok()) {
         out.push(("reply-to", destination::topic_destination(&topic)));
     }
@@ -189,8 +195,8 @@ mod tests {
             redelivered: true,
         };
         let headers = [("multi", "line\nvalue"), ("destination", "/evil"), ("ok", "yes")];
-        let f12 = message_frame(&head, Version::V1_2, Some("text/plain"), headers, Bytes::from_static(b"hi"));
-        let names: Vec<&str> = f12.headers.iter().map(|(n, _)| n).collect();
+        let h12 = message_headers(&head, Version::V1_2, Some("text/plain"), headers);
+        let names: Vec<&str> = h12.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
             [
@@ -204,8 +210,8 @@ mod tests {
                 "ok"
             ]
         );
-        let f10 = message_frame(&head, Version::V1_0, None, headers, Bytes::new());
-        let names: Vec<&str> = f10.headers.iter().map(|(n, _)| n).collect();
+        let h10 = message_headers(&head, Version::V1_0, None, headers);
+        let names: Vec<&str> = h10.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["destination", "message-id", "subscription", "redelivered", "ok"]);
     }
 }

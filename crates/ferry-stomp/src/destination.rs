@@ -118,7 +118,7 @@ impl Destination {
 /// Wildcards are refused.
 pub fn topic_name(key: &str) -> Result<TopicName, DestinationError> {
     let destination = || format!("{TOPIC}{key}");
-    if key.split('.').any(|w| w == "*" || w == "#") {
+    if key.contains(['*', '#']) && key.split('.').any(|w| w == "*" || w == "#") {
         return Err(DestinationError::WildcardInSend {
             destination: destination(),
         });
@@ -146,15 +146,18 @@ pub fn topic_filter(key: &str) -> Result<TopicFilter, DestinationError> {
 
 /// The routing key of an MQTT topic or filter (`sensors/+/temp` → `sensors.*.temp`).
 pub fn routing_key(mqtt: &str) -> String {
-    mqtt.split('/')
-        .map(|level| if level == "+" { "*".to_owned() } else { level.replace('.', "/") })
-        .collect::<Vec<_>>()
-        .join(".")
+    let mut key = String::with_capacity(mqtt.len());
+    translate(mqtt, '/', "+", "*", &mut key);
+    key
 }
 
 /// The `destination` of a MESSAGE for a message published on `topic`.
 pub fn topic_destination(topic: &TopicName) -> String {
-    format!("{TOPIC}{}", routing_key(topic.as_str()))
+    let mqtt = topic.as_str();
+    let mut destination = String::with_capacity(TOPIC.len() + mqtt.len());
+    destination.push_str(TOPIC);
+    translate(mqtt, '/', "+", "*", &mut destination);
+    destination
 }
 
 /// Map a routing key to MQTT syntax; `Err` when it holds a `+`.
@@ -162,11 +165,33 @@ fn to_mqtt(key: &str) -> Result<String, ()> {
     if key.contains('+') {
         return Err(());
     }
-    Ok(key
-        .split('.')
-        .map(|word| if word == "*" { "+".to_owned() } else { word.replace('/', ".") })
-        .collect::<Vec<_>>()
-        .join("/"))
+    let mut mqtt = String::with_capacity(key.len());
+    translate(key, '.', "*", "+", &mut mqtt);
+    Ok(mqtt)
+}
+
+/// Appends `from` to `out` with its separator swapped for the other syntax's (`.` and
+/// `/` trade places, inside levels too) and a level that is exactly the wildcard `wild`
+/// written as `other_wild`. One pass, no allocation beyond `out`'s (this runs for every
+/// SEND and every MESSAGE).
+fn translate(from: &str, separator: char, wild: &str, other_wild: &str, out: &mut String) {
+    let other_separator = if separator == '/' { '.' } else { '/' };
+    for (i, level) in from.split(separator).enumerate() {
+        if i > 0 {
+            out.push(other_separator);
+        }
+        if level == wild {
+            out.push_str(other_wild);
+            continue;
+        }
+        let mut rest = level;
+        while let Some(at) = rest.find(other_separator) {
+            out.push_str(&rest[..at]);
+            out.push(separator);
+            rest = &rest[at + 1..];
+        }
+        out.push_str(rest);
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +217,32 @@ mod tests {
         assert_eq!(topic_filter("sensors.#").unwrap().as_str(), "sensors/#");
         assert_eq!(topic_filter("#").unwrap().as_str(), "#");
         assert_eq!(topic_filter("a.b").unwrap().as_str(), "a/b");
+    }
+
+    /// The mapping as DESIGN.md states it, word by word: the reference `translate` is
+    /// checked against.
+    fn reference_to_mqtt(key: &str) -> String {
+        key.split('.')
+            .map(|word| if word == "*" { "+".to_owned() } else { word.replace('/', ".") })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    fn reference_routing_key(mqtt: &str) -> String {
+        mqtt.split('/')
+            .map(|level| if level == "+" { "*".to_owned() } else { level.replace('.', "/") })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn translation_matches_the_word_by_word_reference(text in "[a-c./*#+$é]{0,12}") {
+            proptest::prop_assert_eq!(routing_key(&text), reference_routing_key(&text));
+            if !text.contains('+') {
+                proptest::prop_assert_eq!(to_mqtt(&text), Ok(reference_to_mqtt(&text)));
+            }
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::decode::CONTENT_LENGTH;
 use super::error::EncodeError;
 use super::escape::{check_header, escape_into, Escaping};
-use super::frame::Frame;
+use super::frame::{Command, Frame};
 use super::version::Version;
 
 /// The octet that ends every frame.
@@ -30,12 +30,64 @@ pub const FRAME_END: &[u8] = b"\0";
 /// What a heart-beat is on the wire: one EOL. LF is valid in every version.
 pub const HEARTBEAT: &[u8] = b"\n";
 
+/// What the encoder reads of a frame: a [`Frame`], or a [`FrameRef`] whose headers are
+/// borrowed (the broker's MESSAGE frames, built without an allocation per header).
+pub trait Encodable {
+    /// The command line.
+    fn command(&self) -> Command;
+    /// The headers in wire order; a `content-length` among them is ignored.
+    fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone;
+    /// The body.
+    fn body(&self) -> &Bytes;
+}
+
+impl Encodable for Frame {
+    fn command(&self) -> Command {
+        self.command
+    }
+
+    fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.headers.iter()
+    }
+
+    fn body(&self) -> &Bytes {
+        &self.body
+    }
+}
+
+/// A frame whose headers are borrowed: encodes exactly as the [`Frame`] with the same
+/// command, headers and body.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameRef<'a> {
+    /// The command line.
+    pub command: Command,
+    /// The headers, in wire order.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body.
+    pub body: &'a Bytes,
+}
+
+impl Encodable for FrameRef<'_> {
+    fn command(&self) -> Command {
+        self.command
+    }
+
+    fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.headers.iter().copied()
+    }
+
+    fn body(&self) -> &Bytes {
+        self.body
+    }
+}
+
 /// Append `frame`, encoded for a session speaking `version`, to `dst`.
 /// On error nothing is appended.
-pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) -> Result<(), EncodeError> {
+pub fn encode(frame: &impl Encodable, version: Version, dst: &mut BytesMut) -> Result<(), EncodeError> {
     encode_head(frame, version, dst)?;
-    dst.reserve(frame.body.len() + FRAME_END.len());
-    dst.put_slice(&frame.body);
+    let body = frame.body();
+    dst.reserve(body.len() + FRAME_END.len());
+    dst.put_slice(body);
     dst.put_slice(FRAME_END);
     Ok(())
 }
@@ -43,19 +95,21 @@ pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) -> Result<(),
 /// Append everything of `frame` that comes before its body (command, headers with the
 /// `content-length` of `frame.body`, blank line) to `dst`. The caller then writes
 /// `frame.body` and [`FRAME_END`]. On error nothing is appended.
-pub fn encode_head(frame: &Frame, version: Version, dst: &mut BytesMut) -> Result<(), EncodeError> {
-    let escaping = Escaping::for_frame(Some(version), frame.command);
-    let mut size = frame.command.as_str().len() + 2;
+pub fn encode_head(frame: &impl Encodable, version: Version, dst: &mut BytesMut) -> Result<(), EncodeError> {
+    let command = frame.command();
+    let escaping = Escaping::for_frame(Some(version), command);
+    let mut size = command.as_str().len() + 2;
     for (name, value) in own_headers(frame) {
         check_header(name, value, escaping)?;
         size += name.len() + value.len() + 2;
     }
-    let content_length = writes_content_length(frame).then(|| frame.body.len().to_string());
-    if let Some(length) = &content_length {
+    let mut digits = itoa::Buffer::new();
+    let content_length = writes_content_length(frame).then(|| digits.format(frame.body().len()));
+    if let Some(length) = content_length {
         size += CONTENT_LENGTH.len() + length.len() + 2;
     }
     dst.reserve(size);
-    dst.put_slice(frame.command.as_str().as_bytes());
+    dst.put_slice(command.as_str().as_bytes());
     dst.put_u8(b'\n');
     for (name, value) in own_headers(frame) {
         escape_into(name, escaping, dst);
@@ -75,10 +129,10 @@ pub fn encode_head(frame: &Frame, version: Version, dst: &mut BytesMut) -> Resul
 
 /// `frame` as three pieces for a vectored write: head, body (shared with `frame`, not
 /// copied) and the NUL. Concatenated they equal what [`encode`] writes.
-pub fn encode_parts(frame: &Frame, version: Version) -> Result<[Bytes; 3], EncodeError> {
+pub fn encode_parts(frame: &impl Encodable, version: Version) -> Result<[Bytes; 3], EncodeError> {
     let mut head = BytesMut::new();
     encode_head(frame, version, &mut head)?;
-    Ok([head.freeze(), frame.body.clone(), Bytes::from_static(FRAME_END)])
+    Ok([head.freeze(), frame.body().clone(), Bytes::from_static(FRAME_END)])
 }
 
 /// Append one heart-beat (an EOL) to `dst`.
@@ -87,13 +141,13 @@ pub fn encode_heartbeat(dst: &mut BytesMut) {
 }
 
 /// The frame's headers the encoder writes as given: all but `content-length`.
-fn own_headers(frame: &Frame) -> impl Iterator<Item = (&str, &str)> {
-    frame.headers.iter().filter(|(name, _)| *name != CONTENT_LENGTH)
+fn own_headers(frame: &impl Encodable) -> impl Iterator<Item = (&str, &str)> + Clone {
+    frame.header_pairs().filter(|(name, _)| *name != CONTENT_LENGTH)
 }
 
 /// Whether the encoder writes a `content-length` for `frame`.
-pub(crate) fn writes_content_length(frame: &Frame) -> bool {
-    frame.command.may_have_body() || !frame.body.is_empty()
+pub(crate) fn writes_content_length(frame: &impl Encodable) -> bool {
+    frame.command().may_have_body() || !frame.body().is_empty()
 }
 
 #[cfg(test)]
@@ -241,5 +295,33 @@ mod tests {
         let mut dst = BytesMut::new();
         encode_heartbeat(&mut dst);
         assert_eq!(&dst[..], b"\n");
+    }
+
+    #[test]
+    fn a_borrowed_frame_encodes_as_the_owned_one() {
+        let headers = [
+            ("destination", "/topic/a.b"),
+            ("message-id", "s-7"),
+            ("content-length", "999"),
+            ("x-custom", "a b"),
+        ];
+        let body = Bytes::from_static(b"h\0i");
+        let mut owned = Frame::new(Command::Message);
+        for (name, value) in headers {
+            owned.headers.push(name, value);
+        }
+        owned.body = body.clone();
+        let borrowed = FrameRef {
+            command: Command::Message,
+            headers: &headers,
+            body: &body,
+        };
+        for version in [Version::V1_0, Version::V1_1, Version::V1_2] {
+            let mut dst = BytesMut::new();
+            encode(&borrowed, version, &mut dst).unwrap();
+            assert_eq!(dst.to_vec(), wire(&owned, version), "{version:?}");
+            let parts = encode_parts(&borrowed, version).unwrap();
+            assert_eq!(parts.concat(), wire(&owned, version));
+        }
     }
 }

@@ -185,7 +185,7 @@ impl Headers {
     }
 
     /// The headers as `(name, value)` pairs, in wire order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
         self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 

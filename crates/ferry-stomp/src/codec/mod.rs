@@ -27,7 +27,7 @@ mod version;
 mod proptests;
 
 pub use decode::{Decoded, Decoder, CONTENT_LENGTH};
-pub use encode::{encode, encode_head, encode_heartbeat, encode_parts, FRAME_END, HEARTBEAT};
+pub use encode::{encode, encode_head, encode_heartbeat, encode_parts, Encodable, FrameRef, FRAME_END, HEARTBEAT};
 pub use error::{EncodeError, StompError};
 pub(crate) use escape::{check_header, Escaping};
 pub use frame::{Command, Frame, Headers};

@@ -12,10 +12,12 @@
 
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use ferry_core::{Delivery, Output};
 
 use super::subscribe::{Pending, PendingMessage, Source};
 use super::{Connected, Ctx, Writer};
+use crate::codec::{Command, FrameRef};
 use crate::convert::{self, MessageHead};
 use crate::destination;
 use crate::queue::Entry;
@@ -128,11 +130,12 @@ impl Connected {
         self.next_seq += 1;
         let message_id = format!("{}-{seq}", self.name);
         let needs_ack = sub.ack.acknowledges();
-        let frame = match &item {
+        let version = self.version;
+        match &item {
             Item::Topic { delivery, redelivered } => {
                 let m = &delivery.message;
                 let dest = destination::topic_destination(&m.topic);
-                let headers = convert::topic_headers(m);
+                let app = convert::topic_headers(m);
                 let head = MessageHead {
                     destination: &dest,
                     message_id: &message_id,
@@ -140,13 +143,9 @@ impl Connected {
                     needs_ack,
                     redelivered: *redelivered,
                 };
-                convert::message_frame(
-                    &head,
-                    self.version,
-                    m.properties.content_type.as_deref(),
-                    headers.iter().map(|(k, v)| (*k, v.as_str())),
-                    m.payload.clone(),
-                )
+                let app = app.iter().map(|(k, v)| (*k, v.as_str()));
+                let headers = convert::message_headers(&head, version, m.properties.content_type.as_deref(), app);
+                w.frame(&message(&headers, &m.payload), version, out);
             }
             Item::Queue(entry) => {
                 let m = &entry.message;
@@ -157,16 +156,11 @@ impl Connected {
                     needs_ack,
                     redelivered: entry.redelivered,
                 };
-                convert::message_frame(
-                    &head,
-                    self.version,
-                    m.content_type.as_deref(),
-                    m.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                    m.body.clone(),
-                )
+                let app = m.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let headers = convert::message_headers(&head, version, m.content_type.as_deref(), app);
+                w.frame(&message(&headers, &m.body), version, out);
             }
-        };
-        w.frame(&frame, self.version, out);
+        }
         ctx.broker.stats.messages_out.fetch_add(1, Ordering::Relaxed);
         if needs_ack {
             sub.unacked += 1;
@@ -177,5 +171,14 @@ impl Connected {
             self.unacked.insert(seq, Pending { sub: id.to_owned(), what });
         }
         true
+    }
+}
+
+/// A MESSAGE frame over borrowed headers and body.
+fn message<'a>(headers: &'a [(&'a str, &'a str)], body: &'a Bytes) -> FrameRef<'a> {
+    FrameRef {
+        command: Command::Message,
+        headers,
+        body,
     }
 }

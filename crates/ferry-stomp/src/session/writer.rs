@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use ferry_core::{Carrier, MessageKind, Output};
 use tracing::error;
 
-use crate::codec::{self, Frame, Version, FRAME_END, HEARTBEAT};
+use crate::codec::{self, Encodable, Version, FRAME_END, HEARTBEAT};
 
 /// Bodies above this size are passed by reference on streams instead of being copied.
 const COPY_LIMIT: usize = 1024;
@@ -35,16 +35,16 @@ impl Writer {
     /// Encode `frame` for `version`. Returns false when the encoder refused it (a
     /// header this version cannot carry; the broker filters peer-supplied ones first,
     /// so this is a bug to fix, and the frame is dropped).
-    pub fn frame(&mut self, frame: &Frame, version: Version, out: &mut Output) -> bool {
+    pub fn frame(&mut self, frame: &impl Encodable, version: Version, out: &mut Output) -> bool {
         self.wrote = true;
         match self.carrier {
             Carrier::WebSocket => {
                 let mut buf = BytesMut::new();
                 if let Err(e) = codec::encode(frame, version, &mut buf) {
-                    error!(error = %e, command = %frame.command, "internal error: cannot encode an outgoing STOMP frame");
+                    error!(error = %e, command = %frame.command(), "internal error: cannot encode an outgoing STOMP frame");
                     return false;
                 }
-                let kind = if std::str::from_utf8(&frame.body).is_ok() {
+                let kind = if std::str::from_utf8(frame.body()).is_ok() {
                     MessageKind::Text
                 } else {
                     MessageKind::Binary
@@ -52,20 +52,20 @@ impl Writer {
                 out.send(kind, buf.freeze());
             }
             Carrier::Stream => {
-                if frame.body.len() <= COPY_LIMIT {
+                if frame.body().len() <= COPY_LIMIT {
                     if let Err(e) = codec::encode(frame, version, &mut self.pending) {
-                        error!(error = %e, command = %frame.command, "internal error: cannot encode an outgoing STOMP frame");
+                        error!(error = %e, command = %frame.command(), "internal error: cannot encode an outgoing STOMP frame");
                         return false;
                     }
                 } else {
                     let mut head = BytesMut::new();
                     if let Err(e) = codec::encode_head(frame, version, &mut head) {
-                        error!(error = %e, command = %frame.command, "internal error: cannot encode an outgoing STOMP frame");
+                        error!(error = %e, command = %frame.command(), "internal error: cannot encode an outgoing STOMP frame");
                         return false;
                     }
                     self.pending.extend_from_slice(&head);
                     self.flush(out);
-                    out.send(MessageKind::Text, frame.body.clone());
+                    out.send(MessageKind::Text, frame.body().clone());
                     out.send(MessageKind::Text, Bytes::from_static(FRAME_END));
                 }
             }
@@ -98,7 +98,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Command;
+    use crate::codec::{Command, Frame};
 
     fn message(body: &'static [u8]) -> Frame {
         Frame::new(Command::Message)
