@@ -21,7 +21,7 @@ use fastwebsockets::OpCode;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::SecurityStats;
 use ferry_core::{Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Session};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tracing::{debug, info};
 
 use crate::admission::Admission;
@@ -99,7 +99,8 @@ where
         frames: FrameReader::new(max),
         assembler: Assembler::new(max),
     };
-    run(stream, reading, Conn::new(info, start, admission, shared))
+    let (rd, wr) = tokio::io::split(stream);
+    run(rd, wr, reading, Conn::new(info, start, admission, shared))
 }
 
 /// Serve a plain stream (TCP or TLS) carrying a protocol directly; `admission` keeps it
@@ -114,7 +115,8 @@ pub(crate) fn serve_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    run(stream, Reading::Stream, Conn::new(info, start, admission, shared))
+    let (rd, wr) = tokio::io::split(stream);
+    run(rd, wr, Reading::Stream, Conn::new(info, start, admission, shared))
 }
 
 /// The state of one connection loop.
@@ -258,14 +260,14 @@ impl Conn {
     }
 }
 
-// `conn` is built before the loop's future (by `Conn::new`) so that the future stores it
-// once: arguments an async fn moves into locals take room twice in its state.
-async fn run<S>(stream: S, mut reading: Reading, mut conn: Conn)
+// `conn` is built and the stream split before the loop's future is made, so that the
+// future stores each once: arguments an async fn moves into locals take room twice in
+// its state.
+async fn run<S>(mut rd: ReadHalf<S>, mut wr: WriteHalf<S>, mut reading: Reading, mut conn: Conn)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let shared = conn.shared.clone();
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut byte_rate = shared.gate.byte_bucket(Instant::now()).map(ByteRate::new);
     let mut read_resume: Option<Instant> = None;
     let _active = shared.metrics.connection_opened(conn.info.listener);
