@@ -195,6 +195,9 @@ fn slow_lines(s: &mut String, slow: &SlowOutcome) {
         if let Some(l) = &p.latency {
             let _ = write!(s, ", p50 {:.3} ms p99 {:.3} ms", l.p50, l.p99);
         }
+        if let Some(us) = p.broker_us_per_delivery {
+            let _ = write!(s, "; broker {us:.3} µs CPU per delivery");
+        }
         if let Some(r) = &p.broker_rss {
             let _ = write!(
                 s,
@@ -215,6 +218,9 @@ fn slow_lines(s: &mut String, slow: &SlowOutcome) {
             let _ = write!(s, "{:.1}% (target ≥ {:.0}%: {verdict})", r * 100.0, TARGET_RATIO * 100.0);
         }
         None => s.push_str("unknown (nothing delivered in phase A)"),
+    }
+    if let Some(c) = slow.broker_cost_ratio {
+        let _ = write!(s, "; broker CPU per delivery B/A {:.1}%", c * 100.0);
     }
     if let Some(g) = slow.broker_rss_growth_kib {
         let _ = write!(s, "; broker RSS {} from the end of A to the peak of B", kib_signed(g));
@@ -318,12 +324,14 @@ mod tests {
         slow.phase_b.broker_rss = Some(RssTrack::new(20_480));
         slow.delivered_ratio = Some(0.85);
         slow.broker_rss_growth_kib = Some(600);
+        slow.broker_cost_ratio = Some(1.02);
         slow.stalled.closed_by_broker = true;
         let mut s = String::new();
         slow_lines(&mut s, &slow);
         assert!(s.contains("B/A: 85.0% (target ≥ 90%: MISSED)"), "{s}");
         assert!(s.contains("broker RSS 20.0 MiB → 20.0 MiB"), "{s}");
         assert!(s.contains("+600 KiB"), "{s}");
+        assert!(s.contains("CPU per delivery B/A 102.0%"), "{s}");
         assert!(s.contains("the broker closed its connection"), "{s}");
     }
 

@@ -20,9 +20,12 @@
 //! Reported per phase: the healthy subscribers' deliveries per second (all N together;
 //! the stalled subscriber is never counted), the publish rate, latencies, and with
 //! `--broker-pid` the broker's `VmRSS`, read every [`RSS_EVERY`] (first, highest, last
-//! sample). Then the ratio B/A of the healthy delivery rate (the target is at least
-//! [`TARGET_RATIO`]) and the broker's RSS growth from the end of A (just before the
-//! stalled subscriber connects) to the highest sample of B. After the run (publisher
+//! sample), and the broker's CPU time per healthy delivery. Then the ratio B/A of the
+//! healthy delivery rate (the target is at least [`TARGET_RATIO`]), the same ratio of
+//! the broker's CPU per delivery (on a shared machine a lower rate in B at the same
+//! cost per delivery means the broker got less CPU in B, not more work from the stall),
+//! and the broker's RSS growth from the end of A (just before the stalled subscriber
+//! connects) to the highest sample of B. After the run (publisher
 //! stopped, healthy subscribers drained), the stalled subscriber reads what the broker
 //! kept for it and reports how much that was, how much of what was published since
 //! its subscription it never got (dropped for it), and whether the broker had closed
@@ -151,11 +154,21 @@ pub fn rss_growth(before: Option<u64>, during: Option<&RssTrack>) -> Option<i64>
     Some(during?.max_kib as i64 - before? as i64)
 }
 
+/// The broker's CPU time per delivery to the healthy subscribers in `w`, µs.
+pub fn cpu_per_delivery_us(w: &Window) -> Option<f64> {
+    let cpu = w.broker_cpu?;
+    (w.delivered > 0).then(|| cpu * w.secs * 1e6 / w.delivered as f64)
+}
+
 /// One phase of the run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PhaseOutcome {
     /// Its window: the healthy subscribers' deliveries, publications, CPU use.
     pub window: Window,
+    /// The broker's CPU time per delivery to a healthy subscriber, µs (with
+    /// `--broker-pid`): what the phase's work costs the broker, however much CPU other
+    /// processes left it.
+    pub broker_us_per_delivery: Option<f64>,
     /// The healthy subscribers' latencies in it.
     pub latency: Option<LatencySummary>,
     /// The broker's RSS through it (with `--broker-pid`).
@@ -197,6 +210,10 @@ pub struct SlowOutcome {
     pub delivered_ratio: Option<f64>,
     /// Publications per second, B / A.
     pub published_ratio: Option<f64>,
+    /// The broker's CPU time per healthy delivery, B / A: above 1, the stalled
+    /// subscriber costs the broker work; near 1 with a lower rate in B, the broker got
+    /// less CPU in B (other processes on a shared machine), not more work.
+    pub broker_cost_ratio: Option<f64>,
     /// `delivered_ratio` ≥ [`TARGET_RATIO`].
     pub meets_target: Option<bool>,
     /// Broker RSS from the end of A to the highest sample of B, KiB.
@@ -262,6 +279,10 @@ pub async fn run(env: &Env) -> anyhow::Result<(FlowOutcome, SlowOutcome)> {
         phase_secs: half.as_secs_f64(),
         delivered_ratio,
         published_ratio: ratio(phase_b.window.published_per_s, phase_a.window.published_per_s),
+        broker_cost_ratio: match (phase_a.broker_us_per_delivery, phase_b.broker_us_per_delivery) {
+            (Some(a), Some(b)) => ratio(b, a),
+            _ => None,
+        },
         meets_target: delivered_ratio.map(|r| r >= TARGET_RATIO),
         broker_rss_growth_kib: rss_growth(phase_a.broker_rss.map(|r| r.end_kib), phase_b.broker_rss.as_ref()),
         phase_a,
@@ -297,8 +318,10 @@ async fn phase(env: &Env, len: Duration, name: Phase) -> PhaseOutcome {
     let b = Snapshot::take(counters, pid);
     record_rss(&mut broker_rss, rss());
     let latency = counters.latency.lock().since(&latency_before);
+    let window = Window::between(&a, &b);
     PhaseOutcome {
-        window: Window::between(&a, &b),
+        broker_us_per_delivery: cpu_per_delivery_us(&window),
+        window,
         latency: (latency.count() > 0).then(|| latency.summary()),
         broker_rss,
     }
@@ -382,6 +405,23 @@ mod tests {
         assert_eq!(ratio(5.0, 0.0), None);
         assert_eq!(ratio(f64::NAN, 1.0), None);
         assert!(ratio(89.0, 100.0).is_some_and(|r| r < TARGET_RATIO));
+    }
+
+    #[test]
+    fn broker_cost() {
+        let mut w = Window {
+            secs: 2.0,
+            delivered: 1_000_000,
+            broker_cpu: Some(0.5),
+            ..Window::default()
+        };
+        // One core-second for a million deliveries: 1 µs each.
+        assert_eq!(cpu_per_delivery_us(&w), Some(1.0));
+        w.delivered = 0;
+        assert_eq!(cpu_per_delivery_us(&w), None);
+        w.delivered = 10;
+        w.broker_cpu = None;
+        assert_eq!(cpu_per_delivery_us(&w), None);
     }
 
     #[test]
