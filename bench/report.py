@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns a `make bench` results directory into the comparison table (Markdown).
 
-Files are named ROW.TRANSPORT.BROKER.REP.json (one ferry-bench JSON line each), or,
+Files are named ROW.TRANSPORT.BROKER.REP.json (one ferry-bench JSON line each; the
+slow-consumer row writes slow-max.* for its --max runs and slow.* for its paced ones), or,
 when a row spread its subscribers over two load processes, ROW.TRANSPORT.BROKER.REP
 .sub0.json, .sub1.json and .pub.json, which are added up here. *.single.json are the
 single-process runs a spread row replaced; they are listed, not counted.
@@ -21,8 +22,11 @@ LABELS = {
     "latency": "latency at 10k deliveries/s, p50 / p99 (ms)",
     "stomp-fanout": "STOMP fan-out 1→100, ack auto (msg/s)",
     "stomp-pairs": "STOMP pairs 100, ack auto (msg/s)",
+    "slow-max": "slow consumer: 1→100 QoS 0 + 1 stalled, max rate (healthy rate B/A, broker RSS growth)",
+    "slow": "slow consumer, paced at 90% of max (healthy rate B/A, broker RSS growth)",
     "conns": "idle MQTT connection, broker RSS (KiB)",
 }
+SLOW_ROWS = ("slow-max", "slow")
 ORDER = list(LABELS)
 
 
@@ -116,8 +120,50 @@ def figures(row, results):
     if row == "conns":
         per = median([(r.get("conns") or {}).get("broker_rss_per_conn_kib") for r in results])
         return per, ("–" if per is None else f"{per:.1f}")
+    if row in SLOW_ROWS:
+        return slow_figures(results)
     rate = median([r["window"]["delivered_per_s"] for r in results])
     return rate, fmt_rate(rate)
+
+
+def fmt_kib(v):
+    if v is None:
+        return "–"
+    sign = "+" if v >= 0 else "−"
+    v = abs(v)
+    return f"{sign}{v / 1024:.1f} MiB" if v >= 1024 else f"{sign}{v:.0f} KiB"
+
+
+def slow_figures(results):
+    """(B/A of the healthy delivery rate, text) of slow-consumer runs: the ratio, the
+    baseline rate it is a share of, and the broker's RSS growth during phase B."""
+    slows = [r.get("slow") or {} for r in results]
+    ratio = median([s.get("delivered_ratio") for s in slows])
+    base = median([((s.get("phase_a") or {}).get("window") or {}).get("delivered_per_s") for s in slows])
+    growth = median([s.get("broker_rss_growth_kib") for s in slows])
+    if ratio is None:
+        return None, "–"
+    return ratio, f"{pct(ratio)} of {fmt_rate(base)}/s, RSS {fmt_kib(growth)}"
+
+
+def slow_notes(results):
+    slows = [r.get("slow") or {} for r in results]
+    stalled = [s.get("stalled") or {} for s in slows]
+    out = []
+    kept = median([t.get("backlog") for t in stalled])
+    dropped = median([t.get("dropped") for t in stalled])
+    if kept is not None:
+        out.append(f"stalled sub: {kept:.0f} kept, {dropped:.0f} dropped")
+    cost = median([s.get("broker_cost_ratio") for s in slows])
+    if cost is not None:
+        out.append(f"broker CPU per delivery B/A {pct(cost)}")
+    closed = sum(1 for t in stalled if t.get("closed_by_broker"))
+    if closed:
+        out.append(f"stalled sub closed by the broker in {closed} runs")
+    missed = sum(1 for s in slows if s.get("meets_target") is False)
+    if missed:
+        out.append(f"below 90% in {missed} of {len(slows)} runs")
+    return out
 
 
 def cpu(results, key):
@@ -146,6 +192,8 @@ def notes(row, results):
             out.append(f"{c[0]['requested']} conns set up in {setup:.1f} s")
             if failed or dropped:
                 out.append(f"failed {failed}, dropped {dropped}")
+    if row in SLOW_ROWS:
+        out.extend(slow_notes(results))
     others = []
     for r in results:
         w = r.get("window") or {}
@@ -187,9 +235,16 @@ def main():
     print()
     print("Medians of each row's repetitions. Latency and RSS: lower is better (ratio < 1 favours Ferry).")
     print("STOMP rows are Ferry's STOMP against Mosquitto's MQTT figure for the same flow.")
+    print(
+        "Slow consumer: healthy subscribers' delivery rate with a stalled subscriber (phase B) as a share of"
+        " the rate without it (phase A), the broker's RSS growth from the end of A to the peak of B, and"
+        " what the broker kept for / dropped for the stalled subscriber, and the broker's CPU time per healthy"
+        " delivery in B as a share of A (near 100% with a lower rate in B: the broker got less CPU, the stall"
+        " cost it no work); Ferry/Mosquitto compares the shares (higher is better)."
+    )
     print("load avg: the machine's 1-minute load average at the end of the runs (other work included).")
     print()
-    print("All runs (delivered msg/s, or p50/p99 ms, or KiB per connection):")
+    print("All runs (delivered msg/s, or p50/p99 ms, or KiB per connection, or slow-consumer share):")
     for row, transport in keys:
         for broker, results in sorted(runs[(row, transport)].items()):
             values = [figures(row, [r])[1] for r in results]

@@ -20,7 +20,8 @@
 #                    publishers paced at 150% of the single process's rate (default 0.90)
 #   BENCH_BROKER_CPU / BENCH_LOAD_CPU  cores for the brokers / the load processes
 #   BENCH_ROWS       regular expression: only the rows whose id matches (fanout-q0,
-#                    fanout-q1, fanin-q0, pairs-q0, latency, stomp-fanout, stomp-pairs, conns)
+#                    fanout-q1, fanin-q0, pairs-q0, latency, stomp-fanout, stomp-pairs,
+#                    slow, conns)
 #   BENCH_SKIP_BUILD 1 to use the binaries already in target/release
 set -euo pipefail
 
@@ -357,19 +358,66 @@ elif [[ $STOMP == 1 ]]; then
     log "Ferry serves no STOMP on this build: STOMP rows skipped"
 fi
 
-# Idle connections: a fresh broker per run, as the issue asks.
 stop "$FERRY_PID"
 stop "$MOSQ_PID"
+start_broker() { if [[ $1 == ferry ]]; then start_ferry; else start_mosquitto; fi; }
+stop_broker() { if [[ $1 == ferry ]]; then stop "$FERRY_PID"; else stop "$MOSQ_PID"; fi; }
+
+# Slow consumer (row id slow): fan-out 1→100 at QoS 0 plus one subscriber that joins
+# for the second of two phases and never reads (ferry-bench's `slow`), each phase
+# BENCH_DURATION long. A fresh broker per run, so that memory freed by earlier rows
+# cannot hide the growth. Each repetition runs it as fast as the window allows
+# (files slow-max.*), then paced at 90% of the publish rate of phase A of that broker's
+# first slow-max run over this transport (files slow.*): both phases offered the same
+# load, close to what the broker sustains.
+slow_pace() { # FILE → 90% of its phase A publish rate, or nothing
+    python3 -c '
+import json, sys
+try:
+    r = json.loads(open(sys.argv[1]).read().splitlines()[-1])["slow"]["phase_a"]["window"]["published_per_s"] * 0.9
+    print(f"{r:.0f}" if r >= 1 else "")
+except Exception:
+    print("")' "$1"
+}
+declare -A SLOW_PACE=()
+SLOW_DURATION=$(awk -v d="$DURATION" 'BEGIN { print 2 * d }')
+for transport in $TRANSPORTS; do
+    [[ slow =~ $ONLY ]] || break
+    SLOW_PACE=()
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for broker in $(order_for "$rep"); do
+            name="slow-max.$transport.$broker.$rep"
+            log "$name (1→100 QoS 0 + 1 stalled subscriber, --max, fresh broker)"
+            start_broker "$broker"
+            sleep 0.5
+            RUN_DURATION=$SLOW_DURATION run_one "$name" "$broker" "$transport" mqtt 0 slow --clients 100 --qos 0 --max
+            stop_broker "$broker"
+            [[ -n ${SLOW_PACE[$broker]:-} ]] || SLOW_PACE[$broker]=$(slow_pace "$OUT/$name.json")
+            if [[ -z ${SLOW_PACE[$broker]} ]]; then
+                log "slow.$transport.$broker.$rep skipped: no phase A rate to pace at"
+                continue
+            fi
+            name="slow.$transport.$broker.$rep"
+            log "$name (1→100 QoS 0 + 1 stalled subscriber, --rate ${SLOW_PACE[$broker]}, fresh broker)"
+            start_broker "$broker"
+            sleep 0.5
+            RUN_DURATION=$SLOW_DURATION run_one "$name" "$broker" "$transport" mqtt 0 slow --clients 100 --qos 0 --rate "${SLOW_PACE[$broker]}"
+            stop_broker "$broker"
+        done
+    done
+done
+
+# Idle connections: a fresh broker per run, as the issue asks.
 for transport in $TRANSPORTS; do
     [[ conns =~ $ONLY ]] || break
     for ((rep = 1; rep <= REPS; rep++)); do
         for broker in $(order_for "$rep"); do
             name="conns.$transport.$broker.$rep"
             log "$name ($CONNS idle connections, fresh broker)"
-            if [[ $broker == ferry ]]; then start_ferry; else start_mosquitto; fi
+            start_broker "$broker"
             sleep 0.5
             RUN_DURATION=2 run_one "$name" "$broker" "$transport" mqtt 0 conns --clients "$CONNS" --connect-concurrency 200
-            if [[ $broker == ferry ]]; then stop "$FERRY_PID"; else stop "$MOSQ_PID"; fi
+            stop_broker "$broker"
         done
     done
 done

@@ -55,7 +55,7 @@ pub struct Args {
     pub payload: usize,
 
     /// Clients: subscribers for fanout, publishers for fanin, pairs for pairs and cross,
-    /// connections for conns.
+    /// connections for conns, healthy subscribers for slow (plus the stalled one).
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
 
@@ -73,7 +73,8 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub inflight: usize,
 
-    /// How long to measure (after the warm-up): `10`, `10s`, `500ms`, `2m`.
+    /// How long to measure (after the warm-up): `10`, `10s`, `500ms`, `2m`; `slow`
+    /// splits it into two phases of equal length.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
@@ -103,7 +104,8 @@ pub struct Args {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub start_timeout: Duration,
 
-    /// The broker's pid: its CPU use is reported, and for `conns` its RSS per connection.
+    /// The broker's pid: its CPU use is reported, for `conns` its RSS per connection, for
+    /// `slow` its RSS through both phases.
     #[arg(long)]
     pub broker_pid: Option<u32>,
 
@@ -157,6 +159,9 @@ pub enum Scenario {
     Conns,
     /// N pairs across protocols: MQTT publishers to STOMP subscribers and back.
     Cross,
+    /// Fan-out to N subscribers, then one more that never reads: the others' rate
+    /// before and after, and the broker's RSS meanwhile.
+    Slow,
 }
 
 impl Scenario {
@@ -168,6 +173,7 @@ impl Scenario {
             Scenario::Pairs => "pairs",
             Scenario::Conns => "conns",
             Scenario::Cross => "cross",
+            Scenario::Slow => "slow",
         }
     }
 }
@@ -303,6 +309,9 @@ pub enum ArgsError {
     /// `cross` needs both sides in one process.
     #[error("cross runs both protocols in one process: use --role all")]
     CrossRole,
+    /// `slow` compares phases that one process times.
+    #[error("slow runs its publisher and subscribers in one process: use --role all")]
+    SlowRole,
     /// A STOMP-only flag with MQTT or the reverse.
     #[error("{0}")]
     Mismatch(&'static str),
@@ -335,6 +344,7 @@ impl Args {
         match self.scenario {
             Scenario::Conns if self.role == Role::Pub => return Err(ArgsError::ConnsRole),
             Scenario::Cross if self.role != Role::All => return Err(ArgsError::CrossRole),
+            Scenario::Slow if self.role != Role::All => return Err(ArgsError::SlowRole),
             _ => {}
         }
         if self.scenario != Scenario::Cross && self.protocol == Protocol::Mqtt && self.ack != AckMode::Auto {
@@ -414,6 +424,8 @@ mod tests {
         assert!(matches!(args("fanout --duration 20m").validate(), Err(ArgsError::TooLong(..))));
         assert_eq!(args("conns --role pub").validate(), Err(ArgsError::ConnsRole));
         assert_eq!(args("cross --role sub").validate(), Err(ArgsError::CrossRole));
+        assert_eq!(args("slow --role pub").validate(), Err(ArgsError::SlowRole));
+        assert!(args("slow --qos 1 --rate 1000").validate().is_ok());
         assert!(matches!(args("fanout --ack client").validate(), Err(ArgsError::Mismatch(_))));
         assert!(matches!(
             args("fanout --protocol stomp --qos 1").validate(),

@@ -2,7 +2,7 @@
 //!
 //! It speaks through Ferry's own codecs (`ferry_mqtt::codec`, `ferry_stomp::codec`),
 //! over ws://, wss://, tcp:// and TLS, runs one scenario (`fanout`, `fanin`, `pairs`,
-//! `conns`, `cross`), prints a progress line every second on stderr, then a summary,
+//! `conns`, `cross`, `slow`), prints a progress line every second on stderr, then a summary,
 //! and with `--json` one JSON line on stdout. See `ferry-bench --help` and the crate
 //! README.
 
@@ -76,6 +76,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         let ticker = progress::spawn(env.progress.clone(), env.args.broker_pid, env.args.quiet, stop_progress.clone());
         let result = match env.args.scenario {
             Scenario::Conns => scenario::conns::run(&env).await.map(|c| report.conns = Some(c)),
+            Scenario::Slow => scenario::slow::run(&env).await.map(|(f, s)| {
+                report.flow = Some(f);
+                report.slow = Some(s);
+            }),
             _ => {
                 let announce = env.args.role == cli::Role::Sub;
                 if announce {

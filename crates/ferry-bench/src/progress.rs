@@ -28,6 +28,10 @@ pub enum Phase {
     Hold = 5,
     /// Closing.
     Closing = 6,
+    /// `slow`: phase A, the baseline.
+    Baseline = 7,
+    /// `slow`: phase B, with the stalled subscriber.
+    Stalled = 8,
 }
 
 impl Phase {
@@ -40,6 +44,8 @@ impl Phase {
             Phase::Drain => "drain",
             Phase::Hold => "hold",
             Phase::Closing => "closing",
+            Phase::Baseline => "phase A",
+            Phase::Stalled => "phase B",
         }
     }
 
@@ -51,6 +57,8 @@ impl Phase {
             3 => Phase::Measure,
             4 => Phase::Drain,
             5 => Phase::Hold,
+            7 => Phase::Baseline,
+            8 => Phase::Stalled,
             _ => Phase::Closing,
         }
     }
@@ -146,4 +154,27 @@ pub fn spawn(progress: Arc<Progress>, broker_pid: Option<u32>, quiet: bool, stop
             last = (now, totals, cpu, broker);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_round_trip() {
+        for phase in [
+            Phase::Connecting,
+            Phase::Waiting,
+            Phase::Warmup,
+            Phase::Measure,
+            Phase::Drain,
+            Phase::Hold,
+            Phase::Closing,
+            Phase::Baseline,
+            Phase::Stalled,
+        ] {
+            assert_eq!(Phase::from_u8(phase as u8), phase);
+        }
+        assert_eq!(Phase::Stalled.name(), "phase B");
+    }
 }

@@ -7,12 +7,13 @@ use serde::Serialize;
 use crate::cli::{Args, Protocol};
 use crate::scenario::conns::ConnsOutcome;
 use crate::scenario::flow::FlowOutcome;
+use crate::scenario::slow::{PhaseOutcome, SlowOutcome, TARGET_RATIO};
 use crate::url::Target;
 
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `fanout`, `fanin`, `pairs`, `conns`, `cross`.
+    /// `fanout`, `fanin`, `pairs`, `conns`, `cross`, `slow`.
     pub scenario: &'static str,
     /// `mqtt` or `stomp`.
     pub protocol: String,
@@ -43,6 +44,8 @@ pub struct Report {
     pub flow: Option<FlowOutcome>,
     /// `conns`.
     pub conns: Option<ConnsOutcome>,
+    /// `slow`: its two phases and the stalled subscriber.
+    pub slow: Option<SlowOutcome>,
     /// 1/5/15-minute load averages at the end.
     pub loadavg: Option<[f64; 3]>,
 }
@@ -68,6 +71,7 @@ impl Report {
             threads,
             flow: None,
             conns: None,
+            slow: None,
             loadavg: crate::sys::loadavg(),
         }
     }
@@ -167,10 +171,94 @@ impl Report {
                 let _ = writeln!(s, "  error: {e}");
             }
         }
+        if let Some(slow) = &self.slow {
+            slow_lines(&mut s, slow);
+        }
         if let Some([a, b, c]) = self.loadavg {
             let _ = writeln!(s, "  load average {a:.2} {b:.2} {c:.2}");
         }
         s
+    }
+}
+
+/// The summary lines of `slow`.
+fn slow_lines(s: &mut String, slow: &SlowOutcome) {
+    let phase = |s: &mut String, name: &str, p: &PhaseOutcome| {
+        let w = &p.window;
+        let _ = write!(
+            s,
+            "  {name} ({:.1} s): published {}/s, healthy subscribers received {}/s",
+            w.secs,
+            si(w.published_per_s),
+            si(w.delivered_per_s)
+        );
+        if let Some(l) = &p.latency {
+            let _ = write!(s, ", p50 {:.3} ms p99 {:.3} ms", l.p50, l.p99);
+        }
+        if let Some(us) = p.broker_us_per_delivery {
+            let _ = write!(s, "; broker {us:.3} µs CPU per delivery");
+        }
+        if let Some(r) = &p.broker_rss {
+            let _ = write!(
+                s,
+                "; broker RSS {} → {} (max {})",
+                kib(r.start_kib as i64),
+                kib(r.end_kib as i64),
+                kib(r.max_kib as i64)
+            );
+        }
+        s.push('\n');
+    };
+    phase(s, "phase A, baseline", &slow.phase_a);
+    phase(s, "phase B, 1 stalled subscriber", &slow.phase_b);
+    let _ = write!(s, "  healthy subscribers' rate B/A: ");
+    match slow.delivered_ratio {
+        Some(r) => {
+            let verdict = if r >= TARGET_RATIO { "met" } else { "MISSED" };
+            let _ = write!(s, "{:.1}% (target ≥ {:.0}%: {verdict})", r * 100.0, TARGET_RATIO * 100.0);
+        }
+        None => s.push_str("unknown (nothing delivered in phase A)"),
+    }
+    if let Some(c) = slow.broker_cost_ratio {
+        let _ = write!(s, "; broker CPU per delivery B/A {:.1}%", c * 100.0);
+    }
+    if let Some(g) = slow.broker_rss_growth_kib {
+        let _ = write!(s, "; broker RSS {} from the end of A to the peak of B", kib_signed(g));
+    }
+    s.push('\n');
+    let t = &slow.stalled;
+    let _ = writeln!(
+        s,
+        "  stalled subscriber ({} B receive buffer, MSS {}): subscribed in {:.1} ms, read nothing; of {} published since, {} kept for it, {} dropped; {}",
+        t.recv_buffer,
+        t.mss,
+        t.connect_secs * 1000.0,
+        t.published,
+        t.backlog,
+        t.dropped,
+        if t.closed_by_broker {
+            format!("the broker closed its connection ({})", t.error.as_deref().unwrap_or("?"))
+        } else {
+            "the broker kept its connection".to_string()
+        }
+    );
+}
+
+/// KiB as KiB or MiB.
+fn kib(v: i64) -> String {
+    if v.abs() >= 10 * 1024 {
+        format!("{:.1} MiB", v as f64 / 1024.0)
+    } else {
+        format!("{v} KiB")
+    }
+}
+
+/// [`kib`] with its sign.
+fn kib_signed(v: i64) -> String {
+    if v >= 0 {
+        format!("+{}", kib(v))
+    } else {
+        format!("−{}", kib(-v))
     }
 }
 
@@ -217,6 +305,34 @@ mod tests {
         assert_eq!(si(401_234.0), "401.2k");
         assert_eq!(si(1_560_000.0), "1.56M");
         assert_eq!(si(2.5e9), "2.50G");
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(kib(812), "812 KiB");
+        assert_eq!(kib(10_240), "10.0 MiB");
+        assert_eq!(kib_signed(51_200), "+50.0 MiB");
+        assert_eq!(kib_signed(-300), "−300 KiB");
+    }
+
+    #[test]
+    fn slow_summary() {
+        use crate::scenario::slow::RssTrack;
+        let mut slow = SlowOutcome::default();
+        slow.phase_a.window.delivered_per_s = 100_000.0;
+        slow.phase_b.window.delivered_per_s = 85_000.0;
+        slow.phase_b.broker_rss = Some(RssTrack::new(20_480));
+        slow.delivered_ratio = Some(0.85);
+        slow.broker_rss_growth_kib = Some(600);
+        slow.broker_cost_ratio = Some(1.02);
+        slow.stalled.closed_by_broker = true;
+        let mut s = String::new();
+        slow_lines(&mut s, &slow);
+        assert!(s.contains("B/A: 85.0% (target ≥ 90%: MISSED)"), "{s}");
+        assert!(s.contains("broker RSS 20.0 MiB → 20.0 MiB"), "{s}");
+        assert!(s.contains("+600 KiB"), "{s}");
+        assert!(s.contains("CPU per delivery B/A 102.0%"), "{s}");
+        assert!(s.contains("the broker closed its connection"), "{s}");
     }
 
     #[test]

@@ -208,6 +208,17 @@ impl Latency {
         self.hist.len()
     }
 
+    /// The latencies recorded since `earlier`, a copy of this histogram taken then
+    /// (so every count of `earlier` is still in `self`). Were it not, the whole of
+    /// `self` is returned.
+    pub fn since(&self, earlier: &Latency) -> Latency {
+        let mut hist = self.hist.clone();
+        if hist.subtract(&earlier.hist).is_err() {
+            hist = self.hist.clone();
+        }
+        Latency { hist }
+    }
+
     /// Percentiles in milliseconds.
     pub fn summary(&self) -> LatencySummary {
         let ms = |us: u64| us as f64 / 1000.0;
@@ -246,6 +257,25 @@ mod tests {
         assert_eq!(a.count(), 1002);
         assert!((a.summary().max - 5000.0).abs() < 5.0);
         assert_eq!(Latency::new().summary(), LatencySummary::default());
+    }
+
+    #[test]
+    fn latencies_since_an_earlier_copy() {
+        let mut a = Latency::new();
+        for _ in 0..10 {
+            a.record_ns(5_000_000);
+        }
+        let earlier = a.clone();
+        for _ in 0..4 {
+            a.record_ns(1_000_000);
+        }
+        let since = a.since(&earlier);
+        assert_eq!(since.count(), 4);
+        let s = since.summary();
+        assert!((s.max - 1.0).abs() < 0.01 && (s.p50 - 1.0).abs() < 0.01, "{s:?}");
+        assert_eq!(a.since(&a).count(), 0);
+        // Not an earlier copy: everything.
+        assert_eq!(earlier.since(&a).count(), 10);
     }
 
     #[test]

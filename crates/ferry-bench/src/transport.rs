@@ -119,10 +119,11 @@ impl Connector {
         &self.target
     }
 
-    /// Opens connection number `index` (which picks its source address).
-    pub async fn connect(&self, index: usize) -> Result<Conn, TransportError> {
+    /// Opens connection number `index` (which picks its source address), with the
+    /// socket options of `small` if given.
+    pub async fn connect(&self, index: usize, small: Option<SmallWindow>) -> Result<Conn, TransportError> {
         let source = (!self.sources.is_empty()).then(|| self.sources[index % self.sources.len()]);
-        let tcp = tcp_connect(self.target.addr, source).await?;
+        let tcp = tcp_connect(self.target.addr, source, small).await?;
         let stream: Box<dyn Stream> = match &self.tls {
             None => Box::new(tcp),
             Some((connector, name)) => Box::new(connector.connect(name.clone(), tcp).await.map_err(TransportError::Tls)?),
@@ -184,9 +185,30 @@ impl Connector {
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
-async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, TransportError> {
+/// Socket options for a connection meant to stop reading, so that the broker's side
+/// backs up after a few KiB instead of megabytes. Both are set before connecting.
+///
+/// * `SO_RCVBUF` fixed at `recv_buffer` bytes: the kernel no longer grows it, and the
+///   window this side advertises (and its scale, in the SYN) stays that small.
+/// * `TCP_MAXSEG` at `mss` bytes, announced in the SYN: Linux sizes a sender's buffer
+///   from the peer's segment size (about twice ten segments), and loopback's 64 KiB
+///   segments would give the broker's side of the socket megabytes of kernel buffer to
+///   fill before the broker itself holds anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmallWindow {
+    /// Receive buffer, bytes (Linux doubles it for its bookkeeping).
+    pub recv_buffer: u32,
+    /// Largest segment the broker may send, bytes.
+    pub mss: u32,
+}
+
+async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>, small: Option<SmallWindow>) -> Result<TcpStream, TransportError> {
     let connect_err = |source| TransportError::Connect { addr, source };
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(connect_err)?;
+    if let Some(small) = small {
+        socket.set_recv_buffer_size(small.recv_buffer).map_err(connect_err)?;
+        socket2::SockRef::from(&socket).set_tcp_mss(small.mss).map_err(connect_err)?;
+    }
     if let Some(ip) = source {
         socket
             .bind(SocketAddr::new(ip, 0))

@@ -69,6 +69,50 @@ fn idle_connections_and_broker_memory() {
 }
 
 #[test]
+fn a_stalled_subscriber_in_the_second_phase() {
+    let broker = Broker::start();
+    let pid = broker.pid().to_string();
+    let tcp = format!("tcp://{}", broker.addr("mqtt").expect("mqtt listener"));
+    let ws = format!("ws://{}/mqtt", broker.addr("ws").expect("ws listener"));
+    for (url, pace) in [(&tcp, "--max"), (&ws, "--rate=2000")] {
+        let result = bench(&[
+            "slow",
+            "--url",
+            url,
+            pace,
+            "--clients",
+            "10",
+            "--duration",
+            "2",
+            "--warmup",
+            "300ms",
+            "--broker-pid",
+            &pid,
+        ]);
+        // The healthy subscribers lose nothing, whatever the stalled one does.
+        assert_clean(&result, &format!("slow {url} {pace}"));
+        assert_eq!(result["subscribers"], 10, "{result}");
+        let slow = &result["slow"];
+        assert_eq!(slow["phase_secs"], 1.0, "{result}");
+        for phase in ["phase_a", "phase_b"] {
+            assert!(slow[phase]["window"]["delivered"].as_u64().unwrap_or(0) > 0, "{phase}: {result}");
+            assert!(slow[phase]["broker_rss"]["samples"].as_u64().unwrap_or(0) >= 5, "{phase}: {result}");
+            assert!(slow[phase]["latency"]["p50"].as_f64().is_some(), "{phase}: {result}");
+        }
+        assert!(slow["delivered_ratio"].as_f64().is_some_and(|r| r > 0.0), "{result}");
+        assert!(slow["broker_rss_growth_kib"].as_i64().is_some(), "{result}");
+        let stalled = &slow["stalled"];
+        let (published, backlog) = (stalled["published"].as_u64().unwrap_or(0), stalled["backlog"].as_u64().unwrap_or(0));
+        assert!(
+            published > 0 && backlog > 0,
+            "the stalled subscriber was sent to and kept some: {result}"
+        );
+        assert_eq!(stalled["dropped"].as_u64(), Some(published.saturating_sub(backlog)), "{result}");
+        assert_eq!(stalled["closed_by_broker"], false, "{result}");
+    }
+}
+
+#[test]
 fn stomp_and_cross_protocol_when_served() {
     let broker = Broker::start();
     let Some(stomp) = broker.addr("stomp") else {

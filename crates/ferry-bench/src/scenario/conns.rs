@@ -73,6 +73,7 @@ pub async fn run(env: &Env) -> anyhow::Result<ConnsOutcome> {
                 client_id: format!("fb{pid}c{n}"),
                 subscribe: Some(topic.clone()),
                 publish: topic,
+                small_window: None,
             }
         })
         .collect();

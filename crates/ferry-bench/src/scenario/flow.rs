@@ -4,6 +4,9 @@
 //!
 //! With `--role sub` the clock starts at the first message received, since the
 //! publishers run in another process.
+//!
+//! [`run`] is [`start`], the clock, then [`finish`]; `slow` uses the first and the last
+//! around a clock of its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -27,7 +30,7 @@ use crate::stats::{LatencySummary, Snapshot, Window};
 use crate::transport::{self, Writer};
 
 /// How long deliveries must pause before the drain is considered over.
-const IDLE: Duration = Duration::from_millis(300);
+pub(super) const IDLE: Duration = Duration::from_millis(300);
 /// How many distinct errors a result lists.
 const MAX_ERRORS: usize = 5;
 
@@ -70,10 +73,30 @@ struct RunningSub {
     writer: JoinHandle<std::io::Result<()>>,
 }
 
+/// A flow scenario under way: its connections open, subscribers reading, publishers
+/// publishing, until [`finish`].
+pub struct Running {
+    plan: Plan,
+    subs: Vec<RunningSub>,
+    pubs: Vec<RunningPub>,
+    states: Vec<Arc<PubState>>,
+    stop_pubs: CancellationToken,
+    stop_subs: CancellationToken,
+    close: CancellationToken,
+    setup_secs: f64,
+}
+
 /// Runs `env`'s flow scenario.
 pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
+    let running = start(env, Plan::for_args(&env.args)).await?;
+    let window = clock(env).await?;
+    Ok(finish(running, env, window).await)
+}
+
+/// Opens `plan`'s connections (subscribers first, so that nothing published is missed)
+/// and starts its subscribers, then its publishers.
+pub async fn start(env: &Env, plan: Plan) -> anyhow::Result<Running> {
     let args = &env.args;
-    let plan = Plan::for_args(args);
     let counters = env.counters.clone();
     let progress = env.progress.clone();
     let pid = std::process::id();
@@ -89,6 +112,7 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
             client_id: format!("fb{pid}s{}", args.id_offset as usize + i),
             subscribe: Some(s.filter.clone()),
             publish: s.filter.replace(['+', '#'], "x"),
+            small_window: None,
         });
     }
     let n_subs = openings.len();
@@ -101,6 +125,7 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
             client_id: format!("fb{pid}p{}", p.id),
             subscribe: None,
             publish: p.topic.clone(),
+            small_window: None,
         });
     }
     progress.to_open.store(openings.len() as u64, Ordering::Relaxed);
@@ -181,8 +206,22 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
         });
         pubs.push(RunningPub { id: p.id, task, reader });
     }
+    Ok(Running {
+        plan,
+        subs,
+        pubs,
+        states,
+        stop_pubs,
+        stop_subs,
+        close,
+        setup_secs,
+    })
+}
 
-    // The clock.
+/// The clock of a flow scenario: the warm-up (after the first message with `--role
+/// sub`), then the measurement window.
+async fn clock(env: &Env) -> anyhow::Result<Window> {
+    let (args, counters, progress) = (&env.args, &env.counters, &env.progress);
     let pid_b = args.broker_pid;
     if args.role.publishes() {
         progress.set(Phase::Warmup);
@@ -198,14 +237,36 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
         progress.set(Phase::Warmup);
     }
     tokio::time::sleep(args.warmup).await;
-    let a = Snapshot::take(&counters, pid_b);
+    let a = Snapshot::take(counters, pid_b);
     counters.measuring.store(true, Ordering::Relaxed);
     progress.set(Phase::Measure);
     tokio::time::sleep(args.duration).await;
     counters.measuring.store(false, Ordering::Relaxed);
-    let b = Snapshot::take(&counters, pid_b);
-    let window = Window::between(&a, &b);
+    let b = Snapshot::take(counters, pid_b);
+    Ok(Window::between(&a, &b))
+}
 
+impl Running {
+    /// The publishers' shared counters, in plan order.
+    pub fn publisher_states(&self) -> &[Arc<PubState>] {
+        &self.states
+    }
+}
+
+/// Stops `running`'s publishers (each sends its end marker), waits for what is still in
+/// flight, closes every connection and adds up; `window` is the measurement.
+pub async fn finish(running: Running, env: &Env, window: Window) -> FlowOutcome {
+    let Running {
+        plan,
+        subs,
+        pubs,
+        states: _,
+        stop_pubs,
+        stop_subs,
+        close,
+        setup_secs,
+    } = running;
+    let (args, counters, progress) = (&env.args, &env.counters, &env.progress);
     // Stop publishing, wait for what is in flight.
     progress.set(Phase::Drain);
     stop_pubs.cancel();
@@ -233,7 +294,7 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
         }
         pub_readers.push(p.reader);
     }
-    wait_idle(&counters, args.drain, if args.role.publishes() { IDLE } else { IDLE * 2 }).await;
+    wait_idle(counters, args.drain, if args.role.publishes() { IDLE } else { IDLE * 2 }).await;
     progress.set(Phase::Closing);
     stop_subs.cancel();
 
@@ -282,7 +343,7 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
     if tokio::time::timeout(Duration::from_secs(5), closing).await.is_err() {
         tracing::warn!("connections still closing after 5 s");
     }
-    Ok(FlowOutcome {
+    FlowOutcome {
         publishers: n_pubs,
         subscribers: plan.subscribers.len(),
         setup_secs,
@@ -296,7 +357,7 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
         stalls,
         failures,
         errors,
-    })
+    }
 }
 
 /// Opens `openings`; any failure fails the scenario (flows need every client).
@@ -347,7 +408,7 @@ fn sequence_stats(outcome: &SubOutcome, sources: &[u32], sent: &HashMap<u32, u64
 }
 
 /// Waits until deliveries pause for `idle`, at most `limit`.
-async fn wait_idle(counters: &crate::stats::Counters, limit: Duration, idle: Duration) {
+pub(super) async fn wait_idle(counters: &crate::stats::Counters, limit: Duration, idle: Duration) {
     let deadline = Instant::now() + limit;
     let mut last = counters.totals().delivered;
     let mut since = Instant::now();

@@ -1,6 +1,7 @@
 //! The scenarios. A flow scenario (`fanout`, `fanin`, `pairs`, `cross`) is a [`Plan`]:
 //! which publishers send to which topics and which subscribers listen to which filters;
-//! [`flow`] runs any plan. `conns` is its own runner ([`conns`]).
+//! [`flow`] runs any plan. `conns` is its own runner ([`conns`]); `slow` runs a plan
+//! with [`flow`]'s parts and a clock of its own ([`slow`]).
 
 pub mod conns;
 mod cross;
@@ -10,6 +11,7 @@ pub mod flow;
 mod pairs;
 mod publisher;
 mod setup;
+pub mod slow;
 mod subscriber;
 
 use std::collections::HashMap;
@@ -145,6 +147,7 @@ impl Plan {
             Scenario::Fanin => fanin::plan(prefix, args.protocol, args.clients, args.id_offset),
             Scenario::Pairs => pairs::plan(prefix, args.protocol, args.clients, args.id_offset),
             Scenario::Cross => cross::plan(prefix, args.protocol, args.clients, args.id_offset),
+            Scenario::Slow => slow::plan(prefix, args.protocol, args.clients, args.id_offset),
             Scenario::Conns => Plan::default(),
         };
         if !args.role.publishes() {

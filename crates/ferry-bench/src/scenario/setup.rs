@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::client::{self, ClientError, Rx, SessionSpec, Tx};
-use crate::transport::{Conn, Connector};
+use crate::transport::{Conn, Connector, SmallWindow};
 
 /// An open session, ready to be handed to its tasks.
 pub struct Session {
@@ -37,12 +37,15 @@ pub struct Opening {
     pub subscribe: Option<String>,
     /// Topic publications go to.
     pub publish: String,
+    /// Small socket buffers for a connection meant to stop reading; `None` leaves
+    /// them to the kernel.
+    pub small_window: Option<SmallWindow>,
 }
 
 /// Opens one session within `timeout`.
 pub async fn open(o: &Opening, timeout: Duration) -> Result<Session, ClientError> {
     let work = async {
-        let mut conn = o.connector.connect(o.index).await?;
+        let mut conn = o.connector.connect(o.index, o.small_window).await?;
         let mut buf = BytesMut::with_capacity(8 * 1024);
         let (tx, rx) = client::open(&mut conn, &mut buf, &o.spec, &o.client_id, o.subscribe.as_deref(), &o.publish).await?;
         Ok(Session { conn, tx, rx, buf })
