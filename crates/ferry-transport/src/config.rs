@@ -20,6 +20,10 @@ pub struct Listeners {
     /// them (capped by the kernel's `net.core.somaxconn`). Large enough for bursts of
     /// reconnecting clients.
     pub backlog: u32,
+    /// Bytes of output waiting for a slow peer above which its connection stops taking
+    /// input and queued messages until the peer reads: with the session queues' limits,
+    /// this bounds what one stalled client costs.
+    pub max_pending_output: usize,
     /// Proxies (CIDR blocks such as `10.0.0.0/8`, or single addresses) trusted to tell the
     /// client's real address: by the PROXY protocol on listeners with `proxy_protocol`,
     /// and by `X-Forwarded-For` on WebSocket upgrades. Empty: nobody is trusted.
@@ -46,6 +50,7 @@ impl Default for Listeners {
         let on = |port: u16| ListenerConfig::new(SocketAddr::from(([0, 0, 0, 0], port)));
         Self {
             backlog: 4096,
+            max_pending_output: 256 * 1024,
             trusted_proxies: Vec::new(),
             proxy_protocol_timeout: Duration::from_secs(5),
             ws: on(8083),

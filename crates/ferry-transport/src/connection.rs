@@ -31,8 +31,6 @@ use crate::outbuf::OutBuf;
 use crate::registry::Sniffed;
 use crate::server::Shared;
 
-/// Pending output above which the loop stops taking input until the peer reads.
-const HIGH_WATER: usize = 256 * 1024;
 /// Most bytes a sniffing connection may send before its protocol must be known.
 const SNIFF_LIMIT: usize = 64;
 /// Room made for the first read, and the least ever made.
@@ -274,6 +272,8 @@ where
     let mut out = OutBuf::new();
     let mut input = BytesMut::new();
     let mut read_size = ReadSize(READ_MIN);
+    // Pending output above which the loop stops taking input until the peer reads.
+    let high_water = shared.config.listeners.max_pending_output.max(1);
     debug!(conn = conn.info.id, peer = %conn.info.peer, listener = conn.info.listener, subprotocol = conn.info.subprotocol, "connection open");
     let wakeup = conn.info.wakeup.clone();
     // Rung (through `wakeup`) when shutdown begins; deregistered when the loop ends.
@@ -296,7 +296,7 @@ where
             conn.on_shutdown(&mut out);
         }
         let deadline = conn.next_deadline();
-        let taking_input = (out.len() < HIGH_WATER && conn.closing == Closing::Open) || matches!(conn.closing, Closing::CloseSent(_));
+        let taking_input = (out.len() < high_water && conn.closing == Closing::Open) || matches!(conn.closing, Closing::CloseSent(_));
         let mut read_limit = read_size.0;
         if let (true, Some(rate)) = (taking_input, byte_rate.as_mut()) {
             match rate.allowance(Instant::now(), read_limit, &shared.gate.stats) {
@@ -351,7 +351,7 @@ where
                     }
                 }
             }
-            _ = wakeup.woken(), if out.len() < HIGH_WATER && conn.closing == Closing::Open => conn.on_wake(&mut out),
+            _ = wakeup.woken(), if out.len() < high_water && conn.closing == Closing::Open => conn.on_wake(&mut out),
             () = &mut timer, if armed.is_some() => {
                 armed = None;
                 let now = Instant::now();
