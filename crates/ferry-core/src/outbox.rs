@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use crate::adapter::Wakeup;
 use crate::message::{Message, QoS};
+use crate::retained::Weighed;
 
 /// How much one session's queue may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,13 +20,20 @@ pub struct OutboxLimits {
     pub max_qos0: usize,
     /// QoS 1 and 2 deliveries waiting (not yet sent or in flight); more are dropped.
     pub max_qos12: usize,
+    /// Topic and payload bytes of all deliveries waiting; a delivery that would go over
+    /// is dropped (one always fits into an empty queue). 0: no byte limit.
+    pub max_bytes: usize,
 }
+
+/// The default byte limit of one session's queue: 16 MiB.
+pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 impl Default for OutboxLimits {
     fn default() -> Self {
         Self {
             max_qos0: 1000,
             max_qos12: 10_000,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -56,6 +64,24 @@ pub enum Pushed {
 struct Queue {
     items: VecDeque<Delivery>,
     qos0: usize,
+    /// The weight of `items`.
+    bytes: usize,
+}
+
+impl Queue {
+    fn counted_in(&mut self, d: &Delivery) {
+        if d.qos == QoS::AtMostOnce {
+            self.qos0 += 1;
+        }
+        self.bytes += d.message.weight();
+    }
+
+    fn counted_out(&mut self, d: &Delivery) {
+        if d.qos == QoS::AtMostOnce {
+            self.qos0 -= 1;
+        }
+        self.bytes -= d.message.weight();
+    }
 }
 
 /// Counters of one outbox.
@@ -95,11 +121,14 @@ impl Outbox {
         {
             let mut q = self.queue.lock();
             let qos12 = q.items.len() - q.qos0;
-            let full = if delivery.qos == QoS::AtMostOnce {
-                q.qos0 >= self.limits.max_qos0
-            } else {
-                qos12 >= self.limits.max_qos12
-            };
+            let over_bytes =
+                self.limits.max_bytes > 0 && !q.items.is_empty() && q.bytes + delivery.message.weight() > self.limits.max_bytes;
+            let full = over_bytes
+                || if delivery.qos == QoS::AtMostOnce {
+                    q.qos0 >= self.limits.max_qos0
+                } else {
+                    qos12 >= self.limits.max_qos12
+                };
             if full {
                 let counter = if delivery.qos == QoS::AtMostOnce {
                     &self.stats.dropped_qos0
@@ -110,9 +139,7 @@ impl Outbox {
                 return Pushed::Dropped;
             }
             was_empty = q.items.is_empty();
-            if delivery.qos == QoS::AtMostOnce {
-                q.qos0 += 1;
-            }
+            q.counted_in(&delivery);
             q.items.push_back(delivery);
         }
         if was_empty {
@@ -126,9 +153,7 @@ impl Outbox {
     pub fn requeue_front(&self, deliveries: impl DoubleEndedIterator<Item = Delivery>) {
         let mut q = self.queue.lock();
         for d in deliveries.rev() {
-            if d.qos == QoS::AtMostOnce {
-                q.qos0 += 1;
-            }
+            q.counted_in(&d);
             q.items.push_front(d);
         }
     }
@@ -139,9 +164,7 @@ impl Outbox {
         let n = max.min(q.items.len());
         for _ in 0..n {
             if let Some(d) = q.items.pop_front() {
-                if d.qos == QoS::AtMostOnce {
-                    q.qos0 -= 1;
-                }
+                q.counted_out(&d);
                 into.push(d);
             }
         }
@@ -164,6 +187,7 @@ impl Outbox {
         let mut q = self.queue.lock();
         q.items.retain(|d| d.qos != QoS::AtMostOnce);
         q.qos0 = 0;
+        q.bytes = q.items.iter().map(|d| d.message.weight()).sum();
     }
 
     /// Attach the doorbell of the connection that now serves this session; rings it at
@@ -205,7 +229,11 @@ mod tests {
 
     #[test]
     fn each_qos_has_its_own_limit_and_drops_are_counted() {
-        let o = Outbox::new(OutboxLimits { max_qos0: 2, max_qos12: 1 });
+        let o = Outbox::new(OutboxLimits {
+            max_qos0: 2,
+            max_qos12: 1,
+            max_bytes: 0,
+        });
         assert_eq!(o.push(delivery(QoS::AtMostOnce, 1)), Pushed::Queued);
         assert_eq!(o.push(delivery(QoS::AtMostOnce, 2)), Pushed::Queued);
         assert_eq!(o.push(delivery(QoS::AtMostOnce, 3)), Pushed::Dropped);
@@ -263,5 +291,30 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_millis(20), w.woken()).await.is_err(),
             "detached: no ring"
         );
+    }
+
+    #[test]
+    fn the_byte_limit_drops_what_would_go_over_but_one_always_fits() {
+        let o = Outbox::new(OutboxLimits {
+            max_qos0: 100,
+            max_qos12: 100,
+            max_bytes: 4,
+        });
+        // Each delivery weighs 2: topic "t" and one payload byte.
+        assert_eq!(o.push(delivery(QoS::AtMostOnce, 1)), Pushed::Queued);
+        assert_eq!(o.push(delivery(QoS::AtLeastOnce, 2)), Pushed::Queued);
+        assert_eq!(o.push(delivery(QoS::AtMostOnce, 3)), Pushed::Dropped);
+        assert_eq!(o.push(delivery(QoS::AtLeastOnce, 4)), Pushed::Dropped);
+        let mut got = Vec::new();
+        assert_eq!(o.pop_into(1, &mut got), 1);
+        assert_eq!(o.push(delivery(QoS::AtMostOnce, 5)), Pushed::Queued, "room again");
+        o.discard_qos0();
+        assert_eq!(o.push(delivery(QoS::AtMostOnce, 6)), Pushed::Queued);
+        assert_eq!(o.push(delivery(QoS::AtMostOnce, 7)), Pushed::Dropped);
+        let big = Outbox::new(OutboxLimits {
+            max_bytes: 1,
+            ..OutboxLimits::default()
+        });
+        assert_eq!(big.push(delivery(QoS::AtMostOnce, 8)), Pushed::Queued, "alone it fits");
     }
 }

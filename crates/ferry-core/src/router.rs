@@ -462,7 +462,11 @@ mod tests {
         let r = Router::default();
         let slow = Subscriber {
             session: 1,
-            outbox: Arc::new(Outbox::new(OutboxLimits { max_qos0: 2, max_qos12: 2 })),
+            outbox: Arc::new(Outbox::new(OutboxLimits {
+                max_qos0: 2,
+                max_qos12: 2,
+                max_bytes: 0,
+            })),
             options: SubscribeOptions::default(),
         };
         let fast = session(2, QoS::AtMostOnce);

@@ -78,6 +78,7 @@ impl MqttBroker {
         let limits = OutboxLimits {
             max_qos0: config.max_queued_qos0,
             max_qos12: config.max_queued_qos12,
+            max_bytes: config.max_queued_bytes,
         };
         Self::with_parts(router, config, Arc::new(SessionRegistry::new(limits)), gate)
     }

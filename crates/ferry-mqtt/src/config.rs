@@ -27,6 +27,9 @@ pub struct MqttConfig {
     /// QoS 1/2 messages queued for one session (also while it is offline); more are
     /// dropped and counted.
     pub max_queued_qos12: usize,
+    /// Topic and payload bytes queued for one session, all QoS together; a message that
+    /// would go over is dropped and counted (one always fits). 0: no byte limit.
+    pub max_queued_bytes: usize,
     /// Keep-alive the broker imposes when a client asks for 0 (none) or more: 0 keeps
     /// the client's value. Sent as MQTT 5 Server Keep Alive when it changes the client's.
     #[serde(with = "humantime_serde")]
@@ -56,6 +59,7 @@ impl Default for MqttConfig {
             max_inflight: 32,
             receive_maximum: 64,
             max_queued_qos0: 1000,
+            max_queued_bytes: ferry_core::outbox::DEFAULT_MAX_BYTES,
             max_queued_qos12: 10_000,
             max_keep_alive: Duration::from_secs(0),
             max_session_expiry: Duration::from_secs(2 * 60 * 60),

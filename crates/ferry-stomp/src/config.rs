@@ -33,6 +33,9 @@ pub struct StompConfig {
     /// Messages waiting to be sent to one `/topic/` subscription (beyond its window);
     /// more are dropped and counted.
     pub max_pending_per_subscription: usize,
+    /// Body and topic bytes waiting for one `/topic/` subscription; a message that would
+    /// go over is dropped and counted (one always fits). 0: no byte limit.
+    pub max_pending_bytes_per_subscription: usize,
     /// Messages one `/queue/` may hold for its consumers; a SEND to a full queue is
     /// refused with an ERROR (and counted).
     pub max_queue_length: usize,
@@ -69,6 +72,7 @@ impl Default for StompConfig {
             max_prefetch: 1000,
             max_subscriptions: 1000,
             max_pending_per_subscription: 1000,
+            max_pending_bytes_per_subscription: ferry_core::outbox::DEFAULT_MAX_BYTES,
             max_queue_length: 100_000,
             max_queues: 10_000,
             max_transaction_bytes: 8 * 1024 * 1024,

@@ -202,6 +202,7 @@ impl Connected {
                 let outbox = Arc::new(Outbox::new(OutboxLimits {
                     max_qos0: limit,
                     max_qos12: limit,
+                    max_bytes: ctx.broker.config.max_pending_bytes_per_subscription,
                 }));
                 let qos = if ack.acknowledges() { QoS::AtLeastOnce } else { QoS::AtMostOnce };
                 let identity = next_session_id();
