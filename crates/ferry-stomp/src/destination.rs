@@ -175,22 +175,33 @@ fn to_mqtt(key: &str) -> Result<String, ()> {
 /// written as `other_wild`. One pass, no allocation beyond `out`'s (this runs for every
 /// SEND and every MESSAGE).
 fn translate(from: &str, separator: char, wild: &str, other_wild: &str, out: &mut String) {
-    let other_separator = if separator == '/' { '.' } else { '/' };
-    for (i, level) in from.split(separator).enumerate() {
-        if i > 0 {
-            out.push(other_separator);
+    let (sep, other) = if separator == '/' { (b'/', b'.') } else { (b'.', b'/') };
+    let bytes = from.as_bytes();
+    // Both separators are ASCII, so every index below is a character boundary.
+    let (mut copied, mut level) = (0, 0);
+    for i in 0..=bytes.len() {
+        match bytes.get(i) {
+            Some(&b) if b == other => {
+                out.push_str(&from[copied..i]);
+                out.push(char::from(sep));
+                copied = i + 1;
+            }
+            Some(&b) if b != sep => {}
+            end => {
+                // The level `level..i` ends here; a wildcard level has no separator in
+                // it, so nothing of it has been copied yet.
+                if &from[level..i] == wild {
+                    out.push_str(other_wild);
+                } else {
+                    out.push_str(&from[copied..i]);
+                }
+                if end.is_some() {
+                    out.push(char::from(other));
+                }
+                copied = i + 1;
+                level = i + 1;
+            }
         }
-        if level == wild {
-            out.push_str(other_wild);
-            continue;
-        }
-        let mut rest = level;
-        while let Some(at) = rest.find(other_separator) {
-            out.push_str(&rest[..at]);
-            out.push(separator);
-            rest = &rest[at + 1..];
-        }
-        out.push_str(rest);
     }
 }
 
