@@ -23,6 +23,12 @@ use tracing::{info, warn};
 
 use crate::settings::Settings;
 
+/// The allocator: jemalloc. The message path makes many small, short-lived allocations;
+/// with jemalloc instead of glibc's malloc, pairs 100 over MQTT delivered 15–23% more per
+/// core at the same memory per idle connection (README, Benchmarks).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Ferry, a message broker for MQTT and STOMP over WebSocket and TCP.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
