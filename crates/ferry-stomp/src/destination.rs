@@ -147,7 +147,7 @@ pub fn topic_filter(key: &str) -> Result<TopicFilter, DestinationError> {
 /// The routing key of an MQTT topic or filter (`sensors/+/temp` → `sensors.*.temp`).
 pub fn routing_key(mqtt: &str) -> String {
     let mut key = String::with_capacity(mqtt.len());
-    translate(mqtt, '/', "+", "*", &mut key);
+    translate(mqtt, b'/', b'+', b'*', &mut key);
     key
 }
 
@@ -156,7 +156,7 @@ pub fn topic_destination(topic: &TopicName) -> String {
     let mqtt = topic.as_str();
     let mut destination = String::with_capacity(TOPIC.len() + mqtt.len());
     destination.push_str(TOPIC);
-    translate(mqtt, '/', "+", "*", &mut destination);
+    translate(mqtt, b'/', b'+', b'*', &mut destination);
     destination
 }
 
@@ -166,43 +166,36 @@ fn to_mqtt(key: &str) -> Result<String, ()> {
         return Err(());
     }
     let mut mqtt = String::with_capacity(key.len());
-    translate(key, '.', "*", "+", &mut mqtt);
+    translate(key, b'.', b'*', b'+', &mut mqtt);
     Ok(mqtt)
 }
 
 /// Appends `from` to `out` with its separator swapped for the other syntax's (`.` and
 /// `/` trade places, inside levels too) and a level that is exactly the wildcard `wild`
-/// written as `other_wild`. One pass, no allocation beyond `out`'s (this runs for every
-/// SEND and every MESSAGE).
-fn translate(from: &str, separator: char, wild: &str, other_wild: &str, out: &mut String) {
-    let (sep, other) = if separator == '/' { (b'/', b'.') } else { (b'.', b'/') };
-    let bytes = from.as_bytes();
-    // Both separators are ASCII, so every index below is a character boundary.
-    let (mut copied, mut level) = (0, 0);
-    for i in 0..=bytes.len() {
-        match bytes.get(i) {
-            Some(&b) if b == other => {
-                out.push_str(&from[copied..i]);
-                out.push(char::from(sep));
-                copied = i + 1;
-            }
-            Some(&b) if b != sep => {}
-            end => {
-                // The level `level..i` ends here; a wildcard level has no separator in
-                // it, so nothing of it has been copied yet.
-                if &from[level..i] == wild {
-                    out.push_str(other_wild);
-                } else {
-                    out.push_str(&from[copied..i]);
+/// written as `other_wild`. Every change is one ASCII byte for another, so this is a
+/// byte map over one buffer (it runs for every SEND and every MESSAGE).
+fn translate(from: &str, separator: u8, wild: u8, other_wild: u8, out: &mut String) {
+    let other = if separator == b'/' { b'.' } else { b'/' };
+    let mut bytes = std::mem::take(out).into_bytes();
+    let base = bytes.len();
+    bytes.extend(from.bytes().map(|b| match b {
+        b if b == separator => other,
+        b if b == other => separator,
+        b => b,
+    }));
+    if from.as_bytes().contains(&wild) {
+        let mut start = base;
+        for level in from.as_bytes().split(|&b| b == separator) {
+            if level == [wild] {
+                if let Some(b) = bytes.get_mut(start) {
+                    *b = other_wild;
                 }
-                if end.is_some() {
-                    out.push(char::from(other));
-                }
-                copied = i + 1;
-                level = i + 1;
             }
+            start += level.len() + 1;
         }
     }
+    // ASCII bytes swapped for ASCII bytes: still UTF-8, so the fallback never runs.
+    *out = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
 }
 
 #[cfg(test)]

@@ -4,13 +4,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
-import { startBroker } from './broker.mjs';
+import { startBroker, tempDir } from './broker.mjs';
 
 // Light argon2id hashes (64 KiB, 1 pass) of "wonderland" and "builder": quick in debug
 // builds; `ferry passwd` writes the default, much heavier, parameters.
@@ -30,7 +29,7 @@ const SECRET = '0123456789abcdef0123456789abcdef';
 
 let broker;
 before(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ferry-auth-'));
+  const dir = tempDir('ferry-auth-');
   writeFileSync(join(dir, 'passwd'), `${PASSWD}\n`);
   writeFileSync(join(dir, 'acl'), ACL);
   broker = await startBroker(

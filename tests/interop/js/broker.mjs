@@ -1,9 +1,10 @@
 // Starts the real ferry binary on ephemeral loopback ports and reads its JSON log
-// lines to learn them. Every broker started is killed when the test process ends.
+// lines to learn them. Every broker started is killed, and its temporary directory
+// removed, when the test process ends.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,15 +12,25 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const bin = process.env.FERRY_TEST_BIN ?? join(root, 'target', 'debug', 'ferry');
 const started = new Set();
-process.on('exit', () => { for (const child of started) child.kill('SIGKILL'); });
+const dirs = new Set();
+process.on('exit', () => {
+  for (const child of started) child.kill('SIGKILL');
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temporary directory of the test's own, removed when the test process ends. */
+export function tempDir(prefix = 'ferry-') {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dirs.add(dir);
+  return dir;
+}
 
 const listeners = ['ws', 'wss', 'mqtt', 'mqtts', 'stomp', 'stomps']
   .map((l) => `[listeners.${l}]\nbind = "127.0.0.1:0"\n`).join('');
 
 /** Start a broker; resolves to { addrs: {ws: 'host:port', ...}, stop() }. */
 export async function startBroker(extraToml = '') {
-  const dir = mkdtempSync(join(tmpdir(), 'ferry-'));
-  const config = join(dir, 'ferry.toml');
+  const config = join(tempDir(), 'ferry.toml');
   writeFileSync(config, `[log]\nlevel = "info"\nformat = "json"\n${listeners}${extraToml}`);
   const child = spawn(bin, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   started.add(child);

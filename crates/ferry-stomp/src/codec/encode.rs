@@ -84,9 +84,8 @@ impl Encodable for FrameRef<'_> {
 /// Append `frame`, encoded for a session speaking `version`, to `dst`.
 /// On error nothing is appended.
 pub fn encode(frame: &impl Encodable, version: Version, dst: &mut BytesMut) -> Result<(), EncodeError> {
-    encode_head(frame, version, dst)?;
     let body = frame.body();
-    dst.reserve(body.len() + FRAME_END.len());
+    write_head(frame, version, dst, body.len() + FRAME_END.len())?;
     dst.put_slice(body);
     dst.put_slice(FRAME_END);
     Ok(())
@@ -96,6 +95,11 @@ pub fn encode(frame: &impl Encodable, version: Version, dst: &mut BytesMut) -> R
 /// `content-length` of `frame.body`, blank line) to `dst`. The caller then writes
 /// `frame.body` and [`FRAME_END`]. On error nothing is appended.
 pub fn encode_head(frame: &impl Encodable, version: Version, dst: &mut BytesMut) -> Result<(), EncodeError> {
+    write_head(frame, version, dst, 0)
+}
+
+/// [`encode_head`], making room for `then` more bytes in the same reservation.
+fn write_head(frame: &impl Encodable, version: Version, dst: &mut BytesMut, then: usize) -> Result<(), EncodeError> {
     let command = frame.command();
     let escaping = Escaping::for_frame(Some(version), command);
     let mut size = command.as_str().len() + 2;
@@ -108,7 +112,7 @@ pub fn encode_head(frame: &impl Encodable, version: Version, dst: &mut BytesMut)
     if let Some(length) = content_length {
         size += CONTENT_LENGTH.len() + length.len() + 2;
     }
-    dst.reserve(size);
+    dst.reserve(size + then);
     dst.put_slice(command.as_str().as_bytes());
     dst.put_u8(b'\n');
     for (name, value) in own_headers(frame) {
