@@ -80,41 +80,25 @@ enum Closing {
     Finished(Instant),
 }
 
-/// Serve a WebSocket connection whose handshake is done; `admission` keeps it counted
-/// until it closes.
-pub(crate) fn serve_websocket<S>(
-    stream: S,
-    info: ConnectionInfo,
-    start: Start,
-    admission: Admission,
-    shared: Arc<Shared>,
-) -> impl Future<Output = ()>
+/// Serve one connection: a WebSocket whose handshake is done when `info.carrier` says
+/// so, else a plain stream (TCP or TLS) carrying a protocol directly. `admission` keeps
+/// it counted until it closes.
+pub(crate) fn serve<S>(stream: S, info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let max = shared.config.websocket.max_message_size;
-    let reading = Reading::WebSocket {
-        frames: FrameReader::new(max),
-        assembler: Assembler::new(max),
+    let reading = match info.carrier {
+        Carrier::WebSocket => {
+            let max = shared.config.websocket.max_message_size;
+            Reading::WebSocket {
+                frames: FrameReader::new(max),
+                assembler: Assembler::new(max),
+            }
+        }
+        Carrier::Stream => Reading::Stream,
     };
     let (rd, wr) = tokio::io::split(stream);
     run(rd, wr, reading, Conn::new(info, start, admission, shared))
-}
-
-/// Serve a plain stream (TCP or TLS) carrying a protocol directly; `admission` keeps it
-/// counted until it closes.
-pub(crate) fn serve_stream<S>(
-    stream: S,
-    info: ConnectionInfo,
-    start: Start,
-    admission: Admission,
-    shared: Arc<Shared>,
-) -> impl Future<Output = ()>
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let (rd, wr) = tokio::io::split(stream);
-    run(rd, wr, Reading::Stream, Conn::new(info, start, admission, shared))
 }
 
 /// The state of one connection loop.

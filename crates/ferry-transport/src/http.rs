@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 
 use crate::admission::{self, Admission};
-use crate::connection::{serve_websocket, Start};
+use crate::connection::{serve, Start};
 use crate::credentials;
 use crate::handshake::{self, Accepted, HandshakePolicy};
 use crate::proxy;
@@ -239,7 +239,7 @@ fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) ->
     let task_shared = shared.clone();
     shared.tracker.spawn(async move {
         match tokio::time::timeout(timeout, upgraded).await {
-            Ok(Ok(ws)) => serve_websocket(ws.into_inner(), info, start, admission, task_shared).await,
+            Ok(Ok(ws)) => serve(ws.into_inner(), info, start, admission, task_shared).await,
             Ok(Err(e)) => debug!(%peer, error = %e, "upgrade failed"),
             Err(_) => {
                 task_shared.metrics.refused("upgrade_timeout");

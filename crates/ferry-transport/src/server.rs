@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::admission::{self, Admission, Denied, ListenerLimit, RefusalLog};
 use crate::config::{is_trusted, ListenerConfig, TransportConfig};
-use crate::connection::{serve_stream, Start};
+use crate::connection::{serve, Start};
 use crate::credentials;
 use crate::echo::EchoAdapter;
 use crate::error::TransportError;
@@ -358,7 +358,7 @@ async fn handle_proxied(
         (None, Service::Http) => serve_http(stream, peer, listener.name, Secure::No, admission, shared).await,
         (None, Service::Protocol(adapter)) => {
             let info = stream_info(peer, listener.name, Secure::No, &shared);
-            serve_stream(stream, info, Start::Open(adapter.clone()), admission, shared).await;
+            serve(stream, info, Start::Open(adapter.clone()), admission, shared).await;
         }
     }
 }
@@ -385,7 +385,7 @@ fn spawn_connection(stream: TcpStream, peer: SocketAddr, admission: Admission, l
         }
         (None, Service::Protocol(adapter)) => {
             let info = stream_info(peer, name, Secure::No, shared);
-            tracker.spawn(serve_stream(stream, info, Start::Open(adapter.clone()), admission, shared.clone()));
+            tracker.spawn(serve(stream, info, Start::Open(adapter.clone()), admission, shared.clone()));
         }
     }
 }
@@ -442,7 +442,7 @@ async fn handle_tls(
                 Service::Http => serve_http(stream, peer, name, Secure::Yes(credentials), admission, shared).await,
                 Service::Protocol(adapter) => {
                     let info = stream_info(peer, name, Secure::Yes(credentials), &shared);
-                    serve_stream(stream, info, Start::Open(adapter.clone()), admission, shared).await
+                    serve(stream, info, Start::Open(adapter.clone()), admission, shared).await
                 }
             }
         }
