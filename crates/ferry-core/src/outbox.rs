@@ -25,8 +25,10 @@ pub struct OutboxLimits {
     pub max_bytes: usize,
 }
 
-/// The default byte limit of one session's queue: 16 MiB.
-pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// The default byte limit of one session's queue: 64 MiB, above what the default counts
+/// hold for typical payloads (10,000 QoS 1/2 messages of a few KiB), so it only bites when
+/// payloads are large.
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for OutboxLimits {
     fn default() -> Self {
