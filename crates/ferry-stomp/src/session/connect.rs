@@ -204,6 +204,8 @@ impl StompSession {
             pump_start: 0,
             transactions: Transactions::default(),
             temp: HashMap::new(),
+            last_destination: None,
+            message_id: String::new(),
         }));
     }
 }

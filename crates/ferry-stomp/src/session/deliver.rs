@@ -10,6 +10,7 @@
 //! window, so client-ack subscriptions never wait for an ACK that cannot come. Otherwise
 //! the check costs nothing per message.
 
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -128,17 +129,27 @@ impl Connected {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let message_id = format!("{}-{seq}", self.name);
+        self.message_id.clear();
+        let _ = write!(self.message_id, "{}-{seq}", self.name);
+        let message_id = &self.message_id;
         let needs_ack = sub.ack.acknowledges();
         let version = self.version;
         match &item {
             Item::Topic { delivery, redelivered } => {
                 let m = &delivery.message;
-                let dest = destination::topic_destination(&m.topic);
+                let dest = match &self.last_destination {
+                    Some((topic, dest)) if *topic == m.topic => dest,
+                    _ => {
+                        &self
+                            .last_destination
+                            .insert((m.topic.clone(), destination::topic_destination(&m.topic)))
+                            .1
+                    }
+                };
                 let app = convert::topic_headers(m);
                 let head = MessageHead {
-                    destination: &dest,
-                    message_id: &message_id,
+                    destination: dest,
+                    message_id,
                     subscription: id,
                     needs_ack,
                     redelivered: *redelivered,
@@ -151,7 +162,7 @@ impl Connected {
                 let m = &entry.message;
                 let head = MessageHead {
                     destination: &sub.destination,
-                    message_id: &message_id,
+                    message_id,
                     subscription: id,
                     needs_ack,
                     redelivered: entry.redelivered,

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::{Identity, SecurityStats};
-use ferry_core::{CloseRequest, ConnectionInfo, Input, Output, Session, SessionId};
+use ferry_core::{CloseRequest, ConnectionInfo, Input, Output, Session, SessionId, TopicName};
 use tracing::{debug, info};
 
 use crate::broker::StompBroker;
@@ -88,6 +88,12 @@ struct Connected {
     transactions: Transactions,
     /// Temporary queues by name: their reply token.
     temp: HashMap<String, String>,
+    /// The `destination` of the last topic delivered and the topic it maps from: a
+    /// subscription mostly sees one topic, so its MESSAGEs reuse the string instead of
+    /// mapping the topic again for every delivery.
+    last_destination: Option<(TopicName, String)>,
+    /// Where each MESSAGE's `message-id` is written (reused, not allocated per message).
+    message_id: String,
 }
 
 enum Phase {

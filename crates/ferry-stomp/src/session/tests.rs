@@ -226,6 +226,20 @@ fn topic_wildcards_match_and_messages_carry_their_headers() {
 }
 
 #[test]
+fn each_message_names_its_own_topic_when_the_topic_changes() {
+    let b = broker();
+    let mut sub = Client::connected(&b);
+    sub.send("SUBSCRIBE\nid:1\ndestination:/topic/sensors.#\n\n\0");
+    let mut publisher = Client::connected(&b);
+    for topic in ["sensors.a", "sensors.b", "sensors.b", "sensors.a"] {
+        publisher.send(&format!("SEND\ndestination:/topic/{topic}\n\nx\0"));
+        let got = sub.wake();
+        assert_eq!(got.len(), 1);
+        assert_eq!(header(&got[0], "destination"), format!("/topic/{topic}"));
+    }
+}
+
+#[test]
 fn bad_destinations_are_errors_naming_the_accepted_prefixes() {
     let mut c = Client::connected(&broker());
     let f = c.send("SEND\ndestination:/exchange/x\n\n\0");
