@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::BufMut;
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::OpCode;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::SecurityStats;
 use ferry_core::{Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Session};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio_util::io::{poll_read_buf, poll_write_buf};
 use tracing::{debug, info};
 
 use crate::admission::Admission;
@@ -53,8 +55,15 @@ enum Inbound {
 enum Reading {
     /// As they come (TCP, TLS).
     Stream,
-    /// As WebSocket frames, reassembled into messages.
-    WebSocket { frames: FrameReader, assembler: Assembler },
+    /// As WebSocket frames, reassembled into messages (boxed, so that a stream
+    /// connection's task does not carry the room).
+    WebSocket(Box<WsReading>),
+}
+
+/// A WebSocket connection's reading state.
+struct WsReading {
+    frames: FrameReader,
+    assembler: Assembler,
 }
 
 /// How the connection picks its session.
@@ -90,10 +99,10 @@ where
     let reading = match info.carrier {
         Carrier::WebSocket => {
             let max = shared.config.websocket.max_message_size;
-            Reading::WebSocket {
+            Reading::WebSocket(Box::new(WsReading {
                 frames: FrameReader::new(max),
                 assembler: Assembler::new(max),
-            }
+            }))
         }
         Carrier::Stream => Reading::Stream,
     };
@@ -147,24 +156,42 @@ thread_local! {
 /// Read at most `size` bytes into `buf`. When `buf` is empty and the read small (an idle
 /// or lightly used connection) the bytes go through [`SCRATCH`], so nothing is held
 /// while the read waits; otherwise straight into room made in `buf`.
-async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut, size: usize) -> std::io::Result<usize> {
-    if buf.is_empty() && size <= SCRATCH_SIZE {
-        return std::future::poll_fn(|cx| {
-            SCRATCH.with(|scratch| {
+///
+/// A plain function around `poll_fn`, not an `async fn`: the future is in every
+/// connection's task, and this keeps it at the three references it needs.
+fn read_some<'a, R: AsyncRead + Unpin>(
+    rd: &'a mut R,
+    buf: &'a mut BytesMut,
+    size: usize,
+) -> impl Future<Output = std::io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        if buf.is_empty() && size <= SCRATCH_SIZE {
+            return SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
                 let mut room = ReadBuf::new(&mut scratch[..size]);
                 ready!(Pin::new(&mut *rd).poll_read(cx, &mut room))?;
                 buf.extend_from_slice(room.filled());
                 Poll::Ready(Ok(room.filled().len()))
-            })
-        })
-        .await;
-    }
-    if buf.capacity() - buf.len() < size {
-        buf.reserve(size);
-    }
-    let limit = u64::try_from(size).unwrap_or(u64::MAX);
-    (&mut *rd).take(limit).read_buf(buf).await
+            });
+        }
+        if buf.capacity() - buf.len() < size {
+            buf.reserve(size);
+        }
+        poll_read_buf(Pin::new(&mut *rd), cx, &mut (&mut *buf).limit(size))
+    })
+}
+
+/// Write everything in `out`, in vectored writes, then flush once (a no-op on TCP; it
+/// pushes TLS records out). Cancel-safe: what was written has left `out`.
+fn write_out<'a, W: AsyncWrite + Unpin>(wr: &'a mut W, out: &'a mut OutBuf) -> impl Future<Output = std::io::Result<()>> + 'a {
+    std::future::poll_fn(move |cx| {
+        while !out.is_empty() {
+            if ready!(poll_write_buf(Pin::new(&mut *wr), cx, out))? == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+        }
+        Pin::new(&mut *wr).poll_flush(cx)
+    })
 }
 
 /// A connection's byte-rate bucket (`limits.bytes_per_second`), boxed so that an
@@ -176,6 +203,8 @@ struct ByteRate {
     resume_at: u32,
     /// Whether reads are paused now (the pause is counted once).
     paused: bool,
+    /// While paused: when to try reading again.
+    resume: Option<Instant>,
 }
 
 impl ByteRate {
@@ -187,6 +216,7 @@ impl ByteRate {
             bucket,
             resume_at,
             paused: false,
+            resume: None,
         })
     }
 
@@ -227,6 +257,8 @@ impl Conn {
             Start::Open(adapter) => Proto::Running(adapter.open(&info, now)),
             Start::Sniff => Proto::Sniffing(BytesMut::new()),
         };
+        // Rung (through `info.wakeup`) when shutdown begins; delisted on drop.
+        shared.live.enlist(info.id, &info.wakeup);
         Self {
             info,
             shared,
@@ -242,120 +274,135 @@ impl Conn {
     }
 }
 
-// `conn` is built and the stream split before the loop's future is made, so that the
-// future stores each once: arguments an async fn moves into locals take room twice in
-// its state.
-async fn run<S>(mut rd: ReadHalf<S>, mut wr: WriteHalf<S>, mut reading: Reading, mut conn: Conn)
+// The loop is an `async move` block, not an `async fn`: an async fn keeps its arguments
+// in its state and moves them again into locals, so each would take room twice for the
+// connection's whole life; a block uses what it captured in place. `conn` is built and
+// the stream split before the block is made, for the same reason.
+fn run<S>(rd: ReadHalf<S>, wr: WriteHalf<S>, reading: Reading, conn: Conn) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let shared = conn.shared.clone();
-    let mut byte_rate = shared.gate.byte_bucket(Instant::now()).map(ByteRate::new);
-    let mut read_resume: Option<Instant> = None;
-    let _active = shared.metrics.connection_opened(conn.info.listener);
-    let mut out = OutBuf::new();
-    let mut input = BytesMut::new();
-    let mut read_size = ReadSize(READ_MIN);
-    // Pending output above which the loop stops taking input until the peer reads.
-    let high_water = shared.config.listeners.max_pending_output.max(1);
-    debug!(conn = conn.info.id, peer = %conn.info.peer, listener = conn.info.listener, subprotocol = conn.info.subprotocol, "connection open");
-    let wakeup = conn.info.wakeup.clone();
-    // Rung (through `wakeup`) when shutdown begins; deregistered when the loop ends.
-    let _listed = shared.live.enlist(conn.info.id, &wakeup);
-    // One timer for every deadline (close handshake, ping, session keep-alive, byte-rate
-    // pause), re-armed only when a deadline comes earlier than the armed one or after it
-    // fired: firing early is harmless (`on_timer` checks each deadline against the
-    // clock), so a busy connection does not touch the timer wheel on every wake-up.
-    let timer = tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(86_400));
-    tokio::pin!(timer);
-    let mut armed: Option<Instant> = None;
-    loop {
-        if let Closing::Finished(_) = conn.closing {
-            if out.is_empty() {
-                break;
-            }
-        }
-        if !conn.shutting_down && shared.live.stopping() {
-            conn.shutting_down = true;
-            conn.on_shutdown(&mut out);
-        }
-        let deadline = conn.next_deadline();
-        let taking_input = (out.len() < high_water && conn.closing == Closing::Open) || matches!(conn.closing, Closing::CloseSent(_));
-        let mut read_limit = read_size.0;
-        if let (true, Some(rate)) = (taking_input, byte_rate.as_mut()) {
-            match rate.allowance(Instant::now(), read_limit, &shared.gate.stats) {
-                Ok(n) => {
-                    read_limit = n;
-                    read_resume = None;
-                }
-                Err(at) => read_resume = Some(at),
-            }
-        }
-        let wanted = deadline.into_iter().chain(read_resume.filter(|_| taking_input)).min();
-        match (wanted, armed) {
-            (None, _) => armed = None,
-            (Some(at), Some(current)) if at >= current => {}
-            (Some(at), _) => {
-                timer.as_mut().reset(at.into());
-                armed = Some(at);
-            }
-        }
-        tokio::select! {
-            biased;
-            written = wr.write_all_buf(&mut out), if !out.is_empty() => {
-                if written.is_err() {
-                    break;
-                }
-                out.shrink_if_drained();
-                if out.is_empty() {
-                    // One flush per batch: a no-op on TCP, it pushes TLS records out.
-                    if wr.flush().await.is_err() {
+    let (mut rd, mut wr, mut reading, mut conn) = (rd, wr, reading, conn);
+    async move {
+        let mut byte_rate = conn.shared.gate.byte_bucket(Instant::now()).map(ByteRate::new);
+        let _active = conn.shared.metrics.connection_opened(conn.info.listener);
+        let mut out = OutBuf::new();
+        let mut input = BytesMut::new();
+        let mut read_size = ReadSize(READ_MIN);
+        debug!(conn = conn.info.id, peer = %conn.info.peer, listener = conn.info.listener, subprotocol = conn.info.subprotocol, "connection open");
+        // One timer for every deadline (close handshake, ping, session keep-alive, byte-rate
+        // pause), re-armed only when a deadline comes earlier than the armed one or after it
+        // fired: firing early is harmless (`on_timer` checks each deadline against the
+        // clock), so a busy connection does not touch the timer wheel on every wake-up.
+        // The loop's own block, so that its timer is gone before the final flush, which
+        // has timers of its own.
+        {
+            let timer = tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(86_400));
+            tokio::pin!(timer);
+            let mut armed: Option<Instant> = None;
+            let mut unflushed = false;
+            loop {
+                if let Closing::Finished(_) = conn.closing {
+                    if out.is_empty() {
                         break;
                     }
                 }
-            }
-            read = read_some(&mut rd, &mut input, read_limit), if taking_input && read_resume.is_none() => {
-                match read {
-                    Ok(0) | Err(_) => {
-                        conn.peer_closed = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        if let Some(rate) = byte_rate.as_mut() {
-                            rate.consumed(Instant::now(), n);
+                if !conn.shutting_down && conn.shared.live.stopping() {
+                    conn.shutting_down = true;
+                    conn.on_shutdown(&mut out);
+                }
+                // Below `listeners.max_pending_output` of pending output the loop takes input
+                // and wake-ups; above it, it waits for the peer to read.
+                let room = out.len() < conn.shared.config.listeners.max_pending_output.max(1);
+                let taking_wakes = room && conn.closing == Closing::Open;
+                let taking_input = taking_wakes || matches!(conn.closing, Closing::CloseSent(_));
+                let mut read_limit = read_size.0;
+                let paused = byte_rate.as_ref().is_some_and(|rate| rate.resume.is_some());
+                if let (true, Some(rate)) = (taking_input, byte_rate.as_mut()) {
+                    match rate.allowance(Instant::now(), read_limit, &conn.shared.gate.stats) {
+                        Ok(n) => {
+                            read_limit = n;
+                            rate.resume = None;
                         }
-                        read_size.adapt(n);
-                        conn.last_rx = Instant::now();
-                        conn.ping_sent = None;
-                        conn.on_read(&mut reading, &mut input, &mut out);
-                        if input.is_empty() {
-                            // An idle connection keeps no read buffer.
-                            input = BytesMut::new();
-                        }
+                        Err(at) => rate.resume = Some(at),
                     }
                 }
-            }
-            _ = wakeup.woken(), if out.len() < high_water && conn.closing == Closing::Open => conn.on_wake(&mut out),
-            () = &mut timer, if armed.is_some() => {
-                armed = None;
-                let now = Instant::now();
-                if read_resume.is_some_and(|at| now >= at) {
-                    read_resume = None;
+                match (
+                    conn.next_deadline()
+                        .into_iter()
+                        .chain(byte_rate.as_ref().and_then(|rate| rate.resume).filter(|_| taking_input))
+                        .min(),
+                    armed,
+                ) {
+                    (None, _) => armed = None,
+                    (Some(at), Some(current)) if at >= current => {}
+                    (Some(at), _) => {
+                        timer.as_mut().reset(at.into());
+                        armed = Some(at);
+                    }
                 }
-                if deadline.is_some_and(|at| now >= at) && conn.on_timer(&mut out) {
-                    break;
+                // Set before a batch is written, cleared once it is written and flushed: if
+                // another branch wins first, the flush is still owed on the next turn.
+                unflushed |= !out.is_empty();
+                tokio::select! {
+                    biased;
+                    written = write_out(&mut wr, &mut out), if unflushed || !out.is_empty() => {
+                        if written.is_err() {
+                            break;
+                        }
+                        unflushed = false;
+                        out.shrink_if_drained();
+                    }
+                read = read_some(&mut rd, &mut input, read_limit), if taking_input && !paused => {
+                        match read {
+                            Ok(0) | Err(_) => {
+                                conn.peer_closed = true;
+                                break;
+                            }
+                            Ok(n) => {
+                                if let Some(rate) = byte_rate.as_mut() {
+                                    rate.consumed(Instant::now(), n);
+                                }
+                                read_size.adapt(n);
+                                conn.last_rx = Instant::now();
+                                conn.ping_sent = None;
+                                conn.on_read(&mut reading, &mut input, &mut out);
+                                if input.is_empty() {
+                                    // An idle connection keeps no read buffer.
+                                    input = BytesMut::new();
+                                }
+                            }
+                        }
+                    }
+                    _ = conn.info.wakeup.woken(), if taking_wakes => conn.on_wake(&mut out),
+                    () = &mut timer, if armed.is_some() => {
+                        armed = None;
+                        let now = Instant::now();
+                        if let Some(rate) = byte_rate.as_mut().filter(|rate| rate.resume.is_some_and(|at| now >= at)) {
+                            rate.resume = None;
+                        }
+                        if conn.next_deadline().is_some_and(|at| now >= at) && conn.on_timer(&mut out) {
+                            break;
+                        }
+                    }
                 }
             }
         }
+        if !out.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_millis(100), wr.write_all_buf(&mut out)).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
+        if let Some(Proto::Running(session)) = conn.proto.as_mut() {
+            session.on_closed(conn.clean, Instant::now());
+        }
+        debug!(conn = conn.info.id, peer = %conn.info.peer, clean = conn.clean, peer_closed = conn.peer_closed, "connection closed");
     }
-    if !out.is_empty() {
-        let _ = tokio::time::timeout(Duration::from_millis(100), wr.write_all_buf(&mut out)).await;
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shared.live.delist(self.info.id);
     }
-    let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
-    if let Some(Proto::Running(session)) = conn.proto.as_mut() {
-        session.on_closed(conn.clean, Instant::now());
-    }
-    debug!(conn = conn.info.id, peer = %conn.info.peer, clean = conn.clean, peer_closed = conn.peer_closed, "connection closed");
 }
 
 impl Conn {
@@ -457,7 +504,8 @@ impl Conn {
     fn on_read(&mut self, reading: &mut Reading, input: &mut BytesMut, out: &mut OutBuf) {
         match reading {
             Reading::Stream => self.on_inbound(Inbound::Bytes(input.split().freeze()), out),
-            Reading::WebSocket { frames, assembler } => {
+            Reading::WebSocket(ws) => {
+                let WsReading { frames, assembler } = &mut **ws;
                 // Stop at the first frame that ends the conversation; what follows is
                 // never read (the loop takes no more input once closing).
                 while matches!(self.closing, Closing::Open | Closing::CloseSent(_)) {

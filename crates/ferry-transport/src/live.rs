@@ -15,10 +15,14 @@ pub(crate) struct LiveConnections {
 }
 
 impl LiveConnections {
-    /// Lists connection `id` until the returned guard drops.
-    pub(crate) fn enlist<'a>(&'a self, id: u64, wakeup: &Wakeup) -> Enlisted<'a> {
+    /// Lists connection `id`, to be rung at shutdown, until [`LiveConnections::delist`].
+    pub(crate) fn enlist(&self, id: u64, wakeup: &Wakeup) {
         self.wakeups.insert(id, wakeup.clone());
-        Enlisted { live: self, id }
+    }
+
+    /// Takes connection `id` off the list: it has closed.
+    pub(crate) fn delist(&self, id: u64) {
+        self.wakeups.remove(&id);
     }
 
     /// Whether shutdown has begun: a connection checks this after each wake-up.
@@ -42,18 +46,6 @@ impl LiveConnections {
     }
 }
 
-/// Keeps a connection listed in [`LiveConnections`] while it lives.
-pub(crate) struct Enlisted<'a> {
-    live: &'a LiveConnections,
-    id: u64,
-}
-
-impl Drop for Enlisted<'_> {
-    fn drop(&mut self) {
-        self.live.wakeups.remove(&self.id);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,10 +55,10 @@ mod tests {
     async fn stop_all_rings_listed_connections_and_sets_the_flag() {
         let live = LiveConnections::default();
         let (a, b) = (Wakeup::new(), Wakeup::new());
-        let guard_a = live.enlist(1, &a);
-        let guard_b = live.enlist(2, &b);
+        live.enlist(1, &a);
+        live.enlist(2, &b);
         assert!(!live.stopping());
-        drop(guard_b);
+        live.delist(2);
         assert_eq!(live.len(), 1);
         live.stop_all();
         assert!(live.stopping());
@@ -75,7 +67,7 @@ mod tests {
             .expect("listed connection rung");
         let unlisted = tokio::time::timeout(Duration::from_millis(20), b.woken()).await;
         assert!(unlisted.is_err(), "a connection that left is not rung");
-        drop(guard_a);
+        live.delist(1);
         assert_eq!(live.len(), 0);
     }
 }
