@@ -7,6 +7,7 @@
 //!   canonical one) and the subscription trie that matches a topic without scanning.
 //! * [`message`], [`outbox`], [`router`]: a published message shared by every
 //!   subscriber, each session's bounded queue, and the router between them.
+//! * [`compact_map`]: the small map used where most maps hold an entry or a few.
 //! * [`retained`], [`sessions`]: retained messages and persistent sessions, behind
 //!   interfaces that durable storage can implement later.
 //!
@@ -17,6 +18,7 @@
 //! never spawns a task.
 
 pub mod adapter;
+pub mod compact_map;
 pub mod message;
 pub mod outbox;
 pub mod retained;
@@ -31,6 +33,7 @@ pub use adapter::{
     Adapter, Carrier, ClientCert, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol,
     TransportCredentials, Wakeup,
 };
+pub use compact_map::CompactMap;
 pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId};
 pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};
 pub use retained::{MemoryRetained, RetainedFull, RetainedStore, Weighed};

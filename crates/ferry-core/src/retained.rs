@@ -11,7 +11,7 @@
 //! deletes; QoS and retain-as-published on delivery) is the router's business: this
 //! module only stores.
 
-use std::collections::HashMap;
+use crate::compact_map::CompactMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -129,7 +129,7 @@ const ROOT: NodeId = 0;
 #[derive(Debug)]
 struct Node<M> {
     /// Children by level (which may be the empty string).
-    children: HashMap<Box<str>, NodeId, RandomState>,
+    children: CompactMap<Box<str>, NodeId, RandomState>,
     /// The message retained on the topic that ends here.
     message: Option<Entry<M>>,
 }
@@ -146,7 +146,7 @@ struct Entry<M> {
 impl<M> Node<M> {
     fn new() -> Self {
         Self {
-            children: HashMap::default(),
+            children: CompactMap::default(),
             message: None,
         }
     }

@@ -15,11 +15,11 @@
 //! The tree holds no lock: `&self` matches, `&mut self` changes. The router decides how
 //! to share it.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
 use foldhash::fast::RandomState;
 
+use crate::compact_map::CompactMap;
 use crate::topic::{TopicFilter, TopicName, MULTI_LEVEL_WILDCARD, SEPARATOR, SINGLE_LEVEL_WILDCARD};
 
 /// Index of a node in the arena.
@@ -32,23 +32,23 @@ const ROOT: NodeId = 0;
 #[derive(Debug)]
 struct Node<K, V> {
     /// Children reached by an exact level (which may be the empty string).
-    children: HashMap<Box<str>, NodeId, RandomState>,
+    children: CompactMap<Box<str>, NodeId, RandomState>,
     /// The child reached by `+`.
     plus: Option<NodeId>,
     /// Subscriptions whose filter ends at this node.
-    exact: HashMap<K, V, RandomState>,
+    exact: CompactMap<K, V, RandomState>,
     /// Subscriptions whose filter is this node's path followed by `/#` (or `#` alone at
     /// the root).
-    multi: HashMap<K, V, RandomState>,
+    multi: CompactMap<K, V, RandomState>,
 }
 
 impl<K, V> Node<K, V> {
     fn new() -> Self {
         Self {
-            children: HashMap::default(),
+            children: CompactMap::default(),
             plus: None,
-            exact: HashMap::default(),
-            multi: HashMap::default(),
+            exact: CompactMap::default(),
+            multi: CompactMap::default(),
         }
     }
 

@@ -3,9 +3,10 @@
 //! QoS 2 packet ids received and not yet released. Lives in the core's session
 //! registry, so a reconnecting client finds it again.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::hash::RandomState;
 
-use ferry_core::{Delivery, SubscribeOptions, Subscription};
+use ferry_core::{CompactMap, Delivery, SubscribeOptions, Subscription};
 
 /// Where an outgoing QoS 1/2 message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub struct InFlight {
 #[derive(Debug, Default)]
 pub struct Persisted {
     /// Subscriptions by filter string as the client sent it.
-    pub subscriptions: HashMap<String, (Subscription, SubscribeOptions)>,
+    pub subscriptions: CompactMap<String, (Subscription, SubscribeOptions), RandomState>,
     /// Outgoing QoS 1/2 messages by packet id, oldest first (resent in order on reconnect).
     pub inflight: BTreeMap<u16, InFlight>,
     /// Order in which in-flight packet ids were sent.
