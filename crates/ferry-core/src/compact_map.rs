@@ -21,8 +21,9 @@ pub const FEW: usize = 8;
 pub enum CompactMap<K, V, S> {
     /// Up to [`FEW`] entries, capacity exactly what was needed so far.
     Few(Vec<(K, V)>),
-    /// More than [`FEW`] entries (it stays hashed until emptied).
-    Many(HashMap<K, V, S>),
+    /// More than [`FEW`] entries (it stays hashed until emptied). Boxed, so that the
+    /// map itself is the size of a vector (24 bytes): it sits in every tree node.
+    Many(Box<HashMap<K, V, S>>),
 }
 
 impl<K, V, S> Default for CompactMap<K, V, S> {
@@ -115,7 +116,7 @@ impl<K: Eq + Hash, V, S: BuildHasher + Default> CompactMap<K, V, S> {
                 let mut m = HashMap::with_capacity_and_hasher(FEW * 2, S::default());
                 m.extend(v.drain(..));
                 m.insert(key, value);
-                *self = Self::Many(m);
+                *self = Self::Many(Box::new(m));
                 None
             }
             Self::Many(m) => m.insert(key, value),
@@ -187,6 +188,11 @@ mod tests {
     use proptest::prelude::*;
 
     type Map = CompactMap<u16, u32, RandomState>;
+
+    #[test]
+    fn the_map_is_as_small_as_a_vector() {
+        assert_eq!(std::mem::size_of::<Map>(), std::mem::size_of::<Vec<(u16, u32)>>());
+    }
 
     #[test]
     fn one_entry_takes_one_slot() {

@@ -4,7 +4,8 @@
 //! registry, so a reconnecting client finds it again.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::hash::RandomState;
+
+use foldhash::fast::RandomState;
 
 use ferry_core::{CompactMap, Delivery, SubscribeOptions, Subscription};
 
@@ -36,7 +37,7 @@ pub struct Persisted {
     /// Order in which in-flight packet ids were sent.
     pub order: VecDeque<u16>,
     /// Incoming QoS 2 packet ids answered with PUBREC, awaiting PUBREL.
-    pub incoming_qos2: HashSet<u16>,
+    pub incoming_qos2: HashSet<u16, RandomState>,
     /// The last packet id used.
     pub last_pkid: u16,
 }

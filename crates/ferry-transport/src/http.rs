@@ -239,7 +239,13 @@ fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) ->
     let task_shared = shared.clone();
     shared.tracker.spawn(async move {
         match tokio::time::timeout(timeout, upgraded).await {
-            Ok(Ok(ws)) => serve(ws.into_inner(), info, start, admission, task_shared).await,
+            // The connection gets a task of its own, and this one ends: a task's memory is
+            // its future's, and this future would keep the upgrade's state and timer
+            // beside the connection's for as long as the connection lives.
+            Ok(Ok(ws)) => {
+                let tracker = task_shared.tracker.clone();
+                tracker.spawn(serve(ws.into_inner(), info, start, admission, task_shared));
+            }
             Ok(Err(e)) => debug!(%peer, error = %e, "upgrade failed"),
             Err(_) => {
                 task_shared.metrics.refused("upgrade_timeout");

@@ -25,7 +25,10 @@ use crate::settings::Settings;
 
 /// The allocator: jemalloc. The message path makes many small, short-lived allocations;
 /// with jemalloc instead of glibc's malloc, pairs 100 over MQTT delivered 15–23% more per
-/// core at the same memory per idle connection (README, Benchmarks).
+/// core at the same memory per idle connection (README, Benchmarks). Built without the
+/// default `jemalloc` feature, Ferry uses the system allocator, which heap profilers
+/// such as valgrind's massif can see into.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

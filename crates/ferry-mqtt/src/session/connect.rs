@@ -232,7 +232,7 @@ impl MqttSession {
         }
         // MQTT 3.1.1 §3.2.2.2: session present only for a resumed clean-session-0 session.
         let session_present = claim.resumed && !connect.clean_start;
-        let receive_max = usize::from(connect.properties.receive_maximum().unwrap_or(u16::MAX));
+        let receive_max = connect.properties.receive_maximum().unwrap_or(u16::MAX);
         let mut ack = ConnAck::accepted(session_present);
         if v5 {
             let p = &mut ack.properties;
@@ -264,8 +264,8 @@ impl MqttSession {
             keep_alive_limit: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
             will,
             session_expiry,
-            send_window: usize::from(config.max_inflight).min(receive_max).max(1),
-            client_max_packet: connect.properties.maximum_packet_size().and_then(|m| usize::try_from(m).ok()),
+            send_window: config.max_inflight.min(receive_max).max(1),
+            client_max_packet: connect.properties.maximum_packet_size(),
             aliases_in: Default::default(),
             aliases_out: std::cell::RefCell::new(super::OutAliases {
                 max: connect.properties.topic_alias_maximum().unwrap_or(0),

@@ -30,12 +30,12 @@ impl MqttSession {
             Some(alias) if alias == 0 || alias > self.broker.config.topic_alias_maximum => {
                 return self.violation(ReasonCode::TOPIC_ALIAS_INVALID, "topic alias out of range", w, out);
             }
-            Some(alias) if p.topic.is_empty() => match c.aliases_in.get(&alias) {
+            Some(alias) if p.topic.is_empty() => match c.aliases_in.as_ref().and_then(|a| a.get(&alias)) {
                 Some(t) => t.clone(),
                 None => return self.violation(ReasonCode::PROTOCOL_ERROR, "unknown topic alias", w, out),
             },
             Some(alias) => {
-                c.aliases_in.insert(alias, p.topic.clone());
+                c.aliases_in.get_or_insert_default().insert(alias, p.topic.clone());
                 p.topic.clone()
             }
             None => p.topic.clone(),

@@ -46,11 +46,13 @@ struct Connected {
     will: Option<PendingWill>,
     session_expiry: Duration,
     /// Outgoing QoS 1/2 messages allowed in flight at once.
-    send_window: usize,
+    send_window: u16,
     /// The client's maximum packet size (MQTT 5).
-    client_max_packet: Option<usize>,
-    /// Topic aliases the client set toward the broker.
-    aliases_in: HashMap<u16, ByteString>,
+    client_max_packet: Option<u32>,
+    /// Topic aliases the client set toward the broker; boxed on the first one, so that
+    /// a client that sets none (every MQTT 3 client) carries only a pointer.
+    #[expect(clippy::box_collection, reason = "a pointer while unused instead of an empty map's 48 bytes")]
+    aliases_in: Option<Box<HashMap<u16, ByteString>>>,
     /// Topic aliases the broker set toward the client (MQTT 5 §3.3.2.3.4), at most the
     /// client's Topic Alias Maximum; a cell because sending happens behind `&self`.
     aliases_out: std::cell::RefCell<OutAliases>,
@@ -86,21 +88,24 @@ struct Authenticating {
 
 /// The broker's topic aliases toward one client: the first `max` distinct topics sent
 /// get an alias each, so later messages on them carry two bytes instead of the topic.
+/// The map is boxed on the first alias.
 #[derive(Debug, Default)]
 struct OutAliases {
     max: u16,
-    by_topic: HashMap<Arc<str>, u16>,
+    #[expect(clippy::box_collection, reason = "a pointer while unused instead of an empty map's 48 bytes")]
+    by_topic: Option<Box<HashMap<Arc<str>, u16>>>,
 }
 
 impl OutAliases {
     /// The alias for `topic` and whether the client already knows it, or `None` when
     /// the client takes no (more) aliases.
     fn alias(&mut self, topic: &str) -> Option<(u16, bool)> {
-        if let Some(a) = self.by_topic.get(topic) {
+        let by_topic = self.by_topic.get_or_insert_default();
+        if let Some(a) = by_topic.get(topic) {
             return Some((*a, true));
         }
-        let next = u16::try_from(self.by_topic.len() + 1).ok().filter(|n| *n <= self.max)?;
-        self.by_topic.insert(Arc::from(topic), next);
+        let next = u16::try_from(by_topic.len() + 1).ok().filter(|n| *n <= self.max)?;
+        by_topic.insert(Arc::from(topic), next);
         Some((next, false))
     }
 }

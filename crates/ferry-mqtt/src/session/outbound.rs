@@ -75,7 +75,7 @@ impl MqttSession {
         loop {
             let free = {
                 let state = c.slot.state.lock();
-                c.send_window.saturating_sub(state.inflight.len())
+                usize::from(c.send_window).saturating_sub(state.inflight.len())
             };
             batch.clear();
             // Take no more than the window can send (but at least one, so QoS 0 messages
@@ -113,7 +113,9 @@ impl MqttSession {
                             version,
                         )
                     };
-                    if c.client_max_packet.is_some_and(|max| frame.len() > max) {
+                    if c.client_max_packet
+                        .is_some_and(|max| frame.len() > usize::try_from(max).unwrap_or(usize::MAX))
+                    {
                         self.broker.stats.too_large_for_client.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
@@ -132,7 +134,9 @@ impl MqttSession {
                 };
                 let packet = Packet::Publish(Self::publish_packet(&d, version, pkid, false, now, Some(&mut aliases)));
                 let frame = Self::encode(&packet, version);
-                if c.client_max_packet.is_some_and(|max| frame.len() > max) {
+                if c.client_max_packet
+                    .is_some_and(|max| frame.len() > usize::try_from(max).unwrap_or(usize::MAX))
+                {
                     self.broker.stats.too_large_for_client.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
