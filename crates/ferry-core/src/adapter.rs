@@ -304,8 +304,9 @@ pub trait Adapter: Send + Sync + 'static {
     /// begin this adapter's protocol.
     fn sniff(&self, first_bytes: &[u8]) -> Sniff;
 
-    /// A new session for a connection opened at `now`.
-    fn open(&self, info: &ConnectionInfo, now: Instant) -> Box<dyn Session>;
+    /// A new session for a connection opened at `now`. The session keeps `info` (a
+    /// reference count: the transport and the session share one copy).
+    fn open(&self, info: &Arc<ConnectionInfo>, now: Instant) -> Box<dyn Session>;
 }
 
 #[cfg(test)]

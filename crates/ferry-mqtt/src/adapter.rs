@@ -73,7 +73,7 @@ impl Adapter for MqttAdapter {
         }
     }
 
-    fn open(&self, info: &ConnectionInfo, now: Instant) -> Box<dyn Session> {
+    fn open(&self, info: &Arc<ConnectionInfo>, now: Instant) -> Box<dyn Session> {
         Box::new(MqttSession::new(self.broker.clone(), info.clone(), now))
     }
 }

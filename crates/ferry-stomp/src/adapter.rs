@@ -113,7 +113,7 @@ impl Adapter for StompAdapter {
         sniff(first_bytes)
     }
 
-    fn open(&self, info: &ConnectionInfo, now: Instant) -> Box<dyn Session> {
+    fn open(&self, info: &Arc<ConnectionInfo>, now: Instant) -> Box<dyn Session> {
         Box::new(StompSession::new(self.broker.clone(), info.clone(), now))
     }
 }

@@ -75,7 +75,7 @@ pub(crate) enum Start {
 }
 
 enum Proto {
-    Sniffing(BytesMut),
+    Sniffing(Vec<u8>),
     Running(Box<dyn Session>),
 }
 
@@ -83,10 +83,10 @@ enum Proto {
 enum Closing {
     /// Traffic flows.
     Open,
-    /// Our close frame is queued; waiting for the peer's until the instant.
-    CloseSent(Instant),
-    /// Flush what is pending (until the instant), then drop the connection.
-    Finished(Instant),
+    /// Our close frame is queued; waiting for the peer's until `Conn::closing_until`.
+    CloseSent,
+    /// Flush what is pending (until `Conn::closing_until`), then drop the connection.
+    Finished,
 }
 
 /// Serve one connection: a WebSocket whose handshake is done when `info.carrier` says
@@ -112,10 +112,13 @@ where
 
 /// The state of one connection loop.
 struct Conn {
-    info: ConnectionInfo,
+    info: Arc<ConnectionInfo>,
     shared: Arc<Shared>,
     proto: Option<Proto>,
     closing: Closing,
+    /// The deadline of the closing step (meaningless while open); kept beside `closing`
+    /// rather than in it so that the state packs with the flags.
+    closing_until: Instant,
     /// Whether the peer's close frame has arrived.
     peer_closed: bool,
     /// Whether the session asked to close or the peer closed in order.
@@ -253,9 +256,10 @@ impl Conn {
     /// The state of a connection that starts now (the session opened, unless sniffing).
     fn new(info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>) -> Self {
         let now = Instant::now();
+        let info = Arc::new(info);
         let proto = match start {
             Start::Open(adapter) => Proto::Running(adapter.open(&info, now)),
-            Start::Sniff => Proto::Sniffing(BytesMut::new()),
+            Start::Sniff => Proto::Sniffing(Vec::new()),
         };
         // Rung (through `info.wakeup`) when shutdown begins; delisted on drop.
         shared.live.enlist(info.id, &info.wakeup);
@@ -264,6 +268,7 @@ impl Conn {
             shared,
             proto: Some(proto),
             closing: Closing::Open,
+            closing_until: now,
             peer_closed: false,
             clean: false,
             last_rx: now,
@@ -299,13 +304,12 @@ where
         {
             let timer = tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(86_400));
             tokio::pin!(timer);
-            let mut armed: Option<Instant> = None;
+            // Whether the timer is set for a deadline still wanted (its own deadline tells which).
+            let mut armed = false;
             let mut unflushed = false;
             loop {
-                if let Closing::Finished(_) = conn.closing {
-                    if out.is_empty() {
-                        break;
-                    }
+                if conn.closing == Closing::Finished && out.is_empty() {
+                    break;
                 }
                 if !conn.shutting_down && conn.shared.live.stopping() {
                     conn.shutting_down = true;
@@ -315,7 +319,7 @@ where
                 // and wake-ups; above it, it waits for the peer to read.
                 let room = out.len() < conn.shared.config.listeners.max_pending_output.max(1);
                 let taking_wakes = room && conn.closing == Closing::Open;
-                let taking_input = taking_wakes || matches!(conn.closing, Closing::CloseSent(_));
+                let taking_input = taking_wakes || conn.closing == Closing::CloseSent;
                 let mut read_limit = read_size.0;
                 let paused = byte_rate.as_ref().is_some_and(|rate| rate.resume.is_some());
                 if let (true, Some(rate)) = (taking_input, byte_rate.as_mut()) {
@@ -334,11 +338,11 @@ where
                         .min(),
                     armed,
                 ) {
-                    (None, _) => armed = None,
-                    (Some(at), Some(current)) if at >= current => {}
+                    (None, _) => armed = false,
+                    (Some(at), true) if at >= timer.deadline().into_std() => {}
                     (Some(at), _) => {
                         timer.as_mut().reset(at.into());
-                        armed = Some(at);
+                        armed = true;
                     }
                 }
                 // Set before a batch is written, cleared once it is written and flushed: if
@@ -375,8 +379,8 @@ where
                         }
                     }
                     _ = conn.info.wakeup.woken(), if taking_wakes => conn.on_wake(&mut out),
-                    () = &mut timer, if armed.is_some() => {
-                        armed = None;
+                    () = &mut timer, if armed => {
+                        armed = false;
                         let now = Instant::now();
                         if let Some(rate) = byte_rate.as_mut().filter(|rate| rate.resume.is_some_and(|at| now >= at)) {
                             rate.resume = None;
@@ -412,10 +416,7 @@ impl Conn {
 
     fn next_deadline(&self) -> Option<Instant> {
         let ws = &self.shared.config.websocket;
-        let closing = match self.closing {
-            Closing::Open => None,
-            Closing::CloseSent(at) | Closing::Finished(at) => Some(at),
-        };
+        let closing = (self.closing != Closing::Open).then_some(self.closing_until);
         let ping = if self.ws() && self.closing == Closing::Open && !ws.ping_interval.is_zero() {
             Some(match self.ping_sent {
                 None => self.last_rx + ws.ping_interval,
@@ -434,14 +435,11 @@ impl Conn {
     /// Returns true when the connection must be dropped now.
     fn on_timer(&mut self, out: &mut OutBuf) -> bool {
         let now = Instant::now();
-        match self.closing {
-            Closing::CloseSent(at) | Closing::Finished(at) if now >= at => {
+        if self.closing != Closing::Open {
+            if now >= self.closing_until {
                 debug!(conn = self.info.id, peer = %self.info.peer, "close handshake timed out");
                 return true;
             }
-            _ => {}
-        }
-        if self.closing != Closing::Open {
             return false;
         }
         let ws = &self.shared.config.websocket;
@@ -456,7 +454,7 @@ impl Conn {
                         },
                         out,
                     );
-                    self.closing = Closing::Finished(now + Duration::from_millis(100));
+                    self.set_closing(Closing::Finished, now + Duration::from_millis(100));
                     return false;
                 }
                 None if now >= self.last_rx + ws.ping_interval => {
@@ -508,7 +506,7 @@ impl Conn {
                 let WsReading { frames, assembler } = &mut **ws;
                 // Stop at the first frame that ends the conversation; what follows is
                 // never read (the loop takes no more input once closing).
-                while matches!(self.closing, Closing::Open | Closing::CloseSent(_)) {
+                while matches!(self.closing, Closing::Open | Closing::CloseSent) {
                     let event = match frames.next_frame(input) {
                         Ok(None) => return,
                         Ok(Some(frame)) => match assembler.push(frame) {
@@ -584,7 +582,7 @@ impl Conn {
                             "protocol recognised from first bytes"
                         );
                         let mut session = adapter.open(&self.info, now);
-                        let first = buf.freeze();
+                        let first = Bytes::from(buf);
                         let input = match input {
                             Input::Stream(_) => Input::Stream(first),
                             Input::Message(kind, _) => Input::Message(kind, first),
@@ -643,13 +641,18 @@ impl Conn {
         if self.peer_closed {
             self.finish();
         } else {
-            self.closing = Closing::CloseSent(Instant::now() + self.shared.config.websocket.close_timeout);
+            self.set_closing(Closing::CloseSent, Instant::now() + self.shared.config.websocket.close_timeout);
         }
     }
 
     fn finish(&mut self) {
         let at = Instant::now() + self.shared.config.websocket.close_timeout;
-        self.closing = Closing::Finished(at);
+        self.set_closing(Closing::Finished, at);
+    }
+
+    fn set_closing(&mut self, state: Closing, until: Instant) {
+        self.closing = state;
+        self.closing_until = until;
     }
 }
 

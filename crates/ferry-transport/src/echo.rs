@@ -30,7 +30,7 @@ impl Adapter for EchoAdapter {
         Sniff::NoMatch
     }
 
-    fn open(&self, _info: &ConnectionInfo, _now: Instant) -> Box<dyn Session> {
+    fn open(&self, _info: &std::sync::Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Session> {
         Box::new(EchoSession)
     }
 }
@@ -52,7 +52,7 @@ mod tests {
 
     #[test]
     fn echoes_each_message_with_its_kind() {
-        let info = ConnectionInfo {
+        let info = std::sync::Arc::new(ConnectionInfo {
             id: 1,
             peer: "127.0.0.1:1".parse().unwrap(),
             listener: "ws",
@@ -61,7 +61,7 @@ mod tests {
             subprotocol: None,
             wakeup: ferry_core::Wakeup::new(),
             credentials: None,
-        };
+        });
         let mut s = EchoAdapter.open(&info, Instant::now());
         let mut out = Output::default();
         s.on_input(

@@ -153,7 +153,7 @@ pub(crate) mod tests {
                 Sniff::Match
             }
         }
-        fn open(&self, _: &ConnectionInfo, _: std::time::Instant) -> Box<dyn Session> {
+        fn open(&self, _: &std::sync::Arc<ConnectionInfo>, _: std::time::Instant) -> Box<dyn Session> {
             unimplemented!("negotiation tests open no session")
         }
     }

@@ -47,7 +47,7 @@ impl Adapter for Fixture {
             (true, true) => Sniff::Match,
         }
     }
-    fn open(&self, info: &ConnectionInfo, _now: Instant) -> Box<dyn Session> {
+    fn open(&self, info: &std::sync::Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Session> {
         Box::new(Greeter(self.name, info.subprotocol, self.kind))
     }
 }

@@ -50,7 +50,7 @@ impl Adapter for Reporter {
             Sniff::NoMatch
         }
     }
-    fn open(&self, info: &ConnectionInfo, _now: Instant) -> Box<dyn Session> {
+    fn open(&self, info: &std::sync::Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Session> {
         let creds = info.credentials.as_deref();
         let cn = creds
             .and_then(|c| c.client_cert.as_ref())

@@ -137,7 +137,7 @@ enum Phase {
 /// The MQTT state machine of one connection.
 pub struct MqttSession {
     broker: Arc<MqttBroker>,
-    info: ConnectionInfo,
+    info: Arc<ConnectionInfo>,
     decoder: Decoder,
     input: BytesMut,
     phase: Phase,
@@ -146,7 +146,7 @@ pub struct MqttSession {
 
 impl MqttSession {
     /// A session for a new connection, opened at `now`.
-    pub fn new(broker: Arc<MqttBroker>, info: ConnectionInfo, now: Instant) -> Self {
+    pub fn new(broker: Arc<MqttBroker>, info: Arc<ConnectionInfo>, now: Instant) -> Self {
         let deadline = now + broker.config.connect_timeout;
         // Until the client is authenticated, only small packets: the CONNECT is all it
         // may send, and each byte it sends before then costs an unknown peer nothing.

@@ -103,7 +103,7 @@ impl Conn {
             credentials: None,
         };
         Conn {
-            session: MqttSession::new(broker.clone(), info, now),
+            session: MqttSession::new(broker.clone(), Arc::new(info), now),
             now,
         }
     }

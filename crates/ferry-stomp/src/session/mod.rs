@@ -109,7 +109,7 @@ enum Phase {
 /// The STOMP state machine of one connection.
 pub struct StompSession {
     broker: Arc<StompBroker>,
-    info: ConnectionInfo,
+    info: Arc<ConnectionInfo>,
     decoder: Decoder,
     input: BytesMut,
     phase: Phase,
@@ -129,7 +129,7 @@ struct Ctx<'a> {
 
 impl StompSession {
     /// A session for a new connection, opened at `now`.
-    pub fn new(broker: Arc<StompBroker>, info: ConnectionInfo, now: Instant) -> Self {
+    pub fn new(broker: Arc<StompBroker>, info: Arc<ConnectionInfo>, now: Instant) -> Self {
         let deadline = now.checked_add(broker.config.connect_timeout);
         let decoder = Decoder::new(broker.config.unauthenticated_limits());
         Self {

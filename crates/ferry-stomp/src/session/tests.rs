@@ -60,7 +60,7 @@ impl Client {
         };
         let now = Instant::now();
         Client {
-            session: StompSession::new(broker.clone(), info, now),
+            session: StompSession::new(broker.clone(), Arc::new(info), now),
             wakeup,
             raw: Vec::new(),
             decoder: Decoder::with_version(Limits::default(), Version::V1_2),
