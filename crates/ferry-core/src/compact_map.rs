@@ -59,7 +59,12 @@ impl<K, V, S> CompactMap<K, V, S> {
         }
     }
 
-    /// The values, in no particular order.
+    /// The keys, in no particular order (the same order as [`CompactMap::iter`]).
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// The values, in no particular order (the same order as [`CompactMap::iter`]).
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
     }

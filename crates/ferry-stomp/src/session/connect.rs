@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use ferry_auth::{AuthFailure, ConnectAttempt, Identity, PendingVerdict, Verdict};
-use ferry_core::{next_session_id, Output};
+use ferry_core::{next_session_id, CompactMap, Output};
 use tracing::debug;
 
 use super::heartbeat::{self, HeartBeat};
@@ -198,7 +198,7 @@ impl StompSession {
             bucket,
             heart_beat,
             publisher: next_session_id(),
-            subs: BTreeMap::new(),
+            subs: CompactMap::new(),
             unacked: BTreeMap::new(),
             next_seq: 1,
             pump_start: 0,

@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::{Identity, SecurityStats};
-use ferry_core::{CloseRequest, ConnectionInfo, Input, Output, Session, SessionId, TopicName};
+use ferry_core::{CloseRequest, CompactMap, ConnectionInfo, Input, Output, Session, SessionId, TopicName};
+use foldhash::fast::RandomState;
 use tracing::{debug, info};
 
 use crate::broker::StompBroker;
@@ -77,8 +78,9 @@ struct Connected {
     heart_beat: HeartBeat,
     /// The identity this connection publishes under (never subscribes under).
     publisher: SessionId,
-    /// Subscriptions by id.
-    subs: BTreeMap<String, Sub>,
+    /// Subscriptions by id (most sessions have one or a few: a right-sized vector, not a
+    /// B-tree node with room for eleven).
+    subs: CompactMap<String, Sub, RandomState>,
     /// Messages sent and not yet acknowledged, by sequence number.
     unacked: BTreeMap<u64, Pending>,
     /// The next message sequence number (message ids are `NAME-SEQ`).
