@@ -177,9 +177,7 @@ fn read_some<'a, R: AsyncRead + Unpin>(
                 Poll::Ready(Ok(room.filled().len()))
             });
         }
-        if buf.capacity() - buf.len() < size {
-            buf.reserve(size);
-        }
+        buf.reserve(size);
         poll_read_buf(Pin::new(&mut *rd), cx, &mut (&mut *buf).limit(size))
     })
 }
@@ -321,7 +319,6 @@ where
                 let taking_wakes = room && conn.closing == Closing::Open;
                 let taking_input = taking_wakes || conn.closing == Closing::CloseSent;
                 let mut read_limit = read_size.0;
-                let paused = byte_rate.as_ref().is_some_and(|rate| rate.resume.is_some());
                 if let (true, Some(rate)) = (taking_input, byte_rate.as_mut()) {
                     match rate.allowance(Instant::now(), read_limit, &conn.shared.gate.stats) {
                         Ok(n) => {
@@ -331,6 +328,8 @@ where
                         Err(at) => rate.resume = Some(at),
                     }
                 }
+                // After the allowance: a bucket found empty just now pauses this turn's read.
+                let paused = byte_rate.as_ref().is_some_and(|rate| rate.resume.is_some());
                 match (
                     conn.next_deadline()
                         .into_iter()
@@ -350,7 +349,7 @@ where
                 unflushed |= !out.is_empty();
                 tokio::select! {
                     biased;
-                    written = write_out(&mut wr, &mut out), if unflushed || !out.is_empty() => {
+                    written = write_out(&mut wr, &mut out), if unflushed => {
                         if written.is_err() {
                             break;
                         }
