@@ -99,7 +99,8 @@ pub enum SharedFilterError {
     Filter(#[from] TopicError),
 }
 
-/// Checks the rules that names and filters share: length and the null character.
+/// Checks the length rules that names and filters share: not empty, at most
+/// [`MAX_TOPIC_LEN`] bytes.
 fn check_length(s: &str) -> Result<(), TopicError> {
     if s.is_empty() {
         return Err(TopicError::Empty);
@@ -110,6 +111,7 @@ fn check_length(s: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Checks the rules that names and filters share: length and the null character.
 fn check_common(s: &str) -> Result<(), TopicError> {
     check_length(s)?;
     if s.contains('\0') {

@@ -147,7 +147,7 @@ pub fn topic_filter(key: &str) -> Result<TopicFilter, DestinationError> {
 /// The routing key of an MQTT topic or filter (`sensors/+/temp` → `sensors.*.temp`).
 pub fn routing_key(mqtt: &str) -> String {
     let mut key = String::with_capacity(mqtt.len());
-    translate(mqtt, b'/', b'+', b'*', &mut key);
+    translate(mqtt, '/', "+", "*", &mut key);
     key
 }
 
@@ -156,7 +156,7 @@ pub fn topic_destination(topic: &TopicName) -> String {
     let mqtt = topic.as_str();
     let mut destination = String::with_capacity(TOPIC.len() + mqtt.len());
     destination.push_str(TOPIC);
-    translate(mqtt, b'/', b'+', b'*', &mut destination);
+    translate(mqtt, '/', "+", "*", &mut destination);
     destination
 }
 
@@ -166,36 +166,31 @@ fn to_mqtt(key: &str) -> Result<String, ()> {
         return Err(());
     }
     let mut mqtt = String::with_capacity(key.len());
-    translate(key, b'.', b'*', b'+', &mut mqtt);
+    translate(key, '.', "*", "+", &mut mqtt);
     Ok(mqtt)
 }
 
 /// Appends `from` to `out` with its separator swapped for the other syntax's (`.` and
 /// `/` trade places, inside levels too) and a level that is exactly the wildcard `wild`
-/// written as `other_wild`. Every change is one ASCII byte for another, so this is a
-/// byte map over one buffer (it runs for every SEND and every MESSAGE).
-fn translate(from: &str, separator: u8, wild: u8, other_wild: u8, out: &mut String) {
-    let other = if separator == b'/' { b'.' } else { b'/' };
-    let mut bytes = std::mem::take(out).into_bytes();
-    let base = bytes.len();
-    bytes.extend(from.bytes().map(|b| match b {
-        b if b == separator => other,
-        b if b == other => separator,
-        b => b,
+/// written as `other_wild`. Every change is one ASCII character for another, so the
+/// levels keep their byte offsets (it runs for every SEND and every MESSAGE).
+fn translate(from: &str, separator: char, wild: &str, other_wild: &str, out: &mut String) {
+    let other = if separator == '/' { '.' } else { '/' };
+    let base = out.len();
+    out.extend(from.chars().map(|c| match c {
+        c if c == separator => other,
+        c if c == other => separator,
+        c => c,
     }));
-    if from.as_bytes().contains(&wild) {
+    if from.contains(wild) {
         let mut start = base;
-        for level in from.as_bytes().split(|&b| b == separator) {
-            if level == [wild] {
-                if let Some(b) = bytes.get_mut(start) {
-                    *b = other_wild;
-                }
+        for level in from.split(separator) {
+            if level == wild {
+                out.replace_range(start..start + wild.len(), other_wild);
             }
             start += level.len() + 1;
         }
     }
-    // ASCII bytes swapped for ASCII bytes: still UTF-8, so the fallback never runs.
-    *out = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
 }
 
 #[cfg(test)]

@@ -68,6 +68,15 @@ struct Connected {
     bucket: Option<Box<TokenBucket>>,
 }
 
+impl Connected {
+    /// Whether a packet of `len` bytes exceeds the client's Maximum Packet Size (MQTT 5
+    /// §3.1.2.11.4); such a packet must not be sent to it.
+    fn too_big_for_client(&self, len: usize) -> bool {
+        self.client_max_packet
+            .is_some_and(|max| len > usize::try_from(max).unwrap_or(usize::MAX))
+    }
+}
+
 /// State of a connection whose CONNECT is valid and whose credentials are being checked.
 /// Nothing of the client's session is touched yet: a client without the right password
 /// must not take over (or even disturb) the real one.
@@ -100,12 +109,14 @@ impl OutAliases {
     /// The alias for `topic` and whether the client already knows it, or `None` when
     /// the client takes no (more) aliases.
     fn alias(&mut self, topic: &str) -> Option<(u16, bool)> {
-        let by_topic = self.by_topic.get_or_insert_default();
-        if let Some(a) = by_topic.get(topic) {
+        if let Some(a) = self.by_topic.as_ref().and_then(|m| m.get(topic)) {
             return Some((*a, true));
         }
-        let next = u16::try_from(by_topic.len() + 1).ok().filter(|n| *n <= self.max)?;
-        by_topic.insert(Arc::from(topic), next);
+        // The map is made only for an alias given out: a client that takes none (Topic
+        // Alias Maximum 0, the default) never gets one.
+        let given = self.by_topic.as_ref().map_or(0, |m| m.len());
+        let next = u16::try_from(given + 1).ok().filter(|n| *n <= self.max)?;
+        self.by_topic.get_or_insert_default().insert(Arc::from(topic), next);
         Some((next, false))
     }
 }

@@ -113,9 +113,7 @@ impl MqttSession {
                             version,
                         )
                     };
-                    if c.client_max_packet
-                        .is_some_and(|max| frame.len() > usize::try_from(max).unwrap_or(usize::MAX))
-                    {
+                    if c.too_big_for_client(frame.len()) {
                         self.broker.stats.too_large_for_client.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
@@ -134,9 +132,7 @@ impl MqttSession {
                 };
                 let packet = Packet::Publish(Self::publish_packet(&d, version, pkid, false, now, Some(&mut aliases)));
                 let frame = Self::encode(&packet, version);
-                if c.client_max_packet
-                    .is_some_and(|max| frame.len() > usize::try_from(max).unwrap_or(usize::MAX))
-                {
+                if c.too_big_for_client(frame.len()) {
                     self.broker.stats.too_large_for_client.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }

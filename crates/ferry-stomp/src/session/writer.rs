@@ -58,12 +58,11 @@ impl Writer {
                         return false;
                     }
                 } else {
-                    let mut head = BytesMut::new();
-                    if let Err(e) = codec::encode_head(frame, version, &mut head) {
+                    // Straight into the pending bytes: on error nothing is appended.
+                    if let Err(e) = codec::encode_head(frame, version, &mut self.pending) {
                         error!(error = %e, command = %frame.command(), "internal error: cannot encode an outgoing STOMP frame");
                         return false;
                     }
-                    self.pending.extend_from_slice(&head);
                     self.flush(out);
                     out.send(MessageKind::Text, frame.body().clone());
                     out.send(MessageKind::Text, Bytes::from_static(FRAME_END));
