@@ -47,6 +47,8 @@ pub struct MqttStats {
     pub too_large_unauthenticated: AtomicU64,
     /// CONNECTs refused because the ACL denies the will topic (CONNACK 0x05 / 0x87).
     pub will_denied: AtomicU64,
+    /// Connections closed for sending MQTT in a WebSocket text frame [MQTT-6.0.0-1].
+    pub text_frames: AtomicU64,
 }
 
 /// The MQTT adapter's shared state.

@@ -95,6 +95,12 @@ impl Collector for BrokerCollector {
         )?;
         counter(
             &mut e,
+            "mqtt_text_frames",
+            "MQTT connections closed for sending a packet in a WebSocket text frame",
+            &m.text_frames,
+        )?;
+        counter(
+            &mut e,
             "mqtt_protocol_errors",
             "MQTT connections closed for a protocol violation",
             &m.protocol_errors,

@@ -1,6 +1,6 @@
 //! The sans-IO decoder: a stream buffer in, whole packets out.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::connect;
 use super::control;
@@ -130,6 +130,17 @@ impl Decoder {
         };
         let size = header.frame_len();
         if size > self.max_packet_size {
+            if self.version.is_none() {
+                // An oversized CONNECT: its protocol name and level (at most the first 9
+                // bytes of its body) say which CONNACK can refuse it, so wait for them.
+                let start = buf.len().min(header.header_len);
+                let have = &buf[start..buf.len().min(header.header_len + 9)];
+                match connect::detect(&Bytes::copy_from_slice(have)) {
+                    Ok(version) => self.version = Some(version),
+                    Err(_) if have.len() < 9 => return Ok(None),
+                    Err(_) => {}
+                }
+            }
             return Err(DecodeError::PacketTooLarge {
                 size,
                 max: self.max_packet_size,
@@ -244,6 +255,28 @@ mod tests {
         assert_eq!(dec.decode(&mut buf), Ok(None));
         assert_eq!(&buf[..], &CONNECT_V4[..10]);
         assert_eq!(dec.version(), None);
+    }
+
+    #[test]
+    fn an_oversized_connect_waits_for_its_version_then_fails() {
+        // A 5.0 CONNECT announcing 100,000 bytes (remaining length a0 8d 06) to a decoder
+        // that takes 100: refused once its protocol name and level are in, which makes
+        // the refusal a 5.0 CONNACK 0x95 (MQTT 5 §3.1.2.2, §4.13.1).
+        let head = [0x10, 0xa0, 0x8d, 0x06];
+        let mut dec = Decoder::server(100);
+        let mut buf = BytesMut::from(&head[..]);
+        assert_eq!(dec.decode(&mut buf), Ok(None), "the level is not in yet");
+        buf.extend_from_slice(&[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05]);
+        assert_eq!(dec.decode(&mut buf), Err(DecodeError::PacketTooLarge { size: 100_004, max: 100 }));
+        assert_eq!(dec.version(), Some(Version::V5));
+        let refusal = DecodeError::PacketTooLarge { size: 100_004, max: 100 }.connack_refusal(dec.version());
+        assert_eq!(refusal, Some((Version::V5, ReasonCode::PACKET_TOO_LARGE)));
+        // A 3.1.1 one: the version is known, and 3.1.1 has no CONNACK code for it.
+        let mut dec = Decoder::server(100);
+        let mut buf = BytesMut::from(&head[..]);
+        buf.extend_from_slice(&[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04]);
+        assert!(matches!(dec.decode(&mut buf), Err(DecodeError::PacketTooLarge { .. })));
+        assert_eq!(dec.version(), Some(Version::V3_1_1));
     }
 
     #[test]

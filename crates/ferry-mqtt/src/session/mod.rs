@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::{Identity, PendingVerdict, SecurityStats, Verdict};
-use ferry_core::{CloseRequest, ConnectionInfo, Input, Message, Output, Owner, Session, SessionSlot};
+use ferry_core::{CloseRequest, ConnectionInfo, Input, Message, MessageKind, Output, Owner, Session, SessionSlot};
 use tracing::{debug, info};
 
 use crate::broker::MqttBroker;
@@ -187,6 +187,31 @@ impl MqttSession {
         self.server_disconnect(reason, why, End::Abnormal, w, out);
     }
 
+    /// Close because a packet came in a WebSocket text frame: MQTT 3.1.1 and 5.0 §6.0
+    /// [MQTT-6.0.0-1] allow only binary frames. MQTT 5 gets DISCONNECT 0x82 once
+    /// connected; the WebSocket is closed with 1003 (a type of data not accepted).
+    fn refuse_text_frame(&mut self, w: &mut Writer, out: &mut Output) {
+        const WHY: &str = "MQTT packets must be sent in binary WebSocket frames";
+        self.broker.stats.text_frames.fetch_add(1, Ordering::Relaxed);
+        self.broker.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        info!(conn = self.info.id, peer = %self.info.peer, "MQTT packet in a WebSocket text frame: closing");
+        if let Phase::Connected(c) = &mut self.phase {
+            if c.version.is_v5() {
+                let mut d = Disconnect::new(ReasonCode::PROTOCOL_ERROR);
+                d.properties.push(crate::codec::Property::ReasonString(ByteString::from(WHY)));
+                w.packet(&Packet::Disconnect(d), c.version);
+            }
+            c.ended.get_or_insert(End::Abnormal);
+        } else {
+            self.phase = Phase::Closed;
+        }
+        w.flush(out);
+        out.close(CloseRequest {
+            code: 1003,
+            reason: WHY.into(),
+        });
+    }
+
     /// End the connection from the broker's side.
     fn server_disconnect(&mut self, reason: ReasonCode, why: &str, end: End, w: &mut Writer, out: &mut Output) {
         if let Phase::Connected(c) = &mut self.phase {
@@ -298,9 +323,14 @@ impl MqttSession {
                 }
             }
         }
-        if matches!(self.phase, Phase::Authenticating(_)) && self.input.len() > self.broker.config.max_packet_size {
+        if let (Phase::Authenticating(a), true) = (&self.phase, self.input.len() > self.broker.config.max_packet_size) {
             self.broker.stats.too_large_unauthenticated.fetch_add(1, Ordering::Relaxed);
             info!(conn = self.info.id, peer = %self.info.peer, buffered = self.input.len(), "too much input while authenticating: closing");
+            // The CONNECT is not answered yet: a 5.0 client reads why in its CONNACK.
+            let version = a.accepted.version();
+            if version.is_v5() {
+                return self.refuse(version, ReasonCode::PACKET_TOO_LARGE, "too much input before CONNACK", w, out);
+            }
             self.phase_close("", w, out);
             self.phase = Phase::Closed;
         }
@@ -323,8 +353,12 @@ impl Session for MqttSession {
         if matches!(self.phase, Phase::Closed) {
             return;
         }
-        self.input.extend_from_slice(input.bytes());
         let mut w = Writer::default();
+        if let Input::Message(MessageKind::Text, _) = input {
+            self.refuse_text_frame(&mut w, out);
+            return w.flush(out);
+        }
+        self.input.extend_from_slice(input.bytes());
         self.decode_input(now, &mut w, out);
         w.flush(out);
     }
@@ -415,7 +449,10 @@ impl Session for MqttSession {
         }
         if matches!(end, End::Abnormal | End::DisconnectWithWill) {
             if let Some(will) = c.will {
-                self.broker.publish_will(c.client_id.clone(), will.message, now + will.delay, now);
+                // MQTT 5 §3.1.3.2.2: the will goes when its delay passes or the session
+                // ends, whichever is first; a session expiry of 0 ends it now.
+                let delay = will.delay.min(c.session_expiry);
+                self.broker.publish_will(c.client_id.clone(), will.message, now + delay, now);
             }
         }
         if let Some(ended) = self

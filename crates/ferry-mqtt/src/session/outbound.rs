@@ -61,7 +61,9 @@ impl MqttSession {
     /// Send what the outbox holds, as far as the in-flight window allows.
     pub(super) fn pump(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
         let Phase::Connected(c) = &self.phase else { return };
-        if c.ended.is_some() {
+        // A connection whose session was taken over sends nothing more, even before it
+        // has noticed: what waits in the outbox is the new connection's.
+        if c.ended.is_some() || c.owner.is_taken_over() {
             return;
         }
         let version = c.version;
@@ -126,6 +128,13 @@ impl MqttSession {
                     break;
                 }
                 let mut state = c.slot.state.lock();
+                // Checked under the state lock: the connection that takes the session over
+                // reads the in-flight messages (to resend them) under it too, after the
+                // take-over, so a message is either resent by it or stays queued for it.
+                if c.owner.is_taken_over() {
+                    stopped = Some(d);
+                    break;
+                }
                 let Some(pkid) = state.next_pkid() else {
                     stopped = Some(d);
                     break;

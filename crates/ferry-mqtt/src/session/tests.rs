@@ -11,11 +11,11 @@ use ferry_auth::config::{AnonymousPolicy, FailedAuthSettings};
 use ferry_auth::jwt::{Algorithm, JwtKey};
 use ferry_auth::password::HashParams;
 use ferry_auth::{Acl, AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, Offload, PasswordFile, RunInline};
-use ferry_core::{Carrier, ConnectionInfo, Input, Message, Output, QoS, Router, Session, TopicName, Wakeup};
+use ferry_core::{Carrier, ConnectionInfo, Input, Message, MessageKind, Output, QoS, Router, Session, TopicName, Wakeup};
 
 use super::MqttSession;
 use crate::broker::MqttBroker;
-use crate::codec::{self, Ack, Connect, Packet, Publish, Subscribe, Subscription, Version, Will};
+use crate::codec::{self, Ack, Connect, Packet, Property, Publish, Subscribe, Subscription, Version, Will};
 use crate::config::MqttConfig;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -325,12 +325,13 @@ fn packets_before_authentication_are_small() {
     };
     let b = broker(inline_gate(), config);
     let now = Instant::now();
-    // Refused from the fixed header, before the protocol level is read: closed with no
-    // CONNACK, whatever the version.
-    for version in [Version::V5, Version::V3_1_1] {
+    // Refused as soon as the protocol level is read: MQTT 5 gets CONNACK 0x95 Packet
+    // too large, MQTT 3.1.1 (which has no such code) is closed.
+    for (version, answer) in [(Version::V5, vec![0x20, 0x03, 0x00, 0x95, 0x00]), (Version::V3_1_1, vec![])] {
         let big = connect(version, "c1", Some("alice"), Some(&[b'p'; 100]));
         let out = Conn::open(&b, now).send(&big, version);
-        assert!(bytes(&out).is_empty() && out.close.is_some(), "{out:?}");
+        assert_eq!(bytes(&out), answer);
+        assert!(out.close.is_some(), "{out:?}");
     }
     assert_eq!(b.stats.too_large_unauthenticated.load(Ordering::Relaxed), 2);
     // Once authenticated, max_packet_size applies.
@@ -564,4 +565,149 @@ fn the_open_gatekeeper_lets_everyone_in() {
     let b = Arc::new(MqttBroker::new(Arc::new(Router::default()), MqttConfig::default()));
     let out = Conn::open(&b, Instant::now()).send(&connect(Version::V3_1_1, "a", None, None), Version::V3_1_1);
     assert_eq!(bytes(&out), [0x20, 0x02, 0x00, 0x00]);
+}
+
+// Conformance: will delay against session expiry, take-over, text frames.
+
+/// A broker that lets everyone in (no ACL), for the conformance tests below.
+fn open_broker() -> Arc<MqttBroker> {
+    Arc::new(MqttBroker::new(Arc::new(Router::default()), MqttConfig::default()))
+}
+
+/// A 5.0 CONNECT for `id` with `session_expiry` seconds, not clean-start when the session
+/// outlives the connection.
+fn connect_v5(id: &str, session_expiry: u32) -> Connect {
+    let mut c = Connect::new(Version::V5, id);
+    c.keep_alive = 0;
+    c.clean_start = session_expiry == 0;
+    if session_expiry > 0 {
+        c.properties.push(Property::SessionExpiryInterval(session_expiry));
+    }
+    c
+}
+
+fn with_will(mut c: Connect, topic: &str, delay: u32) -> Connect {
+    let mut properties = codec::Properties::new();
+    properties.push(Property::WillDelayInterval(delay));
+    c.will = Some(Will {
+        topic: topic.into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties,
+    });
+    c
+}
+
+#[test]
+fn a_will_goes_when_the_session_ends_if_that_is_before_its_delay() {
+    // MQTT 5 §3.1.3.2.2: published when the delay passes or the session ends, whichever
+    // is first.
+    let b = open_broker();
+    let now = Instant::now();
+    // Session expiry 0: the session ends with the connection, so the will goes at once.
+    let mut c = Conn::open(&b, now);
+    c.send(&Packet::Connect(with_will(connect_v5("w0", 0), "wills/w0", 5)), Version::V5);
+    c.session.on_closed(false, now);
+    assert_eq!(b.stats.wills.load(Ordering::Relaxed), 1, "published at once");
+    assert_eq!(b.tick(now), None, "nothing left waiting");
+    // Session expiry 2 s, will delay 5 s: the will goes at 2 s.
+    let mut c = Conn::open(&b, now);
+    c.send(&Packet::Connect(with_will(connect_v5("w2", 2), "wills/w2", 5)), Version::V5);
+    c.session.on_closed(false, now);
+    assert_eq!(b.stats.wills.load(Ordering::Relaxed), 1);
+    assert_eq!(b.tick(now), Some(now + Duration::from_secs(2)));
+    b.tick(now + Duration::from_secs(2));
+    assert_eq!(b.stats.wills.load(Ordering::Relaxed), 2, "published when the session ended");
+    // Will delay shorter than the session: the delay holds.
+    let mut c = Conn::open(&b, now);
+    c.send(&Packet::Connect(with_will(connect_v5("w9", 60), "wills/w9", 1)), Version::V5);
+    c.session.on_closed(false, now);
+    assert_eq!(b.tick(now), Some(now + Duration::from_secs(1)));
+    b.tick(now + Duration::from_secs(1));
+    assert_eq!(b.stats.wills.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn a_connection_taken_over_leaves_the_queue_to_its_successor() {
+    // The state that let a will be skipped: a persistent subscriber's old connection,
+    // taken over but not yet told (its wake-up not yet handled), reads a PUBACK from its
+    // client, and the delivery round that follows took the message queued meanwhile (a
+    // will) out of the session's queue and wrote it to the socket that is going away.
+    let b = open_broker();
+    let now = Instant::now();
+    let mut old = Conn::open(&b, now);
+    old.send(&Packet::Connect(connect_v5("sub", 300)), Version::V5);
+    let mut s = Subscribe {
+        pkid: 1,
+        subscriptions: vec![Subscription::new("wills/#", QoS::ExactlyOnce)],
+        properties: Default::default(),
+    };
+    old.send(&Packet::Subscribe(s.clone()), Version::V5);
+    let mut publisher = Conn::open(&b, now);
+    publisher.send(&Packet::Connect(connect_v5("pub", 0)), Version::V5);
+    publisher.send(&publish("wills/first", QoS::AtLeastOnce, 1), Version::V5);
+    let first = old.wake();
+    assert_eq!(bytes(&first)[0] & 0xF0, 0x30, "the first message reached the old connection");
+    // The client reconnects: the new connection takes the session over.
+    let mut new = Conn::open(&b, now);
+    let out = new.send(&Packet::Connect(connect_v5("sub", 300)), Version::V5);
+    assert_eq!(bytes(&out)[3], 0x00, "accepted");
+    // A will arrives for the session, and the old connection reads its client's PUBACK.
+    let mut dying = Conn::open(&b, now);
+    dying.send(&Packet::Connect(with_will(connect_v5("dying", 0), "wills/dying", 0)), Version::V5);
+    dying.session.on_closed(false, now);
+    let late = old.send(&Packet::PubAck(Ack::new(1)), Version::V5);
+    assert!(
+        !bytes(&late).windows(4).any(|w| w == b"gone"),
+        "the old connection wrote the will: {late:?}"
+    );
+    let out = new.wake();
+    assert!(
+        bytes(&out).windows(4).any(|w| w == b"gone"),
+        "the new connection gets the will: {out:?}"
+    );
+    // The old connection then learns of the take-over and leaves with 0x8E.
+    let out = old.wake();
+    assert_eq!(&bytes(&out)[..3], &[0xE0, bytes(&out)[1], 0x8E]);
+    old.session.on_closed(false, now);
+    s.pkid = 2;
+    assert_eq!(
+        bytes(&new.send(&Packet::Subscribe(s), Version::V5))[0],
+        0x90,
+        "the session still serves"
+    );
+}
+
+#[test]
+fn mqtt_in_a_websocket_text_frame_closes() {
+    // MQTT 3.1.1 and 5.0 §6.0 [MQTT-6.0.0-1]: only binary frames.
+    let b = open_broker();
+    let now = Instant::now();
+    let text = |conn: &mut Conn, packet: &Packet, version: Version| {
+        let mut buf = BytesMut::new();
+        codec::encode(packet, version, &mut buf).unwrap();
+        let mut out = Output::default();
+        conn.session
+            .on_input(Input::Message(MessageKind::Text, buf.freeze()), now, &mut out);
+        out
+    };
+    // A CONNECT in a text frame: no CONNACK, closed with 1003.
+    let mut c = Conn::open(&b, now);
+    let out = text(&mut c, &Packet::Connect(connect_v5("t1", 0)), Version::V5);
+    assert!(bytes(&out).is_empty(), "{out:?}");
+    assert_eq!(out.close.as_ref().map(|c| c.code), Some(1003));
+    // A valid, all-ASCII PUBLISH after an accepted CONNECT: DISCONNECT 0x82, not routed.
+    let mut sub = Conn::open(&b, now);
+    sub.send(&Packet::Connect(connect_v5("t-sub", 0)), Version::V5);
+    sub.send(&subscribe(1, &["ascii"]), Version::V5);
+    let mut c = Conn::open(&b, now);
+    c.send(&Packet::Connect(connect_v5("t2", 0)), Version::V5);
+    let mut p = Publish::new("ascii", QoS::AtMostOnce, Bytes::from_static(b"hello"));
+    p.pkid = 0;
+    let out = text(&mut c, &Packet::Publish(p), Version::V5);
+    assert_eq!(&bytes(&out)[..3], &[0xE0, bytes(&out)[1], 0x82]);
+    assert_eq!(out.close.as_ref().map(|c| c.code), Some(1003));
+    assert!(bytes(&sub.wake()).is_empty(), "not routed");
+    assert_eq!(b.stats.text_frames.load(Ordering::Relaxed), 2);
 }
