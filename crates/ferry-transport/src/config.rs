@@ -31,6 +31,14 @@ pub struct Listeners {
     /// A PROXY protocol header not fully received within this time drops the connection.
     #[serde(with = "humantime_serde")]
     pub proxy_protocol_timeout: Duration,
+    /// After the broker ends a connection (a refusal, a close frame, an HTTP error), how
+    /// long it keeps reading and discarding what the peer still sends, so that its last
+    /// bytes reach the peer instead of being lost to a TCP reset (a lingering close).
+    /// 0 turns lingering off.
+    #[serde(with = "humantime_serde")]
+    pub linger_timeout: Duration,
+    /// The most bytes discarded while lingering; past it the socket is closed at once.
+    pub linger_max_bytes: usize,
     /// HTTP + WebSocket (MQTT and STOMP, `/healthz`, `/metrics`).
     pub ws: ListenerConfig,
     /// HTTP + WebSocket over TLS; started only when `[tls]` names a certificate.
@@ -53,6 +61,8 @@ impl Default for Listeners {
             max_pending_output: 256 * 1024,
             trusted_proxies: Vec::new(),
             proxy_protocol_timeout: Duration::from_secs(5),
+            linger_timeout: Duration::from_secs(2),
+            linger_max_bytes: 256 * 1024,
             ws: on(8083),
             wss: on(8084),
             mqtt: on(1883),

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, CONNECTION, CONTENT_TYPE, HOST, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -111,7 +113,26 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
+/// Why a request's `Host` header is unacceptable, if it is: RFC 9112 §3.2 (and RFC 6455
+/// §4.2.1 for the upgrade) wants exactly one in an HTTP/1.1 request and at most one in
+/// any other.
+fn host_problem(req: &Request<Incoming>) -> Option<&'static str> {
+    match (req.headers().get_all(HOST).iter().count(), req.version()) {
+        (0, hyper::Version::HTTP_11) => Some("an HTTP/1.1 request needs a Host header"),
+        (0 | 1, _) => None,
+        _ => Some("more than one Host header"),
+    }
+}
+
 fn route(mut req: Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) -> Response<Body> {
+    if let Some(problem) = host_problem(&req) {
+        info!(peer = %conn.peer, listener = conn.listener, reason = problem, "HTTP request refused");
+        shared.metrics.refused("http_host");
+        let mut resp = text(StatusCode::BAD_REQUEST, format!("bad request: {problem}\n"));
+        // The request cannot be trusted to frame the next one: close after answering.
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
     if handshake::is_websocket_attempt(req.headers()) {
         return upgrade(&mut req, conn, shared);
     }

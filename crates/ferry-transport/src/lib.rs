@@ -17,6 +17,7 @@ pub mod error;
 pub mod frame_reader;
 pub mod handshake;
 mod http;
+mod linger;
 mod live;
 pub mod metrics;
 pub mod origin;

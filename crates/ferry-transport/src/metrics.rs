@@ -29,6 +29,9 @@ pub struct Metrics {
     refused: Family<ReasonLabel, Counter>,
     closes: Family<CodeLabel, Counter>,
     tasks: Gauge,
+    lingered: Counter,
+    linger_discarded: Counter,
+    linger_cut: Counter,
 }
 
 impl Default for Metrics {
@@ -56,6 +59,24 @@ impl Default for Metrics {
             closes.clone(),
         );
         registry.register("runtime_alive_tasks", "Tasks alive in the broker's runtime", tasks.clone());
+        let lingered = Counter::default();
+        let linger_discarded = Counter::default();
+        let linger_cut = Counter::default();
+        registry.register(
+            "lingering_closes",
+            "Connections the broker ended that were drained before closing (listeners.linger_timeout)",
+            lingered.clone(),
+        );
+        registry.register(
+            "linger_discarded_bytes",
+            "Bytes read and discarded from connections being closed",
+            linger_discarded.clone(),
+        );
+        registry.register(
+            "linger_cut",
+            "Lingering closes cut short by listeners.linger_timeout or listeners.linger_max_bytes",
+            linger_cut.clone(),
+        );
         Self {
             registry,
             opened,
@@ -63,6 +84,9 @@ impl Default for Metrics {
             refused,
             closes,
             tasks,
+            lingered,
+            linger_discarded,
+            linger_cut,
         }
     }
 }
@@ -101,6 +125,16 @@ impl Metrics {
     /// Count a close frame sent with `code`.
     pub fn close_sent(&self, code: u16) {
         self.closes.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    /// Count a lingering close that discarded `bytes`; `cut` when a bound ended it
+    /// before the peer closed.
+    pub fn lingered(&self, bytes: usize, cut: bool) {
+        self.lingered.inc();
+        self.linger_discarded.inc_by(bytes as u64);
+        if cut {
+            self.linger_cut.inc();
+        }
     }
 
     /// The metrics in the Prometheus text format.

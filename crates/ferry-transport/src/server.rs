@@ -22,6 +22,7 @@ use crate::credentials;
 use crate::echo::EchoAdapter;
 use crate::error::TransportError;
 use crate::http::serve_http;
+use crate::linger::{LingerPolicy, Lingering};
 use crate::live::LiveConnections;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     /// The open connections, rung when shutdown begins.
     pub(crate) live: LiveConnections,
     pub(crate) tracker: TaskTracker,
+    /// How connections the broker ends are drained before they close.
+    pub(crate) linger: Arc<LingerPolicy>,
     next_id: AtomicU64,
 }
 
@@ -130,11 +133,18 @@ impl Server {
     ) -> Result<Server, TransportError> {
         let http_tls = tls::acceptor(&config.tls, &[b"http/1.1"])?;
         let stream_tls = tls::acceptor(&config.tls, &[])?;
+        let metrics = Arc::new(metrics);
+        let linger = Arc::new(LingerPolicy {
+            timeout: config.listeners.linger_timeout,
+            max_bytes: config.listeners.linger_max_bytes,
+            metrics: metrics.clone(),
+        });
         let shared = Arc::new(Shared {
             origins: OriginPolicy::new(&config.http.allowed_origins, config.http.allow_missing_origin),
             registry,
             echo: Arc::new(EchoAdapter),
-            metrics: Arc::new(metrics),
+            metrics,
+            linger,
             gate,
             refusals: RefusalLog::default(),
             shutdown: CancellationToken::new(),
@@ -351,6 +361,7 @@ async fn handle_proxied(
         Ok(admission) => admission,
         Err(denied) => return refuse(stream, peer, &listener, denied, &shared),
     };
+    let stream = Lingering::new(stream, shared.linger.clone());
     match (&listener.tls, &listener.service) {
         (Some(acceptor), _) => {
             handle_tls(stream, peer, admission, acceptor.clone(), listener.clone(), shared).await;
@@ -367,6 +378,7 @@ async fn handle_proxied(
 /// future of its own, so a plain MQTT connection's task is not as large as a TLS
 /// handshake's or an HTTP connection's (a task's memory is its future's size).
 fn spawn_connection(stream: TcpStream, peer: SocketAddr, admission: Admission, listener: &Arc<Listener>, shared: &Arc<Shared>) {
+    let stream = Lingering::new(stream, shared.linger.clone());
     let tracker = &shared.tracker;
     let name = listener.name;
     match (&listener.tls, &listener.service) {
@@ -426,7 +438,7 @@ fn tls_credentials<S>(
 }
 
 async fn handle_tls(
-    stream: TcpStream,
+    stream: Lingering,
     peer: SocketAddr,
     admission: Admission,
     acceptor: TlsAcceptor,
