@@ -3,9 +3,12 @@
 //! `client` subscription an ACK or NACK covers the message and every earlier
 //! unacknowledged one of that subscription; on `client-individual` only the message.
 //!
-//! An ACK for a message that is no longer pending (acknowledged already, or sent on an
-//! `auto` subscription) changes nothing; one for an id this connection never sent, or
-//! naming an unknown subscription, is a protocol error. A NACKed topic message is sent
+//! The message id settles the message, whatever the `subscription` header says (message
+//! ids are unique per connection): RabbitMQ and ActiveMQ do the same, and a 1.1 client
+//! that names another subscription (stomp.py's `ack(id, subscription)` makes that easy)
+//! still gets its message settled. An ACK for a message that is no longer pending
+//! (acknowledged already, or sent on an `auto` subscription) changes nothing; one for an
+//! id this connection never sent is a protocol error. A NACKed topic message is sent
 //! again (`redelivered:true`) unless it was published at QoS 0; a NACKed queue message
 //! goes back to the front of its queue for the next consumer in turn.
 
@@ -65,12 +68,10 @@ impl Connected {
                 header: "subscription",
             });
         }
-        if let Some(sub) = subscription {
-            if !self.subs.contains_key(sub) {
-                return Err(ProtocolError::UnknownSubscription { id: sub.to_owned() });
-            }
-        }
         let seq = self.parse_message_id(id)?;
+        if let Some(sub) = subscription.filter(|sub| self.unacked.get(&seq).is_some_and(|p| p.sub != *sub)) {
+            debug!(conn = ctx.info.id, session = %self.name, id, subscription = sub, "ACK/NACK names another subscription: settled by its message id");
+        }
         let seqs = self.covered(seq);
         if seqs.is_empty() {
             debug!(conn = ctx.info.id, session = %self.name, id, "ACK/NACK of a message not pending: nothing to do");
