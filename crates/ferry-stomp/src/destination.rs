@@ -7,6 +7,15 @@
 //! | `/temp-queue/NAME` | a queue private to the connection, for request/reply |
 //! | `/reply-queue/TOKEN` | what a `reply-to:/temp-queue/NAME` is rewritten to: others SEND replies there |
 //!
+//! RabbitMQ's web-stomp destinations are served too, for users moving from it:
+//!
+//! | destination | is |
+//! |---|---|
+//! | `/exchange/amq.topic/KEY` | `/topic/KEY` (the same tree: MQTT sees the same topic) |
+//! | `/amq/queue/NAME` | `/queue/NAME` |
+//! | `/exchange/amq.fanout`, `/exchange/amq.fanout/ANY` | one fan-out destination every subscriber of it gets (the routing key is ignored); the MQTT topic [`FANOUT_TOPIC`] |
+//! | any other `/exchange/…` | refused, naming what is served |
+//!
 //! Routing keys map onto MQTT topics as DESIGN.md says, the way RabbitMQ users expect:
 //! words are separated by `.` in STOMP and levels by `/` in MQTT, and a `/` inside a
 //! STOMP word is a `.` inside the MQTT level (the two characters swap). In a
@@ -36,8 +45,21 @@ pub const TEMP_QUEUE: &str = "/temp-queue/";
 /// Prefix of the public names of temporary queues (only to SEND replies to).
 pub const REPLY_QUEUE: &str = "/reply-queue/";
 
+/// Prefix of RabbitMQ's exchange destinations.
+pub const EXCHANGE: &str = "/exchange/";
+/// Prefix of RabbitMQ's queue destinations (the same queues as `/queue/`).
+pub const AMQ_QUEUE: &str = "/amq/queue/";
+/// The exchanges served under [`EXCHANGE`], for error messages.
+pub const EXCHANGES: &str = "/exchange/amq.topic/KEY, /exchange/amq.fanout";
+/// The MQTT topic of `/exchange/amq.fanout`: a `$` topic, so that no `#` or `+`
+/// subscriber gets its messages by accident (MQTT 5 §4.7.2).
+pub const FANOUT_TOPIC: &str = "$exchange/amq.fanout";
+/// The destination MESSAGE frames of [`FANOUT_TOPIC`] carry.
+pub const FANOUT: &str = "/exchange/amq.fanout";
+
 /// The accepted prefixes, for error messages.
-pub const ACCEPTED: &str = "/topic/, /queue/, /temp-queue/ (and /reply-queue/ for replies)";
+pub const ACCEPTED: &str =
+    "/topic/, /queue/, /temp-queue/ (and /reply-queue/ for replies), /exchange/amq.topic/, /exchange/amq.fanout, /amq/queue/";
 
 /// Why a destination is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -45,6 +67,12 @@ pub enum DestinationError {
     /// Not one of the accepted prefixes.
     #[error("destination {destination:?} is not supported: use {ACCEPTED}")]
     UnknownPrefix {
+        /// The destination as sent.
+        destination: String,
+    },
+    /// An exchange other than `amq.topic` and `amq.fanout`.
+    #[error("destination {destination:?}: only the exchanges {EXCHANGES} are served; or use {ACCEPTED}")]
+    UnknownExchange {
         /// The destination as sent.
         destination: String,
     },
@@ -92,6 +120,9 @@ pub enum Destination {
 impl Destination {
     /// Parse a `destination` header.
     pub fn parse(destination: &str) -> Result<Destination, DestinationError> {
+        if let Some(exchange) = destination.strip_prefix(EXCHANGE) {
+            return Self::exchange(destination, exchange);
+        }
         let (make, rest): (fn(String) -> Destination, &str) = if let Some(r) = destination.strip_prefix(TOPIC) {
             (Destination::Topic, r)
         } else if let Some(r) = destination.strip_prefix(QUEUE) {
@@ -100,6 +131,8 @@ impl Destination {
             (Destination::TempQueue, r)
         } else if let Some(r) = destination.strip_prefix(REPLY_QUEUE) {
             (Destination::ReplyQueue, r)
+        } else if let Some(r) = destination.strip_prefix(AMQ_QUEUE) {
+            (Destination::Queue, r)
         } else {
             return Err(DestinationError::UnknownPrefix {
                 destination: destination.to_owned(),
@@ -111,6 +144,22 @@ impl Destination {
             });
         }
         Ok(make(rest.to_owned()))
+    }
+
+    /// RabbitMQ's `/exchange/NAME[/KEY]`: `amq.topic` is the topic tree, `amq.fanout`
+    /// one fan-out topic whatever the key.
+    fn exchange(destination: &str, exchange: &str) -> Result<Destination, DestinationError> {
+        let (name, key) = exchange.split_once('/').unwrap_or((exchange, ""));
+        match name {
+            "amq.topic" if key.is_empty() => Err(DestinationError::Empty {
+                destination: destination.to_owned(),
+            }),
+            "amq.topic" => Ok(Destination::Topic(key.to_owned())),
+            "amq.fanout" => Ok(Destination::Topic(routing_key(FANOUT_TOPIC))),
+            _ => Err(DestinationError::UnknownExchange {
+                destination: destination.to_owned(),
+            }),
+        }
     }
 }
 
@@ -154,6 +203,9 @@ pub fn routing_key(mqtt: &str) -> String {
 /// The `destination` of a MESSAGE for a message published on `topic`.
 pub fn topic_destination(topic: &TopicName) -> String {
     let mqtt = topic.as_str();
+    if mqtt == FANOUT_TOPIC {
+        return FANOUT.to_owned();
+    }
     let mut destination = String::with_capacity(TOPIC.len() + mqtt.len());
     destination.push_str(TOPIC);
     translate(mqtt, '/', "+", "*", &mut destination);
@@ -203,10 +255,36 @@ mod tests {
         assert_eq!(Destination::parse("/queue/jobs"), Ok(Destination::Queue("jobs".into())));
         assert_eq!(Destination::parse("/temp-queue/r"), Ok(Destination::TempQueue("r".into())));
         assert_eq!(Destination::parse("/reply-queue/x.r"), Ok(Destination::ReplyQueue("x.r".into())));
-        let err = Destination::parse("/exchange/amq.topic").unwrap_err();
+        let err = Destination::parse("/exchange/amq.direct/x").unwrap_err();
+        assert!(err.to_string().contains("/exchange/amq.topic/KEY, /exchange/amq.fanout"), "{err}");
+        let err = Destination::parse("/other/x").unwrap_err();
         assert!(err.to_string().contains("/topic/, /queue/, /temp-queue/"), "{err}");
         assert!(matches!(Destination::parse("/queue/"), Err(DestinationError::Empty { .. })));
         assert!(matches!(Destination::parse("topic/a"), Err(DestinationError::UnknownPrefix { .. })));
+    }
+
+    #[test]
+    fn rabbitmq_destinations_map_onto_ours() {
+        assert_eq!(Destination::parse("/exchange/amq.topic/a.b"), Ok(Destination::Topic("a.b".into())));
+        assert_eq!(Destination::parse("/amq/queue/jobs"), Ok(Destination::Queue("jobs".into())));
+        let fanout = Destination::Topic(routing_key(FANOUT_TOPIC));
+        assert_eq!(Destination::parse("/exchange/amq.fanout"), Ok(fanout.clone()));
+        assert_eq!(Destination::parse("/exchange/amq.fanout/any.key"), Ok(fanout));
+        assert_eq!(topic_name(&routing_key(FANOUT_TOPIC)).unwrap().as_str(), FANOUT_TOPIC);
+        assert_eq!(topic_destination(&TopicName::new(FANOUT_TOPIC).unwrap()), "/exchange/amq.fanout");
+        assert!(matches!(
+            Destination::parse("/exchange/amq.topic"),
+            Err(DestinationError::Empty { .. })
+        ));
+        assert!(matches!(
+            Destination::parse("/exchange/amq.topic/"),
+            Err(DestinationError::Empty { .. })
+        ));
+        assert!(matches!(Destination::parse("/amq/queue/"), Err(DestinationError::Empty { .. })));
+        assert!(matches!(
+            Destination::parse("/exchange/amq.headers"),
+            Err(DestinationError::UnknownExchange { .. })
+        ));
     }
 
     #[test]

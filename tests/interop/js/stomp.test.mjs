@@ -237,7 +237,7 @@ test('request/reply through a temp-queue', async () => {
 test('an unsupported destination gets an ERROR naming the accepted prefixes', async () => {
   const { client } = await connect();
   const error = new Promise((resolve) => { client.onStompError = resolve; });
-  client.publish({ destination: '/exchange/amq.topic/x', body: 'x' });
+  client.publish({ destination: '/exchange/amq.direct/x', body: 'x' });
   const frame = await error;
   assert.equal(frame.headers.message, 'invalid destination');
   assert.match(frame.body, /\/topic\/, \/queue\/, \/temp-queue\//);

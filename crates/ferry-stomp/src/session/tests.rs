@@ -700,3 +700,50 @@ fn a_long_backlog_goes_out_in_rounds_without_starving_anyone() {
     let all: Vec<String> = bodies(&first).into_iter().chain(bodies(&rest)).collect();
     assert!(all.iter().enumerate().all(|(i, b)| *b == i.to_string()), "in order");
 }
+
+// --- RabbitMQ's destinations ---
+
+#[test]
+fn rabbitmq_exchange_and_amq_queue_destinations_are_served() {
+    let b = broker();
+    let mut topic = Client::connected(&b);
+    topic.send("SUBSCRIBE\nid:t\ndestination:/topic/rmq.key\n\n\0");
+    let mut exchange = Client::connected(&b);
+    exchange.send("SUBSCRIBE\nid:e\ndestination:/exchange/amq.topic/rmq.*\n\n\0");
+    // /exchange/amq.topic/KEY is /topic/KEY: one tree, both subscribers get it.
+    publish(&b, "/exchange/amq.topic/rmq.key", &["via exchange"]);
+    assert_eq!(bodies(&topic.wake()), ["via exchange"]);
+    let got = exchange.wake();
+    assert_eq!(bodies(&got), ["via exchange"]);
+    assert_eq!(header(&got[0], "destination"), "/topic/rmq.key");
+    // /amq/queue/NAME is /queue/NAME.
+    publish(&b, "/amq/queue/rmq.jobs", &["job"]);
+    let mut worker = Client::connected(&b);
+    let got = worker.send("SUBSCRIBE\nid:w\ndestination:/queue/rmq.jobs\n\n\0");
+    assert_eq!(bodies(&got), ["job"]);
+    // /exchange/amq.fanout, with or without a key, reaches every fan-out subscriber,
+    // in a transaction too, and no `#` subscriber.
+    let mut all = Client::connected(&b);
+    all.send("SUBSCRIBE\nid:all\ndestination:/topic/#\n\n\0");
+    let mut fans = [Client::connected(&b), Client::connected(&b)];
+    fans[0].send("SUBSCRIBE\nid:f\ndestination:/exchange/amq.fanout\n\n\0");
+    fans[1].send("SUBSCRIBE\nid:f\ndestination:/exchange/amq.fanout/ignored.key\n\n\0");
+    let mut p = Client::connected(&b);
+    p.send("SEND\ndestination:/exchange/amq.fanout\n\none\0");
+    p.send("BEGIN\ntransaction:tx\n\n\0");
+    p.send("SEND\ndestination:/exchange/amq.fanout/some.key\ntransaction:tx\n\ntwo\0");
+    for fan in &mut fans {
+        let got = fan.wake();
+        assert_eq!(bodies(&got), ["one"], "the transaction's SEND waits for COMMIT");
+        assert_eq!(header(&got[0], "destination"), "/exchange/amq.fanout");
+    }
+    p.send("COMMIT\ntransaction:tx\n\n\0");
+    for fan in &mut fans {
+        assert_eq!(bodies(&fan.wake()), ["two"]);
+    }
+    assert!(all.wake().is_empty(), "a wildcard subscriber does not get fan-out messages");
+    // Any other exchange: ERROR naming what is served.
+    let mut c = Client::connected(&b);
+    let f = c.send("SEND\ndestination:/exchange/amq.direct/x\n\nx\0");
+    assert_error(&f, &c, "invalid destination", "/exchange/amq.topic/KEY, /exchange/amq.fanout");
+}
