@@ -271,7 +271,7 @@ async fn a_stomp_error_reaches_a_client_that_keeps_writing() {
 #[tokio::test]
 async fn a_refused_handshake_reaches_a_client_that_keeps_writing() {
     let b = broker_with(&[]);
-    let mut s = TcpStream::connect(b.addr("ws")).await.unwrap();
+    let s = TcpStream::connect(b.addr("ws")).await.unwrap();
     let request = upgrade_request("/", "Sec-WebSocket-Protocol: nothing-we-serve\r\n");
     let mut bytes = request.into_bytes();
     bytes.extend(vec![b'z'; UNREAD]);

@@ -193,3 +193,26 @@ async fn a_publisher_over_its_message_rate_is_disconnected_with_0x96() {
     let closed = metric(broker.addr("ws"), "ferry_message_rate_exceeded_total").await;
     assert_eq!(closed, Some(1.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_storm_from_one_address_is_paced_not_refused() {
+    // 300 clients reconnecting at once from one address (a carrier NAT, a proxy) against
+    // a rate of 100/s with bursts of 50: every one gets in, the last ones after a wait.
+    let broker = Broker::start("[limits]\nconnection_rate = 100.0\nconnection_burst = 50\nconnection_max_wait = \"10s\"\n");
+    let mqtt = broker.addr("mqtt");
+    let attempts = (0..300).map(|i| async move {
+        let mut s = connect_from("127.0.0.3", mqtt).await.ok()?;
+        s.write_all(&connect_packet(&format!("storm-{i}"), false)).await.ok()?;
+        let ack = tokio::time::timeout(Duration::from_secs(20), read_exact_or_close(&mut s, 4))
+            .await
+            .ok()??;
+        (ack == [0x20, 2, 0, 0]).then_some(s)
+    });
+    let connected = futures_util::future::join_all(attempts).await;
+    let accepted = connected.iter().filter(|s| s.is_some()).count();
+    assert_eq!(accepted, 300, "every client of the storm is served");
+    let ws = broker.addr("ws");
+    assert_eq!(metric(ws, "ferry_connections_refused_rate_limit_total").await, Some(0.0));
+    let paced = metric(ws, "ferry_connections_paced_total").await.unwrap_or(0.0);
+    assert!(paced >= 200.0, "beyond the burst they were paced: {paced}");
+}

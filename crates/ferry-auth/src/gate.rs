@@ -25,7 +25,7 @@ use crate::acl::{Action, Decision};
 use crate::authenticator::{AuthParts, Authenticator, LoadError, Summary};
 use crate::config::{AnonymousPolicy, AuthSettings, LimitSettings};
 use crate::identity::{AuthFailure, Credentials, Identity};
-use crate::limits::{ConnectionGuard, ConnectionLimiter, ConnectionRateLimiter, FailedAuthTracker, LimitExceeded, TokenBucket};
+use crate::limits::{ConnectionGuard, ConnectionLimiter, ConnectionRateLimiter, FailedAuthTracker, LimitExceeded, Pace, TokenBucket};
 
 /// Runs a slow job (a password hash) away from the connection's task.
 pub trait Offload: Send + Sync + 'static {
@@ -101,6 +101,17 @@ impl PendingVerdict {
     }
 }
 
+/// A connection admitted by [`Gatekeeper::admit`]: counted while `guard` lives, to be
+/// served after `wait` (zero unless it came faster than `limits.connection_rate`).
+#[derive(Debug)]
+#[must_use = "the connection is counted only while the guard lives"]
+pub struct Admitted {
+    /// Keeps the connection counted.
+    pub guard: ConnectionGuard,
+    /// How long to hold the connection, unread, before serving it.
+    pub wait: Duration,
+}
+
 /// Why the transport refuses a new connection before any byte of it is read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Refusal {
@@ -134,8 +145,11 @@ pub struct SecurityStats {
     pub refused_listener: AtomicU64,
     /// Connections refused for the per-address count.
     pub refused_address: AtomicU64,
-    /// Connections refused for the per-address rate of new connections.
+    /// Connections refused for the per-address rate of new connections (they would have
+    /// waited longer than `limits.connection_max_wait`).
     pub refused_rate: AtomicU64,
+    /// Connections held back by the per-address rate before they were served.
+    pub paced: AtomicU64,
     /// Connections closed for exceeding `limits.messages_per_second`.
     pub message_rate_exceeded: AtomicU64,
     /// Times a connection's reads were paused for `limits.bytes_per_second`.
@@ -241,18 +255,30 @@ impl Gatekeeper {
     /// Admits a new connection from `peer` at `now`, or says why not: the broker-wide and
     /// per-address counts and the per-address rate of new connections. The guard keeps the
     /// connection counted until it is dropped. Refusals are counted in [`Gatekeeper::stats`].
-    pub fn admit(&self, peer: IpAddr, now: Instant) -> Result<ConnectionGuard, Refusal> {
-        if !self.connection_rate.lock().check(peer, now) {
-            SecurityStats::bump(&self.stats.refused_rate);
-            return Err(Refusal::TooFast);
-        }
-        self.connections.try_acquire(peer).map_err(|e| {
+    ///
+    /// A connection that comes faster than `limits.connection_rate` allows is admitted
+    /// with a wait (`limits.connection_max_wait` at most): the transport holds it, unread,
+    /// until then. Only one that would wait longer is refused.
+    pub fn admit(&self, peer: IpAddr, now: Instant) -> Result<Admitted, Refusal> {
+        let wait = match self.connection_rate.lock().pace(peer, now) {
+            Pace::Now => Duration::ZERO,
+            Pace::After(wait) => wait,
+            Pace::Refuse => {
+                SecurityStats::bump(&self.stats.refused_rate);
+                return Err(Refusal::TooFast);
+            }
+        };
+        let guard = self.connections.try_acquire(peer).map_err(|e| {
             SecurityStats::bump(match e {
                 LimitExceeded::Total { .. } => &self.stats.refused_total,
                 LimitExceeded::PerAddress { .. } => &self.stats.refused_address,
             });
             Refusal::TooMany(e)
-        })
+        })?;
+        if !wait.is_zero() {
+            SecurityStats::bump(&self.stats.paced);
+        }
+        Ok(Admitted { guard, wait })
     }
 
     /// Open connections counted by [`Gatekeeper::admit`].

@@ -114,9 +114,12 @@ pub(crate) fn listener_slot(limit: Option<&Arc<ListenerLimit>>, gate: &Gatekeepe
     }
 }
 
-/// Admits `peer` at the gatekeeper (counted there when refused).
-pub(crate) fn admit(gate: &Gatekeeper, peer: IpAddr) -> Result<ConnectionGuard, Denied> {
-    gate.admit(peer, Instant::now()).map_err(Denied::from)
+/// Admits `peer` at the gatekeeper (counted there when refused): the guard that keeps
+/// it counted, and how long to hold it before serving it (the connection rate's pacing).
+pub(crate) fn admit(gate: &Gatekeeper, peer: IpAddr) -> Result<(ConnectionGuard, Duration), Denied> {
+    gate.admit(peer, Instant::now())
+        .map(|admitted| (admitted.guard, admitted.wait))
+        .map_err(Denied::from)
 }
 
 /// Logs refusals: each at debug level, and a warning at most once per second with the

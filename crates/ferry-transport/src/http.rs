@@ -193,9 +193,13 @@ fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) ->
     // Admission, for connections from a trusted proxy deferred until the client's address
     // is known (the slot is empty only after an earlier upgrade, which hyper prevents).
     let mut admission = conn.admission.lock().ok().and_then(|mut a| a.take()).unwrap_or_default();
+    let mut wait = std::time::Duration::ZERO;
     if admission.gate.is_none() {
         match admission::admit(&shared.gate, peer.ip()) {
-            Ok(guard) => admission.gate = Some(guard),
+            Ok((guard, paced)) => {
+                admission.gate = Some(guard);
+                wait = paced;
+            }
             Err(denied) => {
                 conn.give_back(admission);
                 shared.refusals.refused(&shared.metrics, listener, peer, denied.label());
@@ -264,6 +268,9 @@ fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) ->
             // its future's, and this future would keep the upgrade's state and timer
             // beside the connection's for as long as the connection lives.
             Ok(Ok(ws)) => {
+                // Paced by the connection rate (behind a trusted proxy, admission happens
+                // here): the upgraded connection waits, unread, until the rate allows it.
+                tokio::time::sleep(wait).await;
                 let tracker = task_shared.tracker.clone();
                 tracker.spawn(serve(ws.into_inner(), info, start, admission, task_shared));
             }

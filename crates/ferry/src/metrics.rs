@@ -194,7 +194,7 @@ impl BrokerCollector {
             "Connections open and counted against the limits",
             self.gate.open_connections(),
         )?;
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
             ("auth_successes", "Clients authenticated (anonymous included)", &g.auth_successes),
             (
                 "auth_bad_credentials",
@@ -234,8 +234,13 @@ impl BrokerCollector {
             ),
             (
                 "connections_refused_rate_limit",
-                "Connections refused at limits.connection_rate",
+                "Connections refused at limits.connection_rate (they would have waited longer than limits.connection_max_wait)",
                 &g.refused_rate,
+            ),
+            (
+                "connections_paced",
+                "Connections held back by limits.connection_rate before they were served",
+                &g.paced,
             ),
             (
                 "message_rate_exceeded",

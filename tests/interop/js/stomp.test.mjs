@@ -331,3 +331,34 @@ test('a STOMP client subscription gets an MQTT QoS 1 message again until it acks
   await client.deactivate();
   await m.endAsync();
 });
+
+test('RabbitMQ destinations: /exchange/amq.topic reaches MQTT.js, /exchange/amq.fanout every subscriber, /amq/queue the queue', async () => {
+  const m = await mqttConnect();
+  await m.subscribeAsync('js/rmq/+', { qos: 1 });
+  const toMqtt = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('nothing on js/rmq/+')), 5000);
+    m.on('message', (topic, payload) => { clearTimeout(timer); resolve({ topic, payload: payload.toString() }); });
+  });
+  const fans = [];
+  for (let i = 0; i < 2; i++) {
+    const { client } = await connect();
+    fans.push({ client, box: await subscribed(client, i ? '/exchange/amq.fanout/some.key' : '/exchange/amq.fanout') });
+  }
+  const { client: worker } = await connect();
+  const jobs = await subscribed(worker, '/amq/queue/js.rmq.jobs');
+  const { client } = await connect();
+  await publish(client, '/exchange/amq.topic/js.rmq.key', 'to-mqtt');
+  assert.deepEqual(await toMqtt, { topic: 'js/rmq/key', payload: 'to-mqtt' });
+  await publish(client, '/exchange/amq.fanout', 'to-every-fan');
+  for (const { box } of fans) {
+    const got = await box.next();
+    assert.equal(got.body, 'to-every-fan');
+    assert.equal(got.headers.destination, '/exchange/amq.fanout');
+  }
+  await publish(client, '/queue/js.rmq.jobs', 'job');
+  assert.equal((await jobs.next()).body, 'job');
+  for (const { client: c } of fans) await c.deactivate();
+  await worker.deactivate();
+  await client.deactivate();
+  await m.endAsync();
+});

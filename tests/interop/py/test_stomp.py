@@ -146,6 +146,25 @@ def test_client_individual_ack_and_unacked_messages_go_to_the_next_consumer(brok
     close(b, pub)
 
 
+def test_stomp_1_1_ack_naming_another_subscription_settles_by_message_id(broker):
+    # stomp.py's StompConnection11.ack(id, subscription) lets a caller name the wrong
+    # subscription; the message id alone settles the message, as in RabbitMQ.
+    c = connect(broker, version=stomp.Connection11)
+    receipt(c, lambda r: c.subscribe("/queue/py.ack11", id="right", ack="client-individual",
+                                     headers={"receipt": r}))
+    pub = connect(broker)
+    pub.send("/queue/py.ack11", "settle-me")
+    got = c.inbox.message()
+    assert got.body == "settle-me"
+    receipt(c, lambda r: c.ack(got.headers["message-id"], "wrong", receipt=r))
+    assert c.inbox.errors.empty()
+    c.disconnect()  # the ACKed message must not come back
+    b = connect(broker)
+    b.subscribe("/queue/py.ack11", id="b", ack="client-individual")
+    b.inbox.quiet(0.5)
+    close(b, pub)
+
+
 def test_transactions_commit_and_abort(broker):
     sub = connect(broker)
     receipt(sub, lambda r: sub.subscribe("/topic/py.tx", id="1", headers={"receipt": r}))

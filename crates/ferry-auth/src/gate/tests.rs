@@ -117,6 +117,7 @@ fn admission_counts_and_rates() {
         max_connections_per_address: 2,
         connection_rate: 1.0,
         connection_burst: 10,
+        connection_max_wait: Duration::ZERO,
         ..LimitSettings::default()
     };
     let gate = Gatekeeper::new(
@@ -168,4 +169,32 @@ fn rate_buckets_only_when_configured() {
     let mut bucket = gate.message_bucket(now).unwrap();
     assert_eq!((0..10).filter(|_| bucket.try_take(now, 1)).count(), 5);
     assert!(gate.byte_bucket(now).is_some());
+}
+
+#[test]
+fn connections_beyond_the_rate_are_paced_not_refused() {
+    let limits = LimitSettings {
+        connection_rate: 10.0,
+        connection_burst: 2,
+        connection_max_wait: Duration::from_secs(1),
+        ..LimitSettings::default()
+    };
+    let gate = Gatekeeper::new(
+        Arc::new(Authenticator::from_parts(AuthParts::default())),
+        &AuthSettings::default(),
+        limits,
+        Arc::new(RunInline),
+    );
+    let now = Instant::now();
+    let a: IpAddr = "192.0.2.9".parse().unwrap();
+    let admitted: Vec<_> = (0..12).map(|_| gate.admit(a, now)).collect();
+    let waits: Vec<Option<Duration>> = admitted.iter().map(|r| r.as_ref().ok().map(|x| x.wait)).collect();
+    assert_eq!(waits[0], Some(Duration::ZERO));
+    assert_eq!(waits[1], Some(Duration::ZERO));
+    assert_eq!(waits[2], Some(Duration::from_millis(100)));
+    assert_eq!(waits[11], Some(Duration::from_secs(1)));
+    assert!(matches!(gate.admit(a, now), Err(Refusal::TooFast)), "past the longest wait");
+    assert_eq!(gate.stats.paced.load(Ordering::Relaxed), 10);
+    assert_eq!(gate.stats.refused_rate.load(Ordering::Relaxed), 1);
+    assert_eq!(gate.open_connections(), 12, "paced connections are counted while they wait");
 }

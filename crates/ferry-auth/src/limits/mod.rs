@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv6Addr};
 pub use bucket::TokenBucket;
 pub use connections::{ConnectionGuard, ConnectionLimiter, LimitExceeded};
 pub use failures::FailedAuthTracker;
-pub use rate::ConnectionRateLimiter;
+pub use rate::{ConnectionRateLimiter, Pace};
 
 /// The key an address is counted under: IPv4 (and IPv4-mapped IPv6) addresses as they
 /// are, IPv6 addresses cut to their first `ipv6_prefix_len` bits (at most 128).
