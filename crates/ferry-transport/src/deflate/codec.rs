@@ -68,8 +68,8 @@ impl From<InflateError> for Violation {
     }
 }
 
-/// The compressor failed (it does not on valid state); under context takeover the
-/// connection must close (1011), since the peer's window no longer matches ours.
+/// A dedicated compressor failed (it does not on valid state): the connection must
+/// close (1011), since the peer's window no longer matches ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("deflate failed")]
 pub struct DeflateError;
@@ -146,8 +146,9 @@ impl MessageDeflater {
     }
 
     /// The compressed form of one message, to send with RSV1 set; `None` to send
-    /// `payload` as it is (under the threshold, or not smaller once compressed, which
-    /// only a no-context-takeover connection may choose after compressing).
+    /// `payload` as it is (under the threshold, or, without context takeover, not
+    /// smaller once compressed). An error only comes from a dedicated compressor (the
+    /// connection then closes with 1011).
     pub fn compress(&mut self, payload: &Bytes) -> Result<Option<Bytes>, DeflateError> {
         if payload.len() < self.threshold {
             return Ok(None);
@@ -161,8 +162,10 @@ impl MessageDeflater {
                 deflate_with(context, payload).map(|out| Some(Bytes::from(out)))
             }
             None => {
-                let compressed = with_thread_contexts(|t| t.compress_shared(payload, level, bits))?;
-                Ok((compressed.len() < payload.len()).then_some(compressed))
+                // The shared compressor is reset after every message, failed or not: on
+                // a failure this message simply goes out uncompressed.
+                let compressed = with_thread_contexts(|t| t.compress_shared(payload, level, bits)).ok();
+                Ok(compressed.filter(|c| c.len() < payload.len()))
             }
         }
     }
@@ -560,6 +563,21 @@ mod tests {
         let d = MessageDeflater::shared(1, 0, 15).compress(&copy).unwrap().unwrap();
         assert_ne!(a.as_ptr(), d.as_ptr());
         assert_eq!(a, d);
+    }
+
+    #[test]
+    fn a_connection_without_context_takeover_holds_no_zlib_state() {
+        assert_eq!(std::mem::size_of::<MessageInflater>(), 16);
+        assert!(std::mem::size_of::<MessageDeflater>() <= 32);
+        let (inflater, deflater) = {
+            let config = CompressionConfig {
+                enabled: true,
+                ..CompressionConfig::default()
+            };
+            let offer = HeaderValue::from_static("permessage-deflate");
+            negotiate([&offer], &config, &ContextBudget::new(10)).unwrap().into_codecs(1, 256)
+        };
+        assert!(!inflater.takes_over() && !deflater.takes_over());
     }
 
     #[test]

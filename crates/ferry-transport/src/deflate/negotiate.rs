@@ -469,6 +469,71 @@ mod tests {
     }
 
     #[test]
+    fn the_request_headers_are_read_as_they_come() {
+        use hyper::header::{HeaderMap, SEC_WEBSOCKET_EXTENSIONS};
+        let mut headers = HeaderMap::new();
+        headers.append(SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static("permessage-deflate; mux"));
+        headers.append(
+            SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static("permessage-deflate; server_max_window_bits=11"),
+        );
+        let n = negotiate(headers.get_all(SEC_WEBSOCKET_EXTENSIONS), &on(), &ContextBudget::new(0)).unwrap();
+        assert_eq!(n.agreed.server_window_bits, 11);
+        assert!(n.agreed.server_no_context_takeover && n.agreed.client_no_context_takeover);
+    }
+
+    #[test]
+    fn every_answer_is_well_formed_and_within_the_offer() {
+        // Offers made of every combination of parameter spellings, good and bad.
+        let pieces = [
+            "",
+            "; server_no_context_takeover",
+            "; client_no_context_takeover",
+            "; server_max_window_bits=8",
+            "; server_max_window_bits=9",
+            "; server_max_window_bits=\"15\"",
+            "; server_max_window_bits=16",
+            "; client_max_window_bits",
+            "; client_max_window_bits=12",
+            "; client_max_window_bits=\"",
+            "; x=1",
+        ];
+        let takeover = CompressionConfig {
+            context_takeover: true,
+            ..on()
+        };
+        let mut answered = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let offer = format!("permessage-deflate{a}{b}{c}");
+                    for config in [on(), takeover.clone()] {
+                        let budget = ContextBudget::new(1);
+                        let value = HeaderValue::from_str(&offer).unwrap();
+                        let Some(n) = negotiate([&value], &config, &budget) else {
+                            continue;
+                        };
+                        answered += 1;
+                        let parsed = parse_offers([&n.response]);
+                        let [Ok(answer)] = parsed.as_slice() else {
+                            panic!("malformed answer {:?} to {offer}", n.response);
+                        };
+                        let [Ok(asked)] = parse_offers([&value]).as_slice().to_owned()[..] else {
+                            panic!("accepted a bad offer {offer}");
+                        };
+                        assert_eq!(answer.client_max_window_bits, None, "{offer}");
+                        assert_eq!(answer.server_max_window_bits, asked.server_max_window_bits, "{offer}");
+                        assert_ne!(asked.server_max_window_bits, Some(8), "{offer}");
+                        assert!(answer.server_no_context_takeover || !asked.server_no_context_takeover, "{offer}");
+                        assert!(answer.client_no_context_takeover || !asked.client_no_context_takeover, "{offer}");
+                    }
+                }
+            }
+        }
+        assert!(answered > 100, "{answered}");
+    }
+
+    #[test]
     fn disabled_means_no_answer() {
         let off = CompressionConfig::default();
         assert_eq!(answer_with(&["permessage-deflate"], &off, &ContextBudget::new(10)), None);
