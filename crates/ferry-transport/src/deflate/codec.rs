@@ -159,7 +159,7 @@ impl MessageDeflater {
                 let context = own
                     .context
                     .get_or_insert_with(|| Box::new(Compress::new_with_window_bits(Compression::new(level), false, bits)));
-                deflate_with(context, payload).map(|out| Some(Bytes::from(out)))
+                deflate_with(context, payload).map(|out| Some(finish(out)))
             }
             None => {
                 // The shared compressor is reset after every message, failed or not: on
@@ -265,7 +265,7 @@ impl ThreadContexts {
         };
         let result = deflate_with(context, payload);
         context.reset();
-        let compressed = Bytes::from(result?);
+        let compressed = finish(result?);
         if cacheable {
             self.recent[self.next] = Some(Recent {
                 payload: payload.clone(),
@@ -351,7 +351,8 @@ fn inflate_into(context: &mut Decompress, compressed: &[u8], limit: usize, out: 
     Ok(false)
 }
 
-/// The inflated message as `Bytes`, without much spare room kept behind it.
+/// A message as `Bytes`, without much spare room kept behind it (it may be cached,
+/// retained or queued for a long time).
 fn finish(mut out: Vec<u8>) -> Bytes {
     if out.capacity() > out.len() + out.len() / 4 + 64 {
         out.shrink_to_fit();
@@ -548,6 +549,26 @@ mod tests {
         let noisy = Bytes::from(noise(4096, 2));
         let compressed = deflater.compress(&noisy).unwrap().unwrap();
         assert_eq!(inflater.inflate(&compressed, 4096).unwrap(), noisy);
+    }
+
+    #[test]
+    fn compressed_and_inflated_messages_keep_no_spare_room() {
+        let mut wasteful = Vec::with_capacity(10_000);
+        wasteful.extend_from_slice(b"small");
+        let kept: Vec<u8> = finish(wasteful).into();
+        assert!(kept.capacity() < 100, "{}", kept.capacity());
+        // A dedicated compressor's output is not cached: its Bytes is unique.
+        let (mut inflater, mut deflater, _budget) = takeover();
+        let zeros = Bytes::from(vec![0u8; 60_000]);
+        let compressed: Vec<u8> = deflater.compress(&zeros).unwrap().unwrap().into();
+        assert!(compressed.len() < 1000);
+        assert!(
+            compressed.capacity() <= compressed.len() + compressed.len() / 4 + 64,
+            "{}",
+            compressed.capacity()
+        );
+        let inflated: Vec<u8> = inflater.inflate(&compressed, 100_000).unwrap().into();
+        assert!(inflated.capacity() <= 60_000 + 60_000 / 4 + 64, "{}", inflated.capacity());
     }
 
     #[test]
