@@ -394,7 +394,7 @@ mod tests {
         out
     }
 
-    fn takeover() -> (MessageInflater, MessageDeflater, Arc<ContextBudget>) {
+    pub(super) fn takeover() -> (MessageInflater, MessageDeflater, Arc<ContextBudget>) {
         takeover_with_threshold(0)
     }
 
@@ -613,5 +613,87 @@ mod tests {
         assert!(inflater.dedicated.as_ref().is_some_and(|d| d.context.is_none()));
         inflater.inflate(&HELLO, 5).unwrap();
         assert!(inflater.dedicated.as_ref().is_some_and(|d| d.context.is_some()));
+    }
+}
+
+#[cfg(test)]
+mod measure {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A STOMP MESSAGE frame with a 1 KiB JSON body, as the fan-out bench sends.
+    fn stomp_json(i: usize) -> Bytes {
+        let mut body = String::from("{\"readings\":[");
+        let mut n = 0;
+        while body.len() < 1000 {
+            body.push_str(&format!(
+                "{{\"sensor\":\"room-{}\",\"temperature\":{}.{},\"humidity\":{},\"ok\":true}},",
+                (i + n) % 17,
+                18 + (i * 7 + n) % 9,
+                (i + n * 3) % 10,
+                40 + (i + n) % 30
+            ));
+            n += 1;
+        }
+        body.push_str("{}]}");
+        let frame = format!(
+            "MESSAGE\nsubscription:sub-0\nmessage-id:{i}\ndestination:/topic/sensors.room1.temp\ncontent-type:application/json\ncontent-length:{}\n\n{body}\0",
+            body.len()
+        );
+        Bytes::from(frame)
+    }
+
+    /// `cargo test --release -p ferry-transport --lib deflate::codec::measure -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, run by hand in release"]
+    fn cost_per_message() {
+        let messages: Vec<Bytes> = (0..2000).map(stomp_json).collect();
+        let raw: usize = messages.iter().map(Bytes::len).sum();
+        for level in [1, 6] {
+            let mut deflater = MessageDeflater::shared(level, 256, 15);
+            let start = Instant::now();
+            let compressed: Vec<Bytes> = messages
+                .iter()
+                .map(|m| deflater.compress(&Bytes::from(m.to_vec())).unwrap().unwrap())
+                .collect();
+            let deflate_ns = start.elapsed().as_nanos() / messages.len() as u128;
+            let wire: usize = compressed.iter().map(Bytes::len).sum();
+            let mut inflater = MessageInflater::shared();
+            let start = Instant::now();
+            for c in &compressed {
+                inflater.inflate(c, 1 << 20).unwrap();
+            }
+            let inflate_ns = start.elapsed().as_nanos() / messages.len() as u128;
+            println!(
+                "no context takeover, level {level}: {} B -> {} B per message ({:.1}x), deflate {deflate_ns} ns, inflate {inflate_ns} ns",
+                raw / messages.len(),
+                wire / messages.len(),
+                raw as f64 / wire as f64
+            );
+        }
+        let (mut inflater, mut deflater, _budget) = tests::takeover();
+        let start = Instant::now();
+        let compressed: Vec<Bytes> = messages.iter().map(|m| deflater.compress(m).unwrap().unwrap()).collect();
+        let deflate_ns = start.elapsed().as_nanos() / messages.len() as u128;
+        let wire: usize = compressed.iter().map(Bytes::len).sum();
+        let start = Instant::now();
+        for c in &compressed {
+            inflater.inflate(c, 1 << 20).unwrap();
+        }
+        let inflate_ns = start.elapsed().as_nanos() / messages.len() as u128;
+        println!(
+            "context takeover, level 1: {} B per message ({:.1}x), deflate {deflate_ns} ns, inflate {inflate_ns} ns",
+            wire / messages.len(),
+            raw as f64 / wire as f64
+        );
+        let mut cached = MessageDeflater::shared(1, 256, 15);
+        let one = messages[0].clone();
+        cached.compress(&one).unwrap();
+        let start = Instant::now();
+        for _ in 0..100_000 {
+            cached.compress(&one).unwrap();
+        }
+        println!("the same payload again (fan-out): {} ns", start.elapsed().as_nanos() / 100_000);
     }
 }
