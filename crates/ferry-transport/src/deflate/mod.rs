@@ -1,6 +1,6 @@
 //! permessage-deflate (RFC 7692): compressed WebSocket messages.
 //!
-//! - [`negotiate`]: the `Sec-WebSocket-Extensions` offers, the answer, and the global
+//! - [`negotiate`](mod@negotiate): the `Sec-WebSocket-Extensions` offers, the answer, and the global
 //!   budget of dedicated contexts;
 //! - [`codec`]: per-message deflate and inflate over flate2 (zlib-rs), with the shared
 //!   per-thread contexts and the inflated-size cap;
