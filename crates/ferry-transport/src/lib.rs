@@ -12,6 +12,7 @@ pub mod assembler;
 pub mod config;
 mod connection;
 pub mod credentials;
+pub mod deflate;
 pub mod echo;
 pub mod error;
 pub mod frame_reader;
