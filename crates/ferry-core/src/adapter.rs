@@ -190,21 +190,96 @@ pub struct Outgoing {
     pub data: Bytes,
 }
 
+/// A WebSocket close code (RFC 6455 §7.4.1), with names for the ones Ferry sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// 1000: the purpose of the connection was fulfilled.
+    pub const NORMAL: Self = Self(1000);
+    /// 1001: the server is going away (shutdown), or the peer stopped answering.
+    pub const GOING_AWAY: Self = Self(1001);
+    /// 1002: the peer broke the WebSocket or the adapter's protocol.
+    pub const PROTOCOL_ERROR: Self = Self(1002);
+    /// 1003: a type of data the endpoint does not accept (MQTT in a text frame).
+    pub const UNSUPPORTED_DATA: Self = Self(1003);
+    /// 1007: data not consistent with the message type (bad UTF-8, a bad deflate stream).
+    pub const INVALID_PAYLOAD: Self = Self(1007);
+    /// 1008: a rule of the broker refused the peer.
+    pub const POLICY_VIOLATION: Self = Self(1008);
+    /// 1009: a message too big to process.
+    pub const MESSAGE_TOO_BIG: Self = Self(1009);
+    /// 1011: the server met a condition it could not handle.
+    pub const INTERNAL_ERROR: Self = Self(1011);
+
+    /// The code on the wire.
+    pub fn as_u16(self) -> u16 {
+        self.0
+    }
+
+    /// Whether closing with this code is an orderly end (1000, 1001).
+    pub fn is_clean(self) -> bool {
+        matches!(self.0, 1000 | 1001)
+    }
+
+    /// The code's name in RFC 6455 §7.4.1 (or "other" for the rest).
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1000 => "normal closure",
+            1001 => "going away",
+            1002 => "protocol error",
+            1003 => "unsupported data",
+            1007 => "invalid payload data",
+            1008 => "policy violation",
+            1009 => "message too big",
+            1010 => "mandatory extension",
+            1011 => "internal error",
+            _ => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.0, self.name())
+    }
+}
+
+impl PartialEq<u16> for CloseCode {
+    fn eq(&self, other: &u16) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<CloseCode> for u16 {
+    fn from(code: CloseCode) -> u16 {
+        code.0
+    }
+}
+
 /// A session's request to end its connection after what it has written is flushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
     /// The WebSocket close code (RFC 6455 §7.4.1) the transport sends on WebSockets;
     /// on streams the socket is simply closed.
-    pub code: u16,
+    pub code: CloseCode,
     /// A short reason, for the close frame and the log.
     pub reason: String,
 }
 
 impl CloseRequest {
+    /// A close with `code` and `reason`.
+    pub fn new(code: CloseCode, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+        }
+    }
+
     /// Normal closure (1000).
     pub fn normal(reason: impl Into<String>) -> Self {
         Self {
-            code: 1000,
+            code: CloseCode::NORMAL,
             reason: reason.into(),
         }
     }
@@ -212,7 +287,7 @@ impl CloseRequest {
     /// Protocol error (1002): the peer broke the adapter's protocol.
     pub fn protocol_error(reason: impl Into<String>) -> Self {
         Self {
-            code: 1002,
+            code: CloseCode::PROTOCOL_ERROR,
             reason: reason.into(),
         }
     }
@@ -220,7 +295,7 @@ impl CloseRequest {
     /// Policy violation (1008): a rule of the broker refused the peer.
     pub fn policy(reason: impl Into<String>) -> Self {
         Self {
-            code: 1008,
+            code: CloseCode::POLICY_VIOLATION,
             reason: reason.into(),
         }
     }
@@ -228,7 +303,7 @@ impl CloseRequest {
     /// Message too big (1009).
     pub fn too_big(reason: impl Into<String>) -> Self {
         Self {
-            code: 1009,
+            code: CloseCode::MESSAGE_TOO_BIG,
             reason: reason.into(),
         }
     }

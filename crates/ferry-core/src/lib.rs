@@ -30,8 +30,8 @@ pub mod topic;
 pub mod tree;
 
 pub use adapter::{
-    Adapter, Carrier, ClientCert, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff, Subprotocol,
-    TransportCredentials, Wakeup,
+    Adapter, Carrier, ClientCert, CloseCode, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff,
+    Subprotocol, TransportCredentials, Wakeup,
 };
 pub use compact_map::CompactMap;
 pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId};

@@ -26,10 +26,10 @@ use tracing::{debug, info};
 use crate::admission::{self, Admission};
 use crate::connection::{serve, Start};
 use crate::credentials;
-use crate::handshake::{self, Accepted, HandshakePolicy};
 use crate::proxy;
 use crate::registry::Negotiated;
 use crate::server::{Secure, Shared};
+use crate::ws::handshake::{self, Accepted, HandshakePolicy};
 use ferry_core::{Carrier, ConnectionInfo, Wakeup};
 
 type Body = Full<Bytes>;

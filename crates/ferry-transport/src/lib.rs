@@ -3,20 +3,17 @@
 //! adapter.
 //!
 //! The transport knows sockets and frames; adapters know their protocol. A connection
-//! is one reader task (the only code that reads the socket) and one loop that drives
-//! the adapter's sans-IO [`ferry_core::Session`] and writes its output in one batch per
-//! wake-up.
+//! is one task: its loop ([`connection`]'s driver) reads the socket with reads that are
+//! cancel-safe inside one `select!`, cuts WebSocket frames out of what it read with the
+//! sans-IO [`ws`] pieces, drives the adapter's sans-IO [`ferry_core::Session`], and writes
+//! its output in one batch per wake-up. No reader task, no channel. See ARCHITECTURE.md.
 
 mod admission;
-pub mod assembler;
 pub mod config;
 mod connection;
 pub mod credentials;
-pub mod deflate;
 pub mod echo;
 pub mod error;
-pub mod frame_reader;
-pub mod handshake;
 mod http;
 mod linger;
 mod live;
@@ -27,6 +24,7 @@ pub mod proxy;
 pub mod registry;
 mod server;
 pub mod tls;
+pub mod ws;
 
 pub use config::TransportConfig;
 pub use error::TransportError;

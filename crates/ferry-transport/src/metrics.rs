@@ -123,8 +123,8 @@ impl Metrics {
     }
 
     /// Count a close frame sent with `code`.
-    pub fn close_sent(&self, code: u16) {
-        self.closes.get_or_create(&CodeLabel { code }).inc();
+    pub fn close_sent(&self, code: ferry_core::CloseCode) {
+        self.closes.get_or_create(&CodeLabel { code: code.as_u16() }).inc();
     }
 
     /// Count a lingering close that discarded `bytes`; `cut` when a bound ended it
@@ -158,7 +158,7 @@ mod tests {
         let m = Metrics::default();
         let guard = m.connection_opened("ws");
         m.refused("origin");
-        m.close_sent(1009);
+        m.close_sent(ferry_core::CloseCode::MESSAGE_TOO_BIG);
         let text = m.render();
         assert!(text.contains("ferry_connections_opened_total{listener=\"ws\"} 1"), "{text}");
         assert!(text.contains("ferry_connections_active{listener=\"ws\"} 1"), "{text}");

@@ -1,13 +1,13 @@
 //! A connection's pending output: small pieces are copied together into one buffer,
 //! large payloads are queued as shared `Bytes` beside it, and the whole is written with
 //! one vectored write per wake-up (it implements [`bytes::Buf`], so
-//! `write_all_buf` drains it).
+//! `write_all_buf` drains it). The WebSocket half (frame heads, close frames) is in
+//! [`crate::ws::out`].
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use fastwebsockets::{Frame, OpCode, Payload};
 
 /// Payloads up to this size are copied into the coalescing buffer; larger ones are
 /// queued by reference.
@@ -55,26 +55,11 @@ impl OutBuf {
         self.len += data.len();
     }
 
-    /// Queue one unmasked, unfragmented server frame (RFC 6455 §5.2).
-    pub fn push_frame(&mut self, opcode: OpCode, payload: &Bytes) {
-        let mut head = [0u8; 16];
-        let n = Frame::new(true, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
-        self.tail.put_slice(&head[..n]);
-        self.len += n;
-        self.push_bytes(payload);
-    }
-
-    /// Queue a close frame with `code` and `reason` (cut to fit the 125-byte limit on a
-    /// character boundary).
-    pub fn push_close(&mut self, code: u16, reason: &str) {
-        let mut end = reason.len().min(123);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut payload = BytesMut::with_capacity(2 + end);
-        payload.put_u16(code);
-        payload.put_slice(&reason.as_bytes()[..end]);
-        self.push_frame(OpCode::Close, &payload.freeze());
+    /// Queue a few bytes that go just before the next piece (a frame head): always
+    /// copied into the coalescing buffer.
+    pub fn push_head(&mut self, head: &[u8]) {
+        self.tail.put_slice(head);
+        self.len += head.len();
     }
 
     fn seal(&mut self) {
@@ -142,45 +127,22 @@ impl Buf for OutBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn drain(mut b: OutBuf) -> Vec<u8> {
+impl OutBuf {
+    /// Everything pending, drained in order (for tests).
+    pub(crate) fn drained(mut self) -> Vec<u8> {
         let mut v = Vec::new();
-        while b.has_remaining() {
-            let c = b.chunk().to_vec();
-            b.advance(c.len());
+        while self.has_remaining() {
+            let c = self.chunk().to_vec();
+            self.advance(c.len());
             v.extend(c);
         }
         v
     }
+}
 
-    #[test]
-    fn frames_are_encoded_as_rfc6455_shows() {
-        // RFC 6455 §5.7: a single-frame unmasked text message "Hello".
-        let mut b = OutBuf::new();
-        b.push_frame(OpCode::Text, &Bytes::from_static(b"Hello"));
-        assert_eq!(drain(b), [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
-        // §5.7: 256 bytes binary in one unmasked frame uses the 16-bit length.
-        let mut b = OutBuf::new();
-        b.push_frame(OpCode::Binary, &Bytes::from(vec![7u8; 256]));
-        let out = drain(b);
-        assert_eq!(&out[..4], &[0x82, 0x7e, 0x01, 0x00]);
-        assert_eq!(out.len(), 4 + 256);
-        // §5.7: 64 KiB binary uses the 64-bit length.
-        let mut b = OutBuf::new();
-        b.push_frame(OpCode::Binary, &Bytes::from(vec![7u8; 65536]));
-        assert_eq!(&drain(b)[..10], &[0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]);
-    }
-
-    #[test]
-    fn close_reason_is_cut_to_fit_on_a_char_boundary() {
-        let mut b = OutBuf::new();
-        b.push_close(1001, &"é".repeat(100));
-        let out = drain(b);
-        assert_eq!(&out[..4], &[0x88, 124, 0x03, 0xe9]);
-        assert!(std::str::from_utf8(&out[4..]).is_ok());
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn large_payloads_are_queued_by_reference_in_order() {
@@ -195,7 +157,7 @@ mod tests {
         assert_eq!(slices[1].as_ptr(), big.as_ptr());
         b.advance(3);
         assert_eq!(b.len(), 4097);
-        let out = drain(b);
+        let out = b.drained();
         assert_eq!(out.len(), 4097);
         assert_eq!(&out[4095..], b"cd");
     }

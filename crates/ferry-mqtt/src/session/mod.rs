@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::{Identity, PendingVerdict, SecurityStats, Verdict};
-use ferry_core::{CloseRequest, ConnectionInfo, Input, Message, MessageKind, Output, Owner, Session, SessionSlot};
+use ferry_core::{CloseCode, CloseRequest, ConnectionInfo, Input, Message, MessageKind, Output, Owner, Session, SessionSlot};
 use tracing::{debug, info};
 
 use crate::broker::MqttBroker;
@@ -207,7 +207,7 @@ impl MqttSession {
         }
         w.flush(out);
         out.close(CloseRequest {
-            code: 1003,
+            code: CloseCode::UNSUPPORTED_DATA,
             reason: WHY.into(),
         });
     }

@@ -21,10 +21,11 @@
 use std::cell::Cell;
 
 use bytes::Bytes;
+use ferry_core::CloseCode;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::negotiate::{ContextGuard, Negotiated};
-use crate::assembler::Violation;
+use crate::ws::assembler::Violation;
 
 /// What a sync flush ends with; stripped from every compressed message (RFC 7692
 /// §7.2.1) and appended before inflating one (§7.2.2).
@@ -48,10 +49,10 @@ pub enum InflateError {
 
 impl InflateError {
     /// The WebSocket close code for this refusal.
-    pub fn close_code(self) -> u16 {
+    pub fn close_code(self) -> CloseCode {
         match self {
-            Self::TooBig => 1009,
-            Self::Invalid => 1007,
+            Self::TooBig => CloseCode::MESSAGE_TOO_BIG,
+            Self::Invalid => CloseCode::INVALID_PAYLOAD,
         }
     }
 }
@@ -363,8 +364,8 @@ fn finish(mut out: Vec<u8>) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deflate::config::CompressionConfig;
-    use crate::deflate::negotiate::{negotiate, ContextBudget};
+    use crate::ws::deflate::config::CompressionConfig;
+    use crate::ws::deflate::negotiate::{negotiate, ContextBudget};
     use hyper::header::HeaderValue;
 
     /// Bytes that do not compress (xorshift).

@@ -1,14 +1,14 @@
 //! permessage-deflate at the frame level (RFC 7692 §6): RSV1 marks the first frame of
 //! a compressed message and nothing else; a compressed message is inflated once whole.
-//! These are the pieces [`crate::frame_reader`], [`crate::assembler`] and
+//! These are the pieces [`crate::ws::frame_reader`], [`crate::ws::assembler`] and
 //! [`crate::outbuf`] call once the extension is wired in (see this module's README).
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
-use ferry_core::MessageKind;
+use ferry_core::{CloseCode, MessageKind};
 
 use super::codec::MessageInflater;
-use crate::assembler::Violation;
+use crate::ws::assembler::Violation;
 
 /// The "Per-Message Compressed" bit, RSV1, in a frame's first byte.
 pub const RSV1: u8 = 0x40;
@@ -55,7 +55,7 @@ pub fn inflate_message(inflater: &mut MessageInflater, kind: MessageKind, compre
     let message = inflater.inflate(compressed, limit)?;
     if kind == MessageKind::Text && simdutf8::basic::from_utf8(&message).is_err() {
         return Err(Violation {
-            code: 1007,
+            code: CloseCode::INVALID_PAYLOAD,
             reason: "invalid UTF-8 in a text message",
         });
     }
@@ -63,13 +63,16 @@ pub fn inflate_message(inflater: &mut MessageInflater, kind: MessageKind, compre
 }
 
 const fn protocol(reason: &'static str) -> Violation {
-    Violation { code: 1002, reason }
+    Violation {
+        code: CloseCode::PROTOCOL_ERROR,
+        reason,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deflate::codec::{deflate_shared, MessageDeflater};
+    use crate::ws::deflate::codec::{deflate_shared, MessageDeflater};
 
     #[test]
     fn rsv1_only_on_the_first_frame_of_a_data_message() {
@@ -90,7 +93,7 @@ mod tests {
         ];
         for &(b0, deflate, expected) in table {
             assert_eq!(
-                check_reserved_bits(b0, deflate).map_err(|v| v.code),
+                check_reserved_bits(b0, deflate).map_err(|v| v.code.as_u16()),
                 expected,
                 "{b0:#04x}, negotiated {deflate}"
             );

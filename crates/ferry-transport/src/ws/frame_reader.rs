@@ -9,13 +9,14 @@
 //! Checks made here, before a payload is buffered: reserved bits (no extension is
 //! negotiated), reserved opcodes, control frames fragmented or over 125 bytes, a 64-bit
 //! length with its top bit set, and a payload over the message size limit.
-//! [`crate::assembler`] checks the rest (masking, fragmentation order, UTF-8, close
+//! [`crate::ws::assembler`] checks the rest (masking, fragmentation order, UTF-8, close
 //! frames).
 
 use bytes::{Buf, BytesMut};
 use fastwebsockets::OpCode;
+use ferry_core::CloseCode;
 
-use crate::assembler::{RawFrame, Violation};
+use crate::ws::assembler::{RawFrame, Violation};
 
 /// Takes frames out of a read buffer.
 #[derive(Debug, Clone)]
@@ -65,7 +66,7 @@ impl FrameReader {
             Ok(len) if len <= self.max_payload => len,
             _ => {
                 return Err(Violation {
-                    code: 1009,
+                    code: CloseCode::MESSAGE_TOO_BIG,
                     reason: "message too big",
                 })
             }
@@ -98,7 +99,10 @@ impl FrameReader {
 }
 
 const fn protocol(reason: &'static str) -> Violation {
-    Violation { code: 1002, reason }
+    Violation {
+        code: CloseCode::PROTOCOL_ERROR,
+        reason,
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::OpCode;
-use ferry_core::MessageKind;
+use ferry_core::{CloseCode, MessageKind};
 
 /// One frame as read off the wire, payload already unmasked.
 #[derive(Debug)]
@@ -41,14 +41,17 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     /// The close code to send (1002, 1007 or 1009).
-    pub code: u16,
+    pub code: CloseCode,
     /// Why, for the close frame and the log.
     pub reason: &'static str,
 }
 
 impl Violation {
     const fn protocol(reason: &'static str) -> Self {
-        Self { code: 1002, reason }
+        Self {
+            code: CloseCode::PROTOCOL_ERROR,
+            reason,
+        }
     }
 }
 
@@ -179,14 +182,14 @@ impl Partial {
 
 fn too_big() -> Violation {
     Violation {
-        code: 1009,
+        code: CloseCode::MESSAGE_TOO_BIG,
         reason: "message too big",
     }
 }
 
 fn invalid_utf8() -> Violation {
     Violation {
-        code: 1007,
+        code: CloseCode::INVALID_PAYLOAD,
         reason: "invalid UTF-8 in a text message",
     }
 }
