@@ -123,5 +123,5 @@ pub use packet::{
     Ack, Auth, ConnAck, Connect, Disconnect, Packet, PacketType, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, Subscription,
     UnsubAck, Unsubscribe, Version, Will,
 };
-pub use properties::{Properties, Property, PropertyId, Site};
+pub use properties::{Properties, Property, PropertyId, Site, WireType};
 pub use wire::{MAX_FIELD, MAX_VARINT};
