@@ -111,11 +111,13 @@ macro_rules! value {
     }};
 }
 
-/// The set of [`Site`]s a table row lists, as a bit mask: `every`, or sites joined by `|`
-/// (none for the empty set).
-macro_rules! sites {
-    (every) => { Site::EVERY };
-    ($($site:ident)|*) => { 0 $(| Site::$site.bit())* };
+/// Whether `$site` is in the set of [`Site`]s a table row lists: `every`, or sites joined
+/// by `|` (none for the empty set). A `matches!` per row, so that the compiler can fold
+/// the site, which a packet's check knows before its loop, into each row's test.
+macro_rules! site_in {
+    ($site:ident, every) => { true };
+    ($site:ident, ) => { false };
+    ($site:ident, $($s:ident)|+) => { matches!($site, $(Site::$s)|+) };
 }
 
 /// Expands the property table: one row per property, in identifier order,
@@ -171,20 +173,22 @@ macro_rules! properties {
             }
 
             /// Whether 5.0 §2.2.2.2 allows this property in `site`.
+            #[inline]
             pub fn allowed_in(self, site: Site) -> bool {
-                let sites: u16 = match self {
-                    $(PropertyId::$name => sites!($($allowed)*),)*
-                };
-                sites & site.bit() != 0
+                match self {
+                    $(PropertyId::$name => site_in!(site, $($allowed)*),)*
+                }
             }
 
             /// Whether the property may appear more than once in `site`: User Property always,
             /// Subscription Identifier in PUBLISH (one per matching subscription).
             pub fn repeatable_in(self, site: Site) -> bool {
-                let sites: u16 = match self {
-                    $(PropertyId::$name => sites!($($repeat)*),)*
-                };
-                sites & site.bit() != 0
+                // Guards, not a value per row: the rows that never repeat fold away, leaving
+                // the compiler the two tests a hand-written match would have.
+                match self {
+                    $(PropertyId::$name if site_in!(site, $($repeat)*) => true,)*
+                    _ => false,
+                }
             }
         }
 
@@ -205,12 +209,10 @@ macro_rules! properties {
                 }
             }
 
-            /// Reads the value of the property with identifier `id` (already read); an
-            /// identifier 5.0 does not define is [`DecodeError::UnknownProperty`].
-            fn read(id: usize, r: &mut Reader) -> Result<Property, DecodeError> {
+            /// Reads the value of property `id` (the identifier already read).
+            fn read(id: PropertyId, r: &mut Reader) -> Result<Property, DecodeError> {
                 Ok(match id {
-                    $($id => value!(read $wire, $name, r),)*
-                    _ => return Err(DecodeError::UnknownProperty(id as u32)),
+                    $(PropertyId::$name => value!(read $wire, $name, r),)*
                 })
             }
 
@@ -365,14 +367,6 @@ impl Site {
         Site::Auth,
     ];
 
-    /// The mask of every site.
-    const EVERY: u16 = (1 << Site::ALL.len()) - 1;
-
-    /// This site's bit in the masks of the property table.
-    const fn bit(self) -> u16 {
-        1 << self as u16
-    }
-
     /// The name used in error messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -467,7 +461,8 @@ impl Properties {
         let mut list = Vec::new();
         while !block.is_empty() {
             // The identifier is a Variable Byte Integer (5.0 §2.2.2.2).
-            let id = block.varint()?;
+            let raw = block.varint()?;
+            let id = PropertyId::from_id(raw).ok_or(DecodeError::UnknownProperty(raw as u32))?;
             list.push(Property::read(id, &mut block)?);
         }
         Ok(Properties { list })
@@ -930,7 +925,8 @@ mod tests {
             property.write(&mut out);
             assert_eq!(&out[..], *bytes, "{property:?}");
             let mut r = Reader::new(Bytes::copy_from_slice(&bytes[1..]));
-            assert_eq!(Property::read(bytes[0].into(), &mut r).as_ref(), Ok(property));
+            let id = PropertyId::from_id(bytes[0].into()).unwrap();
+            assert_eq!(Property::read(id, &mut r).as_ref(), Ok(property));
             r.finish().unwrap();
         }
         // All 27 in one list: the length prefix (97, one byte), then each in order.
