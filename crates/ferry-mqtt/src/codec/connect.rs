@@ -15,8 +15,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::decoder::Role;
 use super::error::{DecodeError, EncodeError};
-use super::packet::{qos_from_bits, ConnAck, Connect, ReasonCode, Version, Will};
+use super::packet::{qos_from_bits, ConnAck, Connect, Version, Will};
 use super::properties::{self, Properties, Site};
+use super::reason::ReasonCode;
 use super::validate;
 use super::wire::{self, Reader};
 

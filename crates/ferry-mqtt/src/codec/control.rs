@@ -9,8 +9,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::decoder::Role;
 use super::error::{DecodeError, EncodeError};
-use super::packet::{Auth, Disconnect, PacketType, ReasonCode, Version};
+use super::packet::{Auth, Disconnect, PacketType, Version};
 use super::properties::{self, Properties, Site};
+use super::reason::ReasonCode;
 use super::wire::Reader;
 
 /// PINGREQ and PINGRESP have no body.

@@ -12,8 +12,9 @@
 use ferry_core::topic::{SharedFilterError, TopicError};
 use thiserror::Error;
 
-use super::packet::{PacketType, ReasonCode, Version};
+use super::packet::{PacketType, Version};
 use super::properties::PropertyId;
+use super::reason::ReasonCode;
 
 /// A packet broke a rule of the protocol; the connection that sent it must close.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

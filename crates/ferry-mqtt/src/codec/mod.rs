@@ -14,6 +14,7 @@
 //! encode_to_bytes(&Packet, Version) -> Result<Bytes, EncodeError>
 //! encoded_len(&Packet, Version) -> Result<usize, EncodeError>
 //! DecodeError::reason_code(&self) -> ReasonCode      // 0x81, 0x82, 0x94, 0x95, …
+//! ReasonCode::named(self) -> Named                   // "0x93 Receive Maximum exceeded", for logs
 //! ```
 //!
 //! # Representation
@@ -106,6 +107,7 @@ mod frame;
 mod packet;
 mod properties;
 mod publish;
+mod reason;
 mod subscribe;
 #[cfg(test)]
 mod test_support;
@@ -120,8 +122,9 @@ pub use decoder::{Decoder, Role};
 pub use encode::{encode, encode_to_bytes, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
-    Ack, Auth, ConnAck, Connect, Disconnect, Packet, PacketType, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, Subscription,
-    UnsubAck, Unsubscribe, Version, Will,
+    Ack, Auth, ConnAck, Connect, Disconnect, Packet, PacketType, Publish, QoS, RetainHandling, SubAck, Subscribe, Subscription, UnsubAck,
+    Unsubscribe, Version, Will,
 };
-pub use properties::{Properties, Property, PropertyId, Site};
+pub use properties::{Properties, Property, PropertyId, Site, WireType};
+pub use reason::{Named, ReasonCode};
 pub use wire::{MAX_FIELD, MAX_VARINT};

@@ -16,10 +16,10 @@ use bytestring::ByteString;
 use mqttbytes::{v4, v5};
 
 use super::packet::{
-    Ack, ConnAck, Connect, Disconnect, Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe,
-    Version, Will,
+    Ack, ConnAck, Connect, Disconnect, Packet, QoS, RetainHandling, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe, Version, Will,
 };
 use super::properties::{Properties, Property};
+use super::reason::ReasonCode;
 
 /// Decodes `frame` (one whole packet that this codec decoded as `ours` for `version`)
 /// with mqttbytes and compares the results. `Ok` when they agree or when mqttbytes

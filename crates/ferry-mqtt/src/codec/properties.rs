@@ -10,6 +10,11 @@
 //! checks the rules of §2.2.2.2 and of each property's definition: which properties a
 //! packet may carry, which may appear only once, and the values that are a Protocol
 //! Error. The encoder runs the same [`check`], so Ferry never sends what it would refuse.
+//!
+//! Each property is declared once, in the `properties!` table below (identifier, name,
+//! value type, wire type, where it is allowed, where it may repeat, its getter); the
+//! table expands to [`PropertyId`], [`Property`], the decoder, the encoder, the
+//! allowed-in and repeat rules and the getters of [`Properties`].
 
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
@@ -18,137 +23,296 @@ use super::decoder::Role;
 use super::error::{DecodeError, EncodeError};
 use super::wire::{self, Reader, MAX_VARINT};
 
-/// The property identifiers of 5.0 §2.2.2.2, Table 2-4.
+/// The data types of 5.0 §1.5 a property value is written in (the Type column of
+/// §2.2.2.2, Table 2-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PropertyId {
-    /// 0x01, Byte: PUBLISH, will.
-    PayloadFormatIndicator = 0x01,
-    /// 0x02, Four Byte Integer: PUBLISH, will.
-    MessageExpiryInterval = 0x02,
-    /// 0x03, UTF-8 String: PUBLISH, will.
-    ContentType = 0x03,
-    /// 0x08, UTF-8 String: PUBLISH, will.
-    ResponseTopic = 0x08,
-    /// 0x09, Binary Data: PUBLISH, will.
-    CorrelationData = 0x09,
-    /// 0x0B, Variable Byte Integer: PUBLISH (server to client), SUBSCRIBE.
-    SubscriptionIdentifier = 0x0B,
-    /// 0x11, Four Byte Integer: CONNECT, CONNACK, DISCONNECT.
-    SessionExpiryInterval = 0x11,
-    /// 0x12, UTF-8 String: CONNACK.
-    AssignedClientIdentifier = 0x12,
-    /// 0x13, Two Byte Integer: CONNACK.
-    ServerKeepAlive = 0x13,
-    /// 0x15, UTF-8 String: CONNECT, CONNACK, AUTH.
-    AuthenticationMethod = 0x15,
-    /// 0x16, Binary Data: CONNECT, CONNACK, AUTH.
-    AuthenticationData = 0x16,
-    /// 0x17, Byte: CONNECT.
-    RequestProblemInformation = 0x17,
-    /// 0x18, Four Byte Integer: will.
-    WillDelayInterval = 0x18,
-    /// 0x19, Byte: CONNECT.
-    RequestResponseInformation = 0x19,
-    /// 0x1A, UTF-8 String: CONNACK.
-    ResponseInformation = 0x1A,
-    /// 0x1C, UTF-8 String: CONNACK, DISCONNECT.
-    ServerReference = 0x1C,
-    /// 0x1F, UTF-8 String: CONNACK, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK,
-    /// DISCONNECT, AUTH.
-    ReasonString = 0x1F,
-    /// 0x21, Two Byte Integer: CONNECT, CONNACK.
-    ReceiveMaximum = 0x21,
-    /// 0x22, Two Byte Integer: CONNECT, CONNACK.
-    TopicAliasMaximum = 0x22,
-    /// 0x23, Two Byte Integer: PUBLISH.
-    TopicAlias = 0x23,
-    /// 0x24, Byte: CONNACK.
-    MaximumQoS = 0x24,
-    /// 0x25, Byte: CONNACK.
-    RetainAvailable = 0x25,
-    /// 0x26, UTF-8 String Pair: every packet with properties, and the will.
-    UserProperty = 0x26,
-    /// 0x27, Four Byte Integer: CONNECT, CONNACK.
-    MaximumPacketSize = 0x27,
-    /// 0x28, Byte: CONNACK.
-    WildcardSubscriptionAvailable = 0x28,
-    /// 0x29, Byte: CONNACK.
-    SubscriptionIdentifierAvailable = 0x29,
-    /// 0x2A, Byte: CONNACK.
-    SharedSubscriptionAvailable = 0x2A,
+pub enum WireType {
+    /// One byte (§1.5.1).
+    Byte,
+    /// A big-endian 16-bit integer (§1.5.2).
+    TwoByteInteger,
+    /// A big-endian 32-bit integer (§1.5.3).
+    FourByteInteger,
+    /// A Variable Byte Integer, one to four bytes (§1.5.5).
+    VariableByteInteger,
+    /// A UTF-8 Encoded String with a two-byte length (§1.5.4).
+    Utf8String,
+    /// A UTF-8 String Pair: name, then value (§1.5.7).
+    Utf8StringPair,
+    /// Binary Data with a two-byte length (§1.5.6).
+    BinaryData,
 }
 
-impl PropertyId {
-    /// The property for an identifier, `None` for one 5.0 does not define.
-    pub fn from_id(id: usize) -> Option<PropertyId> {
-        use PropertyId::*;
-        Some(match id {
-            0x01 => PayloadFormatIndicator,
-            0x02 => MessageExpiryInterval,
-            0x03 => ContentType,
-            0x08 => ResponseTopic,
-            0x09 => CorrelationData,
-            0x0B => SubscriptionIdentifier,
-            0x11 => SessionExpiryInterval,
-            0x12 => AssignedClientIdentifier,
-            0x13 => ServerKeepAlive,
-            0x15 => AuthenticationMethod,
-            0x16 => AuthenticationData,
-            0x17 => RequestProblemInformation,
-            0x18 => WillDelayInterval,
-            0x19 => RequestResponseInformation,
-            0x1A => ResponseInformation,
-            0x1C => ServerReference,
-            0x1F => ReasonString,
-            0x21 => ReceiveMaximum,
-            0x22 => TopicAliasMaximum,
-            0x23 => TopicAlias,
-            0x24 => MaximumQoS,
-            0x25 => RetainAvailable,
-            0x26 => UserProperty,
-            0x27 => MaximumPacketSize,
-            0x28 => WildcardSubscriptionAvailable,
-            0x29 => SubscriptionIdentifierAvailable,
-            0x2A => SharedSubscriptionAvailable,
-            _ => return None,
-        })
-    }
-
-    /// Whether 5.0 §2.2.2.2 allows this property in `site`.
-    pub fn allowed_in(self, site: Site) -> bool {
-        use PropertyId::*;
-        use Site::*;
+impl WireType {
+    /// The name Table 2-4 uses.
+    pub fn name(self) -> &'static str {
         match self {
-            PayloadFormatIndicator | MessageExpiryInterval | ContentType | ResponseTopic | CorrelationData => {
-                matches!(site, Publish | Will)
+            WireType::Byte => "Byte",
+            WireType::TwoByteInteger => "Two Byte Integer",
+            WireType::FourByteInteger => "Four Byte Integer",
+            WireType::VariableByteInteger => "Variable Byte Integer",
+            WireType::Utf8String => "UTF-8 Encoded String",
+            WireType::Utf8StringPair => "UTF-8 String Pair",
+            WireType::BinaryData => "Binary Data",
+        }
+    }
+}
+
+/// How a value of each [`WireType`] is read, measured and written: the `properties!`
+/// table calls this with each row's wire type. `pat` binds a [`Property`]'s value to
+/// `$a` (and a pair's value string to `$b`); `len` also pins the Rust type each wire
+/// type is held in, so a row whose value type and wire type disagree does not compile.
+#[rustfmt::skip]
+macro_rules! value {
+    (pat Utf8StringPair, $name:ident, $a:ident, $b:ident) => { Property::$name($a, $b) };
+    (pat $wire:ident, $name:ident, $a:ident, $b:ident) => { Property::$name($a) };
+
+    (read Byte, $name:ident, $r:ident) => { Property::$name($r.u8()?) };
+    (len Byte, $a:ident, $b:ident) => {{ let _: &u8 = $a; 1 }};
+    (write Byte, $out:ident, $a:ident, $b:ident) => { $out.put_u8(*$a) };
+
+    (read TwoByteInteger, $name:ident, $r:ident) => { Property::$name($r.u16()?) };
+    (len TwoByteInteger, $a:ident, $b:ident) => {{ let _: &u16 = $a; 2 }};
+    (write TwoByteInteger, $out:ident, $a:ident, $b:ident) => { $out.put_u16(*$a) };
+
+    (read FourByteInteger, $name:ident, $r:ident) => { Property::$name($r.u32()?) };
+    (len FourByteInteger, $a:ident, $b:ident) => {{ let _: &u32 = $a; 4 }};
+    (write FourByteInteger, $out:ident, $a:ident, $b:ident) => { $out.put_u32(*$a) };
+
+    // `varint` never exceeds MAX_VARINT, which fits a u32.
+    (read VariableByteInteger, $name:ident, $r:ident) => { Property::$name($r.varint()? as u32) };
+    // The one Variable Byte Integer property is the Subscription Identifier, 1 to
+    // MAX_VARINT (5.0 §3.3.2.3.8); the table test checks that it stays the only one.
+    (len VariableByteInteger, $a:ident, $b:ident) => {{
+        let id: u32 = *$a;
+        if id == 0 || id as usize > MAX_VARINT {
+            return Err(EncodeError::SubscriptionIdOutOfRange(id));
+        }
+        wire::varint_len(id as usize)
+    }};
+    (write VariableByteInteger, $out:ident, $a:ident, $b:ident) => { wire::put_varint($out, *$a as usize) };
+
+    (read Utf8String, $name:ident, $r:ident) => { Property::$name($r.string()?) };
+    (len Utf8String, $a:ident, $b:ident) => {{ let s: &ByteString = $a; wire::string_len(s)? }};
+    (write Utf8String, $out:ident, $a:ident, $b:ident) => { wire::put_binary($out, $a.as_bytes()) };
+
+    (read BinaryData, $name:ident, $r:ident) => { Property::$name($r.binary()?) };
+    (len BinaryData, $a:ident, $b:ident) => {{ let data: &Bytes = $a; wire::binary_len(data)? }};
+    (write BinaryData, $out:ident, $a:ident, $b:ident) => { wire::put_binary($out, $a) };
+
+    (read Utf8StringPair, $name:ident, $r:ident) => {{ let key = $r.string()?; Property::$name(key, $r.string()?) }};
+    (len Utf8StringPair, $a:ident, $b:ident) => {{
+        let (key, value): (&ByteString, &ByteString) = ($a, $b);
+        wire::string_len(key)? + wire::string_len(value)?
+    }};
+    (write Utf8StringPair, $out:ident, $a:ident, $b:ident) => {{
+        wire::put_binary($out, $a.as_bytes());
+        wire::put_binary($out, $b.as_bytes());
+    }};
+}
+
+/// Whether `$site` is in the set of [`Site`]s a table row lists: `every`, or sites joined
+/// by `|` (none for the empty set). A `matches!` per row, so that the compiler can fold
+/// the site, which a packet's check knows before its loop, into each row's test.
+macro_rules! site_in {
+    ($site:ident, every) => { true };
+    ($site:ident, ) => { false };
+    ($site:ident, $($s:ident)|+) => { matches!($site, $(Site::$s)|+) };
+}
+
+/// Expands the property table: one row per property, in identifier order,
+///
+/// ```text
+/// /// doc of the Property variant
+/// id Variant(value type): WireType "Name in the spec" in [allowed sites] repeat [sites] get getter;
+/// ```
+///
+/// into [`PropertyId`] (with `from_id`, `name`, `wire_type`, `allowed_in`,
+/// `repeatable_in` and `ALL`), [`Property`] (with `id`, its reader, `wire_len` and its
+/// writer), and a getter on [`Properties`] for each row that names one. The model is
+/// quinn-proto's `apply_params!` for QUIC transport parameters.
+macro_rules! properties {
+    ($(
+        $(#[$doc:meta])*
+        $id:literal $name:ident($ty:ty $(, $ty2:ty)?): $wire:ident $spec:literal
+            in [$($allowed:tt)*] repeat [$($repeat:tt)*] $(get $getter:ident)?;
+    )*) => {
+        /// The property identifiers of 5.0 §2.2.2.2, Table 2-4.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum PropertyId {
+            $(
+                #[doc = concat!(stringify!($id), " ", $spec, ", ", stringify!($wire), ": ", stringify!($($allowed)*), ".")]
+                $name = $id,
+            )*
+        }
+
+        impl PropertyId {
+            /// Every property 5.0 defines, in identifier order.
+            pub const ALL: &'static [PropertyId] = &[$(PropertyId::$name),*];
+
+            /// The property for an identifier, `None` for one 5.0 does not define.
+            pub fn from_id(id: usize) -> Option<PropertyId> {
+                match id {
+                    $($id => Some(PropertyId::$name),)*
+                    _ => None,
+                }
             }
-            SubscriptionIdentifier => matches!(site, Publish | Subscribe),
-            SessionExpiryInterval => matches!(site, Connect | ConnAck | Disconnect),
-            AssignedClientIdentifier | ServerKeepAlive | ResponseInformation | MaximumQoS | RetainAvailable => site == ConnAck,
-            WildcardSubscriptionAvailable | SubscriptionIdentifierAvailable | SharedSubscriptionAvailable => site == ConnAck,
-            AuthenticationMethod | AuthenticationData => matches!(site, Connect | ConnAck | Auth),
-            RequestProblemInformation | RequestResponseInformation => site == Connect,
-            WillDelayInterval => site == Will,
-            ServerReference => matches!(site, ConnAck | Disconnect),
-            ReasonString => matches!(
-                site,
-                ConnAck | PubAck | PubRec | PubRel | PubComp | SubAck | UnsubAck | Disconnect | Auth
-            ),
-            ReceiveMaximum | TopicAliasMaximum | MaximumPacketSize => matches!(site, Connect | ConnAck),
-            TopicAlias => site == Publish,
-            UserProperty => true,
-        }
-    }
 
-    /// Whether the property may appear more than once in `site`: User Property always,
-    /// Subscription Identifier in PUBLISH (one per matching subscription).
-    pub fn repeatable_in(self, site: Site) -> bool {
-        match self {
-            PropertyId::UserProperty => true,
-            PropertyId::SubscriptionIdentifier => site == Site::Publish,
-            _ => false,
+            /// The property's name in the specification ("Receive Maximum").
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(PropertyId::$name => $spec,)*
+                }
+            }
+
+            /// How the property's value is written.
+            pub fn wire_type(self) -> WireType {
+                match self {
+                    $(PropertyId::$name => WireType::$wire,)*
+                }
+            }
+
+            /// Whether 5.0 §2.2.2.2 allows this property in `site`.
+            #[inline]
+            pub fn allowed_in(self, site: Site) -> bool {
+                match self {
+                    $(PropertyId::$name => site_in!(site, $($allowed)*),)*
+                }
+            }
+
+            /// Whether the property may appear more than once in `site`: User Property always,
+            /// Subscription Identifier in PUBLISH (one per matching subscription).
+            pub fn repeatable_in(self, site: Site) -> bool {
+                // Guards, not a value per row: the rows that never repeat fold away, leaving
+                // the compiler the two tests a hand-written match would have.
+                match self {
+                    $(PropertyId::$name if site_in!(site, $($repeat)*) => true,)*
+                    _ => false,
+                }
+            }
         }
-    }
+
+        /// One property with its value.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Property {
+            $(
+                $(#[$doc])*
+                $name($ty $(, $ty2)?),
+            )*
+        }
+
+        impl Property {
+            /// This property's identifier.
+            pub fn id(&self) -> PropertyId {
+                match self {
+                    $(Property::$name(..) => PropertyId::$name,)*
+                }
+            }
+
+            /// Reads the value of property `id` (the identifier already read).
+            fn read(id: PropertyId, r: &mut Reader) -> Result<Property, DecodeError> {
+                Ok(match id {
+                    $(PropertyId::$name => value!(read $wire, $name, r),)*
+                })
+            }
+
+            /// The encoded size (identifier and value), checking field lengths.
+            pub(crate) fn wire_len(&self) -> Result<usize, EncodeError> {
+                // Every identifier is below 0x80: a one-byte Variable Byte Integer.
+                Ok(1 + match self {
+                    $(value!(pat $wire, $name, a, b) => value!(len $wire, a, b),)*
+                })
+            }
+
+            /// Writes identifier and value (after [`Property::wire_len`] succeeded).
+            fn write(&self, out: &mut BytesMut) {
+                match self {
+                    $(value!(pat $wire, $name, a, b) => {
+                        out.put_u8($id);
+                        value!(write $wire, out, a, b)
+                    })*
+                }
+            }
+        }
+
+        impl Properties {
+            $($(
+                #[doc = concat!("The ", $spec, " (", stringify!($id), "), the first if there are several; ")]
+                #[doc = concat!("see [`Property::", stringify!($name), "`].")]
+                pub fn $getter(&self) -> Option<$ty> {
+                    self.list.iter().find_map(|p| match p {
+                        Property::$name(v) => Some(v.clone()),
+                        _ => None,
+                    })
+                }
+            )?)*
+        }
+    };
+}
+
+properties! {
+    /// 0 unspecified bytes, 1 UTF-8 text.
+    0x01 PayloadFormatIndicator(u8): Byte "Payload Format Indicator" in [Publish | Will] repeat [] get payload_format_indicator;
+    /// Lifetime of the message in seconds.
+    0x02 MessageExpiryInterval(u32): FourByteInteger "Message Expiry Interval" in [Publish | Will] repeat [] get message_expiry_interval;
+    /// MIME type of the payload.
+    0x03 ContentType(ByteString): Utf8String "Content Type" in [Publish | Will] repeat [] get content_type;
+    /// Topic name for a response.
+    0x08 ResponseTopic(ByteString): Utf8String "Response Topic" in [Publish | Will] repeat [] get response_topic;
+    /// Request/response correlation data.
+    0x09 CorrelationData(Bytes): BinaryData "Correlation Data" in [Publish | Will] repeat [] get correlation_data;
+    /// Identifier of a subscription (1..=268,435,455). Only a server sends it in PUBLISH,
+    /// once per matching subscription ([`Properties::subscription_identifiers`]).
+    0x0B SubscriptionIdentifier(u32): VariableByteInteger "Subscription Identifier" in [Publish | Subscribe] repeat [Publish];
+    /// Session lifetime after disconnection, in seconds.
+    0x11 SessionExpiryInterval(u32): FourByteInteger "Session Expiry Interval"
+        in [Connect | ConnAck | Disconnect] repeat [] get session_expiry_interval;
+    /// Client identifier the server assigned.
+    0x12 AssignedClientIdentifier(ByteString): Utf8String "Assigned Client Identifier"
+        in [ConnAck] repeat [] get assigned_client_identifier;
+    /// Keep alive imposed by the server, in seconds.
+    0x13 ServerKeepAlive(u16): TwoByteInteger "Server Keep Alive" in [ConnAck] repeat [] get server_keep_alive;
+    /// Name of the extended authentication method.
+    0x15 AuthenticationMethod(ByteString): Utf8String "Authentication Method"
+        in [Connect | ConnAck | Auth] repeat [] get authentication_method;
+    /// Extended authentication data.
+    0x16 AuthenticationData(Bytes): BinaryData "Authentication Data" in [Connect | ConnAck | Auth] repeat [] get authentication_data;
+    /// Whether the client wants reason strings and user properties on failures.
+    0x17 RequestProblemInformation(u8): Byte "Request Problem Information" in [Connect] repeat [] get request_problem_information;
+    /// Delay before the will is published, in seconds.
+    0x18 WillDelayInterval(u32): FourByteInteger "Will Delay Interval" in [Will] repeat [] get will_delay_interval;
+    /// Whether the client wants Response Information in the CONNACK.
+    0x19 RequestResponseInformation(u8): Byte "Request Response Information" in [Connect] repeat [] get request_response_information;
+    /// Basis for response topics.
+    0x1A ResponseInformation(ByteString): Utf8String "Response Information" in [ConnAck] repeat [] get response_information;
+    /// Another server for the client to use.
+    0x1C ServerReference(ByteString): Utf8String "Server Reference" in [ConnAck | Disconnect] repeat [] get server_reference;
+    /// Human-readable diagnostic.
+    0x1F ReasonString(ByteString): Utf8String "Reason String"
+        in [ConnAck | PubAck | PubRec | PubRel | PubComp | SubAck | UnsubAck | Disconnect | Auth] repeat [] get reason_string;
+    /// Maximum number of unacknowledged QoS 1 and 2 PUBLISHes the sender accepts.
+    0x21 ReceiveMaximum(u16): TwoByteInteger "Receive Maximum" in [Connect | ConnAck] repeat [] get receive_maximum;
+    /// Highest topic alias the sender accepts.
+    0x22 TopicAliasMaximum(u16): TwoByteInteger "Topic Alias Maximum" in [Connect | ConnAck] repeat [] get topic_alias_maximum;
+    /// Alias standing for the topic name.
+    0x23 TopicAlias(u16): TwoByteInteger "Topic Alias" in [Publish] repeat [] get topic_alias;
+    /// Highest QoS the server supports (0 or 1; absent means 2).
+    0x24 MaximumQoS(u8): Byte "Maximum QoS" in [ConnAck] repeat [] get maximum_qos;
+    /// Whether the server supports retained messages.
+    0x25 RetainAvailable(u8): Byte "Retain Available" in [ConnAck] repeat [] get retain_available;
+    /// An application name/value pair; order is kept ([`Properties::user_properties`]).
+    0x26 UserProperty(ByteString, ByteString): Utf8StringPair "User Property" in [every] repeat [every];
+    /// Largest packet the sender accepts.
+    0x27 MaximumPacketSize(u32): FourByteInteger "Maximum Packet Size" in [Connect | ConnAck] repeat [] get maximum_packet_size;
+    /// Whether the server supports wildcard subscriptions.
+    0x28 WildcardSubscriptionAvailable(u8): Byte "Wildcard Subscription Available"
+        in [ConnAck] repeat [] get wildcard_subscription_available;
+    /// Whether the server supports subscription identifiers.
+    0x29 SubscriptionIdentifierAvailable(u8): Byte "Subscription Identifier Available"
+        in [ConnAck] repeat [] get subscription_identifier_available;
+    /// Whether the server supports shared subscriptions.
+    0x2A SharedSubscriptionAvailable(u8): Byte "Shared Subscription Available"
+        in [ConnAck] repeat [] get shared_subscription_available;
 }
 
 /// Where a property list sits: a packet's variable header, or a CONNECT's will.
@@ -185,6 +349,24 @@ pub enum Site {
 }
 
 impl Site {
+    /// Every site, in declaration order.
+    pub const ALL: [Site; 14] = [
+        Site::Connect,
+        Site::Will,
+        Site::ConnAck,
+        Site::Publish,
+        Site::PubAck,
+        Site::PubRec,
+        Site::PubRel,
+        Site::PubComp,
+        Site::Subscribe,
+        Site::SubAck,
+        Site::Unsubscribe,
+        Site::UnsubAck,
+        Site::Disconnect,
+        Site::Auth,
+    ];
+
     /// The name used in error messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -206,224 +388,10 @@ impl Site {
     }
 }
 
-/// One property with its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Property {
-    /// 0 unspecified bytes, 1 UTF-8 text.
-    PayloadFormatIndicator(u8),
-    /// Lifetime of the message in seconds.
-    MessageExpiryInterval(u32),
-    /// MIME type of the payload.
-    ContentType(ByteString),
-    /// Topic name for a response.
-    ResponseTopic(ByteString),
-    /// Request/response correlation data.
-    CorrelationData(Bytes),
-    /// Identifier of a subscription (1..=268,435,455).
-    SubscriptionIdentifier(u32),
-    /// Session lifetime after disconnection, in seconds.
-    SessionExpiryInterval(u32),
-    /// Client identifier the server assigned.
-    AssignedClientIdentifier(ByteString),
-    /// Keep alive imposed by the server.
-    ServerKeepAlive(u16),
-    /// Name of the extended authentication method.
-    AuthenticationMethod(ByteString),
-    /// Extended authentication data.
-    AuthenticationData(Bytes),
-    /// Whether the client wants reason strings and user properties on failures.
-    RequestProblemInformation(u8),
-    /// Delay before the will is published, in seconds.
-    WillDelayInterval(u32),
-    /// Whether the client wants Response Information in the CONNACK.
-    RequestResponseInformation(u8),
-    /// Basis for response topics.
-    ResponseInformation(ByteString),
-    /// Another server for the client to use.
-    ServerReference(ByteString),
-    /// Human-readable diagnostic.
-    ReasonString(ByteString),
-    /// Maximum number of unacknowledged QoS 1 and 2 PUBLISHes the sender accepts.
-    ReceiveMaximum(u16),
-    /// Highest topic alias the sender accepts.
-    TopicAliasMaximum(u16),
-    /// Alias standing for the topic name.
-    TopicAlias(u16),
-    /// Highest QoS the server supports (0 or 1; absent means 2).
-    MaximumQoS(u8),
-    /// Whether the server supports retained messages.
-    RetainAvailable(u8),
-    /// An application name/value pair; order is kept.
-    UserProperty(ByteString, ByteString),
-    /// Largest packet the sender accepts.
-    MaximumPacketSize(u32),
-    /// Whether the server supports wildcard subscriptions.
-    WildcardSubscriptionAvailable(u8),
-    /// Whether the server supports subscription identifiers.
-    SubscriptionIdentifierAvailable(u8),
-    /// Whether the server supports shared subscriptions.
-    SharedSubscriptionAvailable(u8),
-}
-
-impl Property {
-    /// This property's identifier.
-    pub fn id(&self) -> PropertyId {
-        use Property as P;
-        use PropertyId as I;
-        match self {
-            P::PayloadFormatIndicator(_) => I::PayloadFormatIndicator,
-            P::MessageExpiryInterval(_) => I::MessageExpiryInterval,
-            P::ContentType(_) => I::ContentType,
-            P::ResponseTopic(_) => I::ResponseTopic,
-            P::CorrelationData(_) => I::CorrelationData,
-            P::SubscriptionIdentifier(_) => I::SubscriptionIdentifier,
-            P::SessionExpiryInterval(_) => I::SessionExpiryInterval,
-            P::AssignedClientIdentifier(_) => I::AssignedClientIdentifier,
-            P::ServerKeepAlive(_) => I::ServerKeepAlive,
-            P::AuthenticationMethod(_) => I::AuthenticationMethod,
-            P::AuthenticationData(_) => I::AuthenticationData,
-            P::RequestProblemInformation(_) => I::RequestProblemInformation,
-            P::WillDelayInterval(_) => I::WillDelayInterval,
-            P::RequestResponseInformation(_) => I::RequestResponseInformation,
-            P::ResponseInformation(_) => I::ResponseInformation,
-            P::ServerReference(_) => I::ServerReference,
-            P::ReasonString(_) => I::ReasonString,
-            P::ReceiveMaximum(_) => I::ReceiveMaximum,
-            P::TopicAliasMaximum(_) => I::TopicAliasMaximum,
-            P::TopicAlias(_) => I::TopicAlias,
-            P::MaximumQoS(_) => I::MaximumQoS,
-            P::RetainAvailable(_) => I::RetainAvailable,
-            P::UserProperty(..) => I::UserProperty,
-            P::MaximumPacketSize(_) => I::MaximumPacketSize,
-            P::WildcardSubscriptionAvailable(_) => I::WildcardSubscriptionAvailable,
-            P::SubscriptionIdentifierAvailable(_) => I::SubscriptionIdentifierAvailable,
-            P::SharedSubscriptionAvailable(_) => I::SharedSubscriptionAvailable,
-        }
-    }
-
-    /// Reads the value of property `id` (the identifier already read).
-    fn read(id: PropertyId, r: &mut Reader) -> Result<Property, DecodeError> {
-        use Property as P;
-        use PropertyId as I;
-        Ok(match id {
-            I::PayloadFormatIndicator => P::PayloadFormatIndicator(r.u8()?),
-            I::MessageExpiryInterval => P::MessageExpiryInterval(r.u32()?),
-            I::ContentType => P::ContentType(r.string()?),
-            I::ResponseTopic => P::ResponseTopic(r.string()?),
-            I::CorrelationData => P::CorrelationData(r.binary()?),
-            // `varint` never exceeds MAX_VARINT, which fits a u32.
-            I::SubscriptionIdentifier => P::SubscriptionIdentifier(r.varint()? as u32),
-            I::SessionExpiryInterval => P::SessionExpiryInterval(r.u32()?),
-            I::AssignedClientIdentifier => P::AssignedClientIdentifier(r.string()?),
-            I::ServerKeepAlive => P::ServerKeepAlive(r.u16()?),
-            I::AuthenticationMethod => P::AuthenticationMethod(r.string()?),
-            I::AuthenticationData => P::AuthenticationData(r.binary()?),
-            I::RequestProblemInformation => P::RequestProblemInformation(r.u8()?),
-            I::WillDelayInterval => P::WillDelayInterval(r.u32()?),
-            I::RequestResponseInformation => P::RequestResponseInformation(r.u8()?),
-            I::ResponseInformation => P::ResponseInformation(r.string()?),
-            I::ServerReference => P::ServerReference(r.string()?),
-            I::ReasonString => P::ReasonString(r.string()?),
-            I::ReceiveMaximum => P::ReceiveMaximum(r.u16()?),
-            I::TopicAliasMaximum => P::TopicAliasMaximum(r.u16()?),
-            I::TopicAlias => P::TopicAlias(r.u16()?),
-            I::MaximumQoS => P::MaximumQoS(r.u8()?),
-            I::RetainAvailable => P::RetainAvailable(r.u8()?),
-            I::UserProperty => {
-                let key = r.string()?;
-                P::UserProperty(key, r.string()?)
-            }
-            I::MaximumPacketSize => P::MaximumPacketSize(r.u32()?),
-            I::WildcardSubscriptionAvailable => P::WildcardSubscriptionAvailable(r.u8()?),
-            I::SubscriptionIdentifierAvailable => P::SubscriptionIdentifierAvailable(r.u8()?),
-            I::SharedSubscriptionAvailable => P::SharedSubscriptionAvailable(r.u8()?),
-        })
-    }
-
-    /// The encoded size (identifier and value), checking field lengths.
-    pub(crate) fn wire_len(&self) -> Result<usize, EncodeError> {
-        use Property as P;
-        let value = match self {
-            P::PayloadFormatIndicator(_)
-            | P::RequestProblemInformation(_)
-            | P::RequestResponseInformation(_)
-            | P::MaximumQoS(_)
-            | P::RetainAvailable(_)
-            | P::WildcardSubscriptionAvailable(_)
-            | P::SubscriptionIdentifierAvailable(_)
-            | P::SharedSubscriptionAvailable(_) => 1,
-            P::ServerKeepAlive(_) | P::ReceiveMaximum(_) | P::TopicAliasMaximum(_) | P::TopicAlias(_) => 2,
-            P::MessageExpiryInterval(_) | P::SessionExpiryInterval(_) | P::WillDelayInterval(_) | P::MaximumPacketSize(_) => 4,
-            P::SubscriptionIdentifier(id) => {
-                if *id == 0 || *id as usize > MAX_VARINT {
-                    return Err(EncodeError::SubscriptionIdOutOfRange(*id));
-                }
-                wire::varint_len(*id as usize)
-            }
-            P::ContentType(s)
-            | P::ResponseTopic(s)
-            | P::AssignedClientIdentifier(s)
-            | P::AuthenticationMethod(s)
-            | P::ResponseInformation(s)
-            | P::ServerReference(s)
-            | P::ReasonString(s) => wire::string_len(s)?,
-            P::CorrelationData(b) | P::AuthenticationData(b) => wire::binary_len(b)?,
-            P::UserProperty(k, v) => wire::string_len(k)? + wire::string_len(v)?,
-        };
-        Ok(1 + value)
-    }
-
-    /// Writes identifier and value (after [`Property::wire_len`] succeeded).
-    fn write(&self, out: &mut BytesMut) {
-        use Property as P;
-        out.put_u8(self.id() as u8);
-        match self {
-            P::PayloadFormatIndicator(v)
-            | P::RequestProblemInformation(v)
-            | P::RequestResponseInformation(v)
-            | P::MaximumQoS(v)
-            | P::RetainAvailable(v)
-            | P::WildcardSubscriptionAvailable(v)
-            | P::SubscriptionIdentifierAvailable(v)
-            | P::SharedSubscriptionAvailable(v) => out.put_u8(*v),
-            P::ServerKeepAlive(v) | P::ReceiveMaximum(v) | P::TopicAliasMaximum(v) | P::TopicAlias(v) => out.put_u16(*v),
-            P::MessageExpiryInterval(v) | P::SessionExpiryInterval(v) | P::WillDelayInterval(v) | P::MaximumPacketSize(v) => {
-                out.put_u32(*v)
-            }
-            P::SubscriptionIdentifier(id) => wire::put_varint(out, *id as usize),
-            P::ContentType(s)
-            | P::ResponseTopic(s)
-            | P::AssignedClientIdentifier(s)
-            | P::AuthenticationMethod(s)
-            | P::ResponseInformation(s)
-            | P::ServerReference(s)
-            | P::ReasonString(s) => wire::put_binary(out, s.as_bytes()),
-            P::CorrelationData(b) | P::AuthenticationData(b) => wire::put_binary(out, b),
-            P::UserProperty(k, v) => {
-                wire::put_binary(out, k.as_bytes());
-                wire::put_binary(out, v.as_bytes());
-            }
-        }
-    }
-}
-
 /// The properties of one packet (or will), in wire order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Properties {
     list: Vec<Property>,
-}
-
-/// Generates a getter for a property that appears at most once.
-macro_rules! getter {
-    ($(#[$doc:meta])* $name:ident, $variant:ident, $ty:ty) => {
-        $(#[$doc])*
-        pub fn $name(&self) -> Option<$ty> {
-            self.list.iter().find_map(|p| match p {
-                Property::$variant(v) => Some(v.clone()),
-                _ => None,
-            })
-        }
-    };
 }
 
 impl Properties {
@@ -484,107 +452,6 @@ impl Properties {
             _ => None,
         })
     }
-
-    getter!(
-        /// Payload Format Indicator.
-        payload_format_indicator, PayloadFormatIndicator, u8
-    );
-    getter!(
-        /// Message Expiry Interval, seconds.
-        message_expiry_interval, MessageExpiryInterval, u32
-    );
-    getter!(
-        /// Content Type.
-        content_type, ContentType, ByteString
-    );
-    getter!(
-        /// Response Topic.
-        response_topic, ResponseTopic, ByteString
-    );
-    getter!(
-        /// Correlation Data.
-        correlation_data, CorrelationData, Bytes
-    );
-    getter!(
-        /// Session Expiry Interval, seconds.
-        session_expiry_interval, SessionExpiryInterval, u32
-    );
-    getter!(
-        /// Assigned Client Identifier.
-        assigned_client_identifier, AssignedClientIdentifier, ByteString
-    );
-    getter!(
-        /// Server Keep Alive, seconds.
-        server_keep_alive, ServerKeepAlive, u16
-    );
-    getter!(
-        /// Authentication Method.
-        authentication_method, AuthenticationMethod, ByteString
-    );
-    getter!(
-        /// Authentication Data.
-        authentication_data, AuthenticationData, Bytes
-    );
-    getter!(
-        /// Request Problem Information.
-        request_problem_information, RequestProblemInformation, u8
-    );
-    getter!(
-        /// Will Delay Interval, seconds.
-        will_delay_interval, WillDelayInterval, u32
-    );
-    getter!(
-        /// Request Response Information.
-        request_response_information, RequestResponseInformation, u8
-    );
-    getter!(
-        /// Response Information.
-        response_information, ResponseInformation, ByteString
-    );
-    getter!(
-        /// Server Reference.
-        server_reference, ServerReference, ByteString
-    );
-    getter!(
-        /// Reason String.
-        reason_string, ReasonString, ByteString
-    );
-    getter!(
-        /// Receive Maximum.
-        receive_maximum, ReceiveMaximum, u16
-    );
-    getter!(
-        /// Topic Alias Maximum.
-        topic_alias_maximum, TopicAliasMaximum, u16
-    );
-    getter!(
-        /// Topic Alias.
-        topic_alias, TopicAlias, u16
-    );
-    getter!(
-        /// Maximum QoS.
-        maximum_qos, MaximumQoS, u8
-    );
-    getter!(
-        /// Retain Available.
-        retain_available, RetainAvailable, u8
-    );
-    getter!(
-        /// Maximum Packet Size.
-        maximum_packet_size, MaximumPacketSize, u32
-    );
-    getter!(
-        /// Wildcard Subscription Available.
-        wildcard_subscription_available, WildcardSubscriptionAvailable, u8
-    );
-    getter!(
-        /// Subscription Identifier Available.
-        subscription_identifier_available, SubscriptionIdentifierAvailable, u8
-    );
-    getter!(
-        /// Shared Subscription Available.
-        shared_subscription_available, SharedSubscriptionAvailable, u8
-    );
 
     /// Reads a property length and the properties it covers, checking syntax only
     /// (see [`check`] for the rules).
@@ -902,5 +769,205 @@ mod tests {
         let too_big = Properties::new().with(Property::SubscriptionIdentifier(268_435_456));
         assert_eq!(too_big.wire_len(), Err(EncodeError::SubscriptionIdOutOfRange(268_435_456)));
         assert_eq!(Properties::new().wire_len_prefixed(), Ok(1));
+    }
+
+    /// 5.0 §2.2.2.2, Table 2-4, as the specification prints it: identifier, name, type,
+    /// and the packets (and will properties) the property may be in.
+    const TABLE_2_4: &[(u8, &str, WireType, &[Site])] = {
+        use Site::*;
+        use WireType::*;
+        &[
+            (0x01, "Payload Format Indicator", Byte, &[Publish, Will]),
+            (0x02, "Message Expiry Interval", FourByteInteger, &[Publish, Will]),
+            (0x03, "Content Type", Utf8String, &[Publish, Will]),
+            (0x08, "Response Topic", Utf8String, &[Publish, Will]),
+            (0x09, "Correlation Data", BinaryData, &[Publish, Will]),
+            (0x0B, "Subscription Identifier", VariableByteInteger, &[Publish, Subscribe]),
+            (0x11, "Session Expiry Interval", FourByteInteger, &[Connect, ConnAck, Disconnect]),
+            (0x12, "Assigned Client Identifier", Utf8String, &[ConnAck]),
+            (0x13, "Server Keep Alive", TwoByteInteger, &[ConnAck]),
+            (0x15, "Authentication Method", Utf8String, &[Connect, ConnAck, Auth]),
+            (0x16, "Authentication Data", BinaryData, &[Connect, ConnAck, Auth]),
+            (0x17, "Request Problem Information", Byte, &[Connect]),
+            (0x18, "Will Delay Interval", FourByteInteger, &[Will]),
+            (0x19, "Request Response Information", Byte, &[Connect]),
+            (0x1A, "Response Information", Utf8String, &[ConnAck]),
+            (0x1C, "Server Reference", Utf8String, &[ConnAck, Disconnect]),
+            (
+                0x1F,
+                "Reason String",
+                Utf8String,
+                &[ConnAck, PubAck, PubRec, PubRel, PubComp, SubAck, UnsubAck, Disconnect, Auth],
+            ),
+            (0x21, "Receive Maximum", TwoByteInteger, &[Connect, ConnAck]),
+            (0x22, "Topic Alias Maximum", TwoByteInteger, &[Connect, ConnAck]),
+            (0x23, "Topic Alias", TwoByteInteger, &[Publish]),
+            (0x24, "Maximum QoS", Byte, &[ConnAck]),
+            (0x25, "Retain Available", Byte, &[ConnAck]),
+            (
+                0x26,
+                "User Property",
+                Utf8StringPair,
+                &[
+                    Connect,
+                    ConnAck,
+                    Publish,
+                    Will,
+                    PubAck,
+                    PubRec,
+                    PubRel,
+                    PubComp,
+                    Subscribe,
+                    SubAck,
+                    Unsubscribe,
+                    UnsubAck,
+                    Disconnect,
+                    Auth,
+                ],
+            ),
+            (0x27, "Maximum Packet Size", FourByteInteger, &[Connect, ConnAck]),
+            (0x28, "Wildcard Subscription Available", Byte, &[ConnAck]),
+            (0x29, "Subscription Identifier Available", Byte, &[ConnAck]),
+            (0x2A, "Shared Subscription Available", Byte, &[ConnAck]),
+        ]
+    };
+
+    #[test]
+    fn the_table_matches_table_2_4_of_the_5_0_spec() {
+        assert_eq!(TABLE_2_4.len(), 27);
+        assert_eq!(PropertyId::ALL.len(), 27);
+        for (&id, &(code, name, wire, sites)) in PropertyId::ALL.iter().zip(TABLE_2_4) {
+            assert_eq!(id as u8, code, "{name}");
+            assert_eq!(id.name(), name, "{code:#04x}");
+            assert_eq!(id.wire_type(), wire, "{name}");
+            assert_eq!(PropertyId::from_id(code.into()), Some(id), "{name}");
+            for site in Site::ALL {
+                assert_eq!(id.allowed_in(site), sites.contains(&site), "{name} in {}", site.name());
+            }
+        }
+        // Each identifier once, and no other identifier: everything below 0x80 that the
+        // table does not list is unknown, and so is every multi-byte identifier.
+        for raw in 0..0x4000usize {
+            let listed = TABLE_2_4.iter().filter(|row| usize::from(row.0) == raw).count();
+            assert!(listed <= 1);
+            assert_eq!(PropertyId::from_id(raw).is_some(), listed == 1, "{raw:#x}");
+        }
+        // The encoder's range check for Variable Byte Integers is the Subscription
+        // Identifier's (1..=MAX_VARINT): it must stay the only one of that type.
+        let varints: Vec<_> = PropertyId::ALL
+            .iter()
+            .filter(|id| id.wire_type() == WireType::VariableByteInteger)
+            .collect();
+        assert_eq!(varints, [&PropertyId::SubscriptionIdentifier]);
+    }
+
+    #[test]
+    fn only_user_properties_and_a_publish_s_subscription_identifiers_repeat() {
+        // 5.0 §3.1.2.11.8 and the other User Property clauses: "allowed to appear multiple
+        // times"; §3.3.2.3.8: one Subscription Identifier per matching subscription in a
+        // PUBLISH; §3.8.2.1.2: one in a SUBSCRIBE. Every other property: "more than once
+        // is a Protocol Error".
+        for &id in PropertyId::ALL {
+            for site in Site::ALL {
+                let expected = id == PropertyId::UserProperty || (id == PropertyId::SubscriptionIdentifier && site == Site::Publish);
+                assert_eq!(id.repeatable_in(site), expected, "{} in {}", id.name(), site.name());
+            }
+        }
+    }
+
+    /// One value of every property and its encoding (identifier, then value), in
+    /// identifier order.
+    fn every_property() -> Vec<(Property, &'static [u8])> {
+        use Property as P;
+        vec![
+            (P::PayloadFormatIndicator(1), &[0x01, 0x01]),
+            (P::MessageExpiryInterval(0x0102_0304), &[0x02, 0x01, 0x02, 0x03, 0x04]),
+            (P::ContentType("a/b".into()), &[0x03, 0x00, 0x03, b'a', b'/', b'b']),
+            (P::ResponseTopic("r".into()), &[0x08, 0x00, 0x01, b'r']),
+            (
+                P::CorrelationData(Bytes::from_static(&[0x00, 0xFF])),
+                &[0x09, 0x00, 0x02, 0x00, 0xFF],
+            ),
+            // 16,384 is the first three-byte Variable Byte Integer (5.0 §1.5.5, Table 1-1).
+            (P::SubscriptionIdentifier(16_384), &[0x0B, 0x80, 0x80, 0x01]),
+            (P::SessionExpiryInterval(u32::MAX), &[0x11, 0xFF, 0xFF, 0xFF, 0xFF]),
+            (P::AssignedClientIdentifier("c".into()), &[0x12, 0x00, 0x01, b'c']),
+            (P::ServerKeepAlive(0x0102), &[0x13, 0x01, 0x02]),
+            (P::AuthenticationMethod("m".into()), &[0x15, 0x00, 0x01, b'm']),
+            (P::AuthenticationData(Bytes::from_static(&[0x07])), &[0x16, 0x00, 0x01, 0x07]),
+            (P::RequestProblemInformation(0), &[0x17, 0x00]),
+            (P::WillDelayInterval(10), &[0x18, 0x00, 0x00, 0x00, 0x0A]),
+            (P::RequestResponseInformation(1), &[0x19, 0x01]),
+            (P::ResponseInformation("i".into()), &[0x1A, 0x00, 0x01, b'i']),
+            (P::ServerReference("s".into()), &[0x1C, 0x00, 0x01, b's']),
+            (P::ReasonString("".into()), &[0x1F, 0x00, 0x00]),
+            (P::ReceiveMaximum(u16::MAX), &[0x21, 0xFF, 0xFF]),
+            (P::TopicAliasMaximum(10), &[0x22, 0x00, 0x0A]),
+            (P::TopicAlias(1), &[0x23, 0x00, 0x01]),
+            (P::MaximumQoS(1), &[0x24, 0x01]),
+            (P::RetainAvailable(0), &[0x25, 0x00]),
+            (P::UserProperty("k".into(), "v".into()), &[0x26, 0x00, 0x01, b'k', 0x00, 0x01, b'v']),
+            (P::MaximumPacketSize(1 << 20), &[0x27, 0x00, 0x10, 0x00, 0x00]),
+            (P::WildcardSubscriptionAvailable(1), &[0x28, 0x01]),
+            (P::SubscriptionIdentifierAvailable(0), &[0x29, 0x00]),
+            (P::SharedSubscriptionAvailable(1), &[0x2A, 0x01]),
+        ]
+    }
+
+    #[test]
+    fn every_property_encodes_byte_for_byte() {
+        let all = every_property();
+        let ids: Vec<_> = all.iter().map(|(p, _)| p.id()).collect();
+        assert_eq!(ids, PropertyId::ALL);
+        for (property, bytes) in &all {
+            assert_eq!(property.wire_len(), Ok(bytes.len()), "{property:?}");
+            let mut out = BytesMut::new();
+            property.write(&mut out);
+            assert_eq!(&out[..], *bytes, "{property:?}");
+            let mut r = Reader::new(Bytes::copy_from_slice(&bytes[1..]));
+            let id = PropertyId::from_id(bytes[0].into()).unwrap();
+            assert_eq!(Property::read(id, &mut r).as_ref(), Ok(property));
+            r.finish().unwrap();
+        }
+        // All 27 in one list: the length prefix (97, one byte), then each in order.
+        let props: Properties = all.iter().map(|(p, _)| p.clone()).collect();
+        let body: Vec<u8> = all.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        assert_eq!(body.len(), 97);
+        assert_eq!(props.wire_len_prefixed(), Ok(98));
+        assert_eq!(encode(&props), [&[97u8][..], &body].concat());
+        let mut r = Reader::new(Bytes::from([&[97u8][..], &body].concat()));
+        assert_eq!(Properties::read(&mut r), Ok(props));
+    }
+
+    #[test]
+    fn getters_return_the_first_value() {
+        let mut props: Properties = every_property().into_iter().map(|(p, _)| p).collect();
+        props.push(Property::TopicAlias(2));
+        assert_eq!(props.payload_format_indicator(), Some(1));
+        assert_eq!(props.message_expiry_interval(), Some(0x0102_0304));
+        assert_eq!(props.content_type().as_deref(), Some("a/b"));
+        assert_eq!(props.response_topic().as_deref(), Some("r"));
+        assert_eq!(props.correlation_data().as_deref(), Some(&[0x00, 0xFF][..]));
+        assert_eq!(props.session_expiry_interval(), Some(u32::MAX));
+        assert_eq!(props.assigned_client_identifier().as_deref(), Some("c"));
+        assert_eq!(props.server_keep_alive(), Some(0x0102));
+        assert_eq!(props.authentication_method().as_deref(), Some("m"));
+        assert_eq!(props.authentication_data().as_deref(), Some(&[0x07][..]));
+        assert_eq!(props.request_problem_information(), Some(0));
+        assert_eq!(props.will_delay_interval(), Some(10));
+        assert_eq!(props.request_response_information(), Some(1));
+        assert_eq!(props.response_information().as_deref(), Some("i"));
+        assert_eq!(props.server_reference().as_deref(), Some("s"));
+        assert_eq!(props.reason_string().as_deref(), Some(""));
+        assert_eq!(props.receive_maximum(), Some(u16::MAX));
+        assert_eq!(props.topic_alias_maximum(), Some(10));
+        assert_eq!(props.topic_alias(), Some(1));
+        assert_eq!(props.maximum_qos(), Some(1));
+        assert_eq!(props.retain_available(), Some(0));
+        assert_eq!(props.maximum_packet_size(), Some(1 << 20));
+        assert_eq!(props.wildcard_subscription_available(), Some(1));
+        assert_eq!(props.subscription_identifier_available(), Some(0));
+        assert_eq!(props.shared_subscription_available(), Some(1));
+        assert_eq!(Properties::new().topic_alias(), None);
     }
 }

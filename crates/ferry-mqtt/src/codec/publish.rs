@@ -6,8 +6,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::decoder::Role;
 use super::error::{DecodeError, EncodeError};
 use super::frame;
-use super::packet::{Ack, PacketType, Publish, QoS, ReasonCode, Version};
+use super::packet::{Ack, PacketType, Publish, QoS, Version};
 use super::properties::{self, Properties, Site};
+use super::reason::ReasonCode;
 use super::validate;
 use super::wire::{self, Reader};
 

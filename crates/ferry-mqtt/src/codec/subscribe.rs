@@ -10,10 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::decoder::Role;
 use super::error::{DecodeError, EncodeError};
-use super::packet::{
-    qos_from_bits, PacketType, ReasonCode, RetainHandling, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe, Version,
-};
+use super::packet::{qos_from_bits, PacketType, RetainHandling, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe, Version};
 use super::properties::{self, Properties, Site};
+use super::reason::ReasonCode;
 use super::validate;
 use super::wire::{self, Reader};
 
