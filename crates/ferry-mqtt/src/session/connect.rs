@@ -48,7 +48,7 @@ impl MqttSession {
 
     pub(super) fn refuse(&mut self, version: Version, code: ReasonCode, why: &str, w: &mut Writer, out: &mut Output) {
         self.broker.stats.refused.fetch_add(1, Ordering::Relaxed);
-        info!(conn = self.info.id, peer = %self.info.peer, code = code.0, why, "CONNECT refused");
+        info!(conn = self.info.id, peer = %self.info.peer, code = %code.named(), why, "CONNECT refused");
         let mut ack = ConnAck::refused(code);
         if version.is_v5() {
             ack.properties.push(Property::ReasonString(ByteString::from(why)));

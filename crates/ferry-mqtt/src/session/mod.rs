@@ -183,7 +183,7 @@ impl MqttSession {
     /// (before CONNECT, or on MQTT 3, the socket is simply closed).
     fn violation(&mut self, reason: ReasonCode, why: &str, w: &mut Writer, out: &mut Output) {
         self.broker.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-        info!(conn = self.info.id, peer = %self.info.peer, reason = reason.0, why, "MQTT protocol violation: closing");
+        info!(conn = self.info.id, peer = %self.info.peer, reason = %reason.named(), why, "MQTT protocol violation: closing");
         self.server_disconnect(reason, why, End::Abnormal, w, out);
     }
 
