@@ -7,8 +7,8 @@ per-section summary table, writes it to reports/summary.txt, and exits 1 unless:
   * sections 1-10 (and any other section not named below): every case has
     behavior in {OK, NON-STRICT, INFORMATIONAL} and behaviorClose in
     {OK, INFORMATIONAL};
-  * sections 12-13 (permessage-deflate): the same, except that UNIMPLEMENTED is
-    also accepted (for behavior and behaviorClose), since compression is optional.
+  * sections 12-13 (permessage-deflate, on in autobahn/ferry.toml): the same; an
+    UNIMPLEMENTED there fails the run too, since Ferry implements compression.
 
 Failing cases are listed with their behavior, behaviorClose and report file.
 
@@ -45,7 +45,7 @@ SECTION_NAMES = {
     12: "Compression (payloads)",
     13: "Compression (parameters)",
 }
-OPTIONAL_SECTIONS = {12, 13}  # permessage-deflate: may be UNIMPLEMENTED
+OPTIONAL_SECTIONS = set()  # none: permessage-deflate (12, 13) must pass too
 
 GOOD_BEHAVIOR = {"OK", "NON-STRICT", "INFORMATIONAL"}
 GOOD_CLOSE = {"OK", "INFORMATIONAL"}

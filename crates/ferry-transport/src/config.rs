@@ -90,6 +90,12 @@ pub struct ListenerConfig {
     /// `listeners.trusted_proxies` only; the header's source address is the client's.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// On the `ws` and `wss` listeners: whether their compressed connections may keep
+    /// their deflate contexts between messages (context takeover, under the global
+    /// `websocket.compression.max_takeover_contexts`); unset: as
+    /// `websocket.compression.context_takeover` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deflate_context_takeover: Option<bool>,
 }
 
 impl ListenerConfig {
@@ -100,6 +106,7 @@ impl ListenerConfig {
             bind,
             max_connections: 0,
             proxy_protocol: false,
+            deflate_context_takeover: None,
         }
     }
 
@@ -264,6 +271,8 @@ pub struct WebSocketConfig {
     pub close_timeout: Duration,
     /// Path of the echo service used for conformance runs (Autobahn). Empty: off.
     pub echo_path: String,
+    /// `[websocket.compression]`: permessage-deflate (RFC 7692).
+    pub compression: crate::ws::deflate::CompressionConfig,
 }
 
 impl Default for WebSocketConfig {
@@ -274,6 +283,7 @@ impl Default for WebSocketConfig {
             ping_timeout: Duration::from_secs(20),
             close_timeout: Duration::from_secs(5),
             echo_path: String::new(),
+            compression: crate::ws::deflate::CompressionConfig::default(),
         }
     }
 }

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, CONNECTION, CONTENT_TYPE, HOST, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, WWW_AUTHENTICATE,
+    HeaderValue, CONNECTION, CONTENT_TYPE, HOST, RETRY_AFTER, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
+    WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -29,6 +30,7 @@ use crate::credentials;
 use crate::proxy;
 use crate::registry::Negotiated;
 use crate::server::{Secure, Shared};
+use crate::ws::deflate;
 use crate::ws::handshake::{self, Accepted, HandshakePolicy};
 use ferry_core::{Carrier, ConnectionInfo, Wakeup};
 
@@ -164,6 +166,24 @@ fn client_address(headers: &hyper::HeaderMap, conn: &HttpConn, shared: &Shared) 
     }
 }
 
+/// The compression settings of `listener`'s WebSockets (its own context-takeover choice
+/// over the global one), or `None` when compression is off.
+fn compression_for(listener: &str, shared: &Shared) -> Option<deflate::CompressionConfig> {
+    let global = &shared.config.websocket.compression;
+    if !global.enabled {
+        return None;
+    }
+    let l = &shared.config.listeners;
+    let own = match listener {
+        "ws" => l.ws.deflate_context_takeover,
+        "wss" => l.wss.deflate_context_takeover,
+        _ => None,
+    };
+    let mut compression = global.clone();
+    compression.context_takeover = own.unwrap_or(global.context_takeover);
+    Some(compression)
+}
+
 fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) -> Response<Body> {
     let listener = conn.listener;
     let tls = conn.secure.is_tls();
@@ -250,6 +270,18 @@ fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) ->
     if let Some(name) = subprotocol {
         resp.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(name));
     }
+    // permessage-deflate (RFC 7692): the first acceptable offer, under this listener's
+    // context-takeover choice; fastwebsockets looks at no extension, so the answer is ours.
+    let deflate = compression_for(conn.listener, &shared).and_then(|compression| {
+        deflate::negotiate(
+            req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS),
+            &compression,
+            &shared.deflate_budget,
+        )
+    });
+    if let Some(negotiated) = &deflate {
+        resp.headers_mut().insert(SEC_WEBSOCKET_EXTENSIONS, negotiated.response.clone());
+    }
     let info = ConnectionInfo {
         id: shared.next_connection_id(),
         peer,
@@ -272,7 +304,7 @@ fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) ->
                 // here): the upgraded connection waits, unread, until the rate allows it.
                 tokio::time::sleep(wait).await;
                 let tracker = task_shared.tracker.clone();
-                tracker.spawn(serve(ws.into_inner(), info, start, admission, task_shared));
+                tracker.spawn(serve(ws.into_inner(), info, start, admission, deflate, task_shared));
             }
             Ok(Err(e)) => debug!(%peer, error = %e, "upgrade failed"),
             Err(_) => {

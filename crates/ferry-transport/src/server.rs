@@ -29,6 +29,7 @@ use crate::origin::OriginPolicy;
 use crate::proxy;
 use crate::registry::Registry;
 use crate::tls;
+use crate::ws::deflate::negotiate::ContextBudget;
 
 /// State every connection task shares.
 pub(crate) struct Shared {
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// How connections the broker ends are drained before they close.
     pub(crate) linger: Arc<LingerPolicy>,
+    /// The dedicated deflate contexts (context takeover) all connections share.
+    pub(crate) deflate_budget: Arc<ContextBudget>,
     next_id: AtomicU64,
 }
 
@@ -143,6 +146,7 @@ impl Server {
             origins: OriginPolicy::new(&config.http.allowed_origins, config.http.allow_missing_origin),
             registry,
             echo: Arc::new(EchoAdapter),
+            deflate_budget: ContextBudget::new(config.websocket.compression.max_takeover_contexts),
             metrics,
             linger,
             gate,
@@ -389,7 +393,7 @@ async fn handle_proxied(
         (None, Service::Http) => serve_http(stream, peer, listener.name, Secure::No, admission, shared).await,
         (None, Service::Protocol(adapter)) => {
             let info = stream_info(peer, listener.name, Secure::No, &shared);
-            serve(stream, info, Start::Open(adapter.clone()), admission, shared).await;
+            serve(stream, info, Start::Open(adapter.clone()), admission, None, shared).await;
         }
     }
 }
@@ -417,7 +421,7 @@ fn spawn_connection(stream: TcpStream, peer: SocketAddr, admission: Admission, l
         }
         (None, Service::Protocol(adapter)) => {
             let info = stream_info(peer, name, Secure::No, shared);
-            tracker.spawn(serve(stream, info, Start::Open(adapter.clone()), admission, shared.clone()));
+            tracker.spawn(serve(stream, info, Start::Open(adapter.clone()), admission, None, shared.clone()));
         }
     }
 }
@@ -474,7 +478,7 @@ async fn handle_tls(
                 Service::Http => serve_http(stream, peer, name, Secure::Yes(credentials), admission, shared).await,
                 Service::Protocol(adapter) => {
                     let info = stream_info(peer, name, Secure::Yes(credentials), &shared);
-                    serve(stream, info, Start::Open(adapter.clone()), admission, shared).await
+                    serve(stream, info, Start::Open(adapter.clone()), admission, None, shared).await
                 }
             }
         }

@@ -30,6 +30,8 @@ use crate::outbuf::OutBuf;
 use crate::registry::Sniffed;
 use crate::server::Shared;
 use crate::ws::assembler::{Assembler, Event, Violation};
+use crate::ws::deflate::negotiate::Negotiated;
+use crate::ws::deflate::MessageDeflater;
 use crate::ws::frame_reader::FrameReader;
 use crate::ws::link::{Link, TimerOutcome};
 
@@ -78,22 +80,39 @@ enum Proto {
 /// Serve one connection: a WebSocket whose handshake is done when `info.carrier` says
 /// so, else a plain stream (TCP or TLS) carrying a protocol directly. `admission` keeps
 /// it counted until it closes.
-pub(crate) fn serve<S>(stream: S, info: ConnectionInfo, start: Start, admission: Admission, shared: Arc<Shared>) -> impl Future<Output = ()>
+/// With `deflate`, the WebSocket negotiated permessage-deflate.
+pub(crate) fn serve<S>(
+    stream: S,
+    info: ConnectionInfo,
+    start: Start,
+    admission: Admission,
+    deflate: Option<Negotiated>,
+    shared: Arc<Shared>,
+) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let mut deflater = None;
     let reading = match info.carrier {
         Carrier::WebSocket => {
-            let max = shared.config.websocket.max_message_size;
-            Reading::WebSocket(Box::new(WsReading {
-                frames: FrameReader::new(max),
-                assembler: Assembler::new(max),
-            }))
+            let ws = &shared.config.websocket;
+            let max = ws.max_message_size;
+            let (mut frames, mut assembler) = (FrameReader::new(max), Assembler::new(max));
+            if let Some(negotiated) = deflate {
+                let compression = &ws.compression;
+                let (inflater, out) = negotiated.into_codecs(compression.level(), compression.threshold);
+                frames = frames.with_deflate();
+                assembler = assembler.with_inflater(inflater, compression.max_first_message);
+                deflater = Some(Box::new(out));
+            }
+            Reading::WebSocket(Box::new(WsReading { frames, assembler }))
         }
         Carrier::Stream => Reading::Stream,
     };
     let (rd, wr) = tokio::io::split(stream);
-    driver::run(rd, wr, reading, Conn::new(info, start, admission, shared))
+    let mut conn = Conn::new(info, start, admission, shared);
+    conn.deflater = deflater;
+    driver::run(rd, wr, reading, conn)
 }
 
 /// The state of one connection: its link, its protocol, and what it shares.
@@ -102,6 +121,8 @@ struct Conn {
     shared: Arc<Shared>,
     proto: Option<Proto>,
     link: Link,
+    /// permessage-deflate's sending half, when negotiated (one pointer otherwise).
+    deflater: Option<Box<MessageDeflater>>,
     shutting_down: bool,
     /// Counted by the listener and the gatekeeper until the connection ends.
     _admission: Admission,
@@ -123,6 +144,7 @@ impl Conn {
             info,
             shared,
             proto: Some(proto),
+            deflater: None,
             shutting_down: false,
             _admission: admission,
         }
@@ -301,18 +323,23 @@ impl Conn {
     /// Write a session's output and act on its close request.
     fn apply(&mut self, output: Output, out: &mut OutBuf) {
         let ws = self.ws();
+        let mut close = output.close;
         for w in output.writes {
             if ws {
                 let opcode = match w.kind {
                     MessageKind::Binary => OpCode::Binary,
                     MessageKind::Text => OpCode::Text,
                 };
-                out.push_frame(opcode, &w.data);
+                if out.push_message(opcode, &w.data, self.deflater.as_deref_mut()).is_err() {
+                    info!(conn = self.info.id, peer = %self.info.peer, "compression failed: closing");
+                    close = Some(CloseRequest::new(CloseCode::INTERNAL_ERROR, "compression failed"));
+                    break;
+                }
             } else {
                 out.push_bytes(&w.data);
             }
         }
-        if let Some(request) = output.close {
+        if let Some(request) = close {
             let shared = &self.shared;
             self.link
                 .on_close_request(request, Instant::now(), &shared.config.websocket, &shared.metrics, out);

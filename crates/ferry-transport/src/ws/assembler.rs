@@ -9,6 +9,9 @@ use bytes::{Bytes, BytesMut};
 use fastwebsockets::OpCode;
 use ferry_core::{CloseCode, MessageKind};
 
+use crate::ws::deflate::frame::inflate_message;
+use crate::ws::deflate::MessageInflater;
+
 /// One frame as read off the wire, payload already unmasked.
 #[derive(Debug)]
 pub struct RawFrame {
@@ -18,6 +21,9 @@ pub struct RawFrame {
     pub opcode: OpCode,
     /// Whether the client masked it (RFC 6455 §5.1: it must).
     pub masked: bool,
+    /// Whether RSV1 marks it as the first frame of a compressed message
+    /// (permessage-deflate).
+    pub compressed: bool,
     /// The unmasked payload.
     pub payload: Bytes,
 }
@@ -60,11 +66,24 @@ impl Violation {
 pub struct Assembler {
     max_message_size: usize,
     partial: Option<Partial>,
+    /// With permessage-deflate: the connection's inflater, and the inflated-size cap of
+    /// the next message (smaller for the first, which comes before authentication).
+    inflate: Option<Box<Inflating>>,
+}
+
+/// An assembler's permessage-deflate state.
+#[derive(Debug)]
+struct Inflating {
+    inflater: MessageInflater,
+    /// The cap of the next message's inflated size.
+    limit: usize,
 }
 
 #[derive(Debug)]
 struct Partial {
     kind: MessageKind,
+    /// Whether the message is compressed (inflated once whole).
+    compressed: bool,
     data: BytesMut,
     /// Bytes of `data` already known to be valid UTF-8 (text only).
     utf8_checked: usize,
@@ -76,7 +95,28 @@ impl Assembler {
         Self {
             max_message_size,
             partial: None,
+            inflate: None,
         }
+    }
+
+    /// The same, inflating compressed messages (permessage-deflate) with `inflater`: the
+    /// first to at most `first_limit` bytes, later ones to `max_message_size`.
+    pub fn with_inflater(mut self, inflater: MessageInflater, first_limit: usize) -> Self {
+        self.inflate = Some(Box::new(Inflating {
+            inflater,
+            limit: first_limit.min(self.max_message_size),
+        }));
+        self
+    }
+
+    /// A whole compressed message: inflated, under the current cap.
+    fn inflated(&mut self, kind: MessageKind, compressed: &[u8]) -> Result<Event, Violation> {
+        let Some(inflate) = self.inflate.as_mut() else {
+            return Err(Violation::protocol("compressed message without a negotiated extension"));
+        };
+        let message = inflate_message(&mut inflate.inflater, kind, compressed, inflate.limit)?;
+        inflate.limit = self.max_message_size;
+        Ok(Event::Message(kind, message))
     }
 
     /// Check one frame and say what it amounts to.
@@ -115,6 +155,9 @@ impl Assembler {
             MessageKind::Binary
         };
         self.check_size(frame.payload.len())?;
+        if frame.compressed && frame.fin {
+            return self.inflated(kind, &frame.payload);
+        }
         if frame.fin {
             if kind == MessageKind::Text && simdutf8::basic::from_utf8(&frame.payload).is_err() {
                 return Err(invalid_utf8());
@@ -123,6 +166,7 @@ impl Assembler {
         }
         let mut partial = Partial {
             kind,
+            compressed: frame.compressed,
             data: BytesMut::from(&frame.payload[..]),
             utf8_checked: 0,
         };
@@ -147,6 +191,9 @@ impl Assembler {
         let Some(done) = self.partial.take() else {
             return Ok(Event::Partial);
         };
+        if done.compressed {
+            return self.inflated(done.kind, &done.data);
+        }
         Ok(Event::Message(done.kind, done.data.freeze()))
     }
 
@@ -163,7 +210,8 @@ impl Partial {
     /// Validate the text received so far; an incomplete sequence at the end is fine
     /// unless this is the final fragment.
     fn check_utf8(&mut self, fin: bool) -> Result<(), Violation> {
-        if self.kind != MessageKind::Text {
+        // Compressed text is checked once inflated.
+        if self.kind != MessageKind::Text || self.compressed {
             return Ok(());
         }
         match std::str::from_utf8(&self.data[self.utf8_checked..]) {
@@ -226,6 +274,7 @@ mod tests {
             fin,
             opcode,
             masked: true,
+            compressed: false,
             payload: Bytes::copy_from_slice(payload),
         }
     }
@@ -273,6 +322,7 @@ mod tests {
             fin: true,
             opcode: OpCode::Text,
             masked: false,
+            compressed: false,
             payload: Bytes::new(),
         };
         assert_eq!(a.push(f).unwrap_err().code, 1002);

@@ -6,8 +6,8 @@
 //! 8 KiB buffer per connection; fastwebsockets still does the handshake, the opcode
 //! table, the SIMD unmasking and the frame headers we write.
 //!
-//! Checks made here, before a payload is buffered: reserved bits (no extension is
-//! negotiated), reserved opcodes, control frames fragmented or over 125 bytes, a 64-bit
+//! Checks made here, before a payload is buffered: reserved bits (RSV1 only on the first
+//! frame of a data message, and only with permessage-deflate negotiated), reserved opcodes, control frames fragmented or over 125 bytes, a 64-bit
 //! length with its top bit set, and a payload over the message size limit.
 //! [`crate::ws::assembler`] checks the rest (masking, fragmentation order, UTF-8, close
 //! frames).
@@ -17,17 +17,28 @@ use fastwebsockets::OpCode;
 use ferry_core::CloseCode;
 
 use crate::ws::assembler::{RawFrame, Violation};
+use crate::ws::deflate::frame::check_reserved_bits;
 
 /// Takes frames out of a read buffer.
 #[derive(Debug, Clone)]
 pub struct FrameReader {
     max_payload: usize,
+    /// Whether permessage-deflate was negotiated (RSV1 allowed on a message's first frame).
+    deflate: bool,
 }
 
 impl FrameReader {
     /// A reader refusing frames whose payload exceeds `max_payload` bytes (close 1009).
     pub fn new(max_payload: usize) -> Self {
-        Self { max_payload }
+        Self {
+            max_payload,
+            deflate: false,
+        }
+    }
+
+    /// The same, on a connection that negotiated permessage-deflate.
+    pub fn with_deflate(self) -> Self {
+        Self { deflate: true, ..self }
     }
 
     /// The next whole frame at the start of `buf`, unmasked, or `None` when more bytes
@@ -35,9 +46,7 @@ impl FrameReader {
     pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<RawFrame>, Violation> {
         let [b0, b1, ..] = buf[..] else { return Ok(None) };
         let fin = b0 & 0x80 != 0;
-        if b0 & 0x70 != 0 {
-            return Err(protocol("reserved bits set without a negotiated extension"));
-        }
+        let compressed = check_reserved_bits(b0, self.deflate)?;
         let opcode = OpCode::try_from(b0 & 0x0f).map_err(|_| protocol("reserved opcode"))?;
         let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
         let masked = b1 & 0x80 != 0;
@@ -93,6 +102,7 @@ impl FrameReader {
             fin,
             opcode,
             masked,
+            compressed,
             payload: payload.freeze(),
         }))
     }

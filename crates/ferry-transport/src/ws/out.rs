@@ -7,6 +7,8 @@ use fastwebsockets::{Frame, OpCode, Payload};
 use ferry_core::CloseCode;
 
 use crate::outbuf::OutBuf;
+use crate::ws::deflate::frame::frame_head;
+use crate::ws::deflate::{DeflateError, MessageDeflater};
 
 impl OutBuf {
     /// Queue one unmasked, unfragmented server frame (RFC 6455 §5.2).
@@ -15,6 +17,21 @@ impl OutBuf {
         let n = Frame::new(true, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
         self.push_head(&head[..n]);
         self.push_bytes(payload);
+    }
+
+    /// Queue one data message: compressed (RSV1, RFC 7692 §6) when the connection
+    /// negotiated permessage-deflate and the message gains from it, else as it is. An
+    /// error comes only from a connection's own compressor (close it with 1011).
+    pub fn push_message(&mut self, opcode: OpCode, payload: &Bytes, deflater: Option<&mut MessageDeflater>) -> Result<(), DeflateError> {
+        if let Some(compressed) = deflater.map(|d| d.compress(payload)).transpose()?.flatten() {
+            let mut head = [0u8; 16];
+            let n = frame_head(opcode, true, &compressed, &mut head);
+            self.push_head(&head[..n]);
+            self.push_bytes(&compressed);
+        } else {
+            self.push_frame(opcode, payload);
+        }
+        Ok(())
     }
 
     /// Queue a close frame with `code` and `reason` (cut to fit the 125-byte limit on a

@@ -29,6 +29,10 @@ pub struct CompressionConfig {
     /// connection takes over) kept by all connections together; beyond it new
     /// connections get the no-context-takeover answer.
     pub max_takeover_contexts: usize,
+    /// The most bytes a connection's first message may inflate to (it carries the MQTT
+    /// or STOMP CONNECT, from a client not yet authenticated); later messages may
+    /// inflate up to `websocket.max_message_size`.
+    pub max_first_message: usize,
 }
 
 impl Default for CompressionConfig {
@@ -39,6 +43,7 @@ impl Default for CompressionConfig {
             threshold: 256,
             context_takeover: false,
             max_takeover_contexts: 1000,
+            max_first_message: 64 * 1024,
         }
     }
 }
