@@ -135,6 +135,8 @@ pub struct Faults {
     fail_write_at: AtomicU64,
     fail_sync_at: AtomicU64,
     enospc_write_at: AtomicU64,
+    dir_syncs: AtomicU64,
+    fail_dir_sync_at: AtomicU64,
 }
 
 impl Faults {
@@ -146,6 +148,13 @@ impl Faults {
     /// Fails the `n`th `sync_data` or directory sync from now with EIO (and every one after).
     pub fn fail_sync(&self, n: u64) {
         self.fail_sync_at.store(self.syncs.load(Ordering::SeqCst) + n, Ordering::SeqCst);
+    }
+
+    /// Fails the `n`th directory sync from now with EIO (and every one after): directories
+    /// are synced when a segment or snapshot is created, renamed or deleted.
+    pub fn fail_dir_sync(&self, n: u64) {
+        self.fail_dir_sync_at
+            .store(self.dir_syncs.load(Ordering::SeqCst) + n, Ordering::SeqCst);
     }
 
     /// Fails the `n`th write from now with ENOSPC (and every write after it).
@@ -172,6 +181,14 @@ impl Faults {
             return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
         }
         Ok(())
+    }
+
+    fn on_dir_sync(&self) -> io::Result<()> {
+        let n = self.dir_syncs.fetch_add(1, Ordering::SeqCst) + 1;
+        if hit(&self.fail_dir_sync_at, n) {
+            return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+        }
+        self.on_sync()
     }
 
     fn on_sync(&self) -> io::Result<()> {
@@ -264,7 +281,7 @@ impl StorageIo for FaultyIo {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.faults.on_sync()?;
+        self.faults.on_dir_sync()?;
         StdIo.sync_dir(dir)
     }
 }
