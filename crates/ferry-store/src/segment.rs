@@ -183,23 +183,45 @@ pub(crate) fn zero_fill(file: &mut dyn StorageFile, path: &Path, from: u64, to: 
     Ok(())
 }
 
-/// Creates segment `base` in `dir`: written as a temporary file, header and zeros up to
-/// `bytes`, synced, renamed into place, directory synced. Returns the open file.
-pub(crate) fn create(io: &dyn StorageIo, dir: &Path, base: Lsn, store_id: u128, bytes: u64) -> Result<(PathBuf, Box<dyn StorageFile>)> {
-    let path = dir.join(segment_name(base));
-    let tmp = dir.join(format!("{}{TEMP_SUFFIX}", segment_name(base)));
-    match io.remove_file(&tmp) {
+/// Prepares a segment file at `tmp` (a temporary name): zeros up to `bytes`, synced. It
+/// becomes a segment when [`install`] gives it a header and its name.
+pub(crate) fn preallocate(io: &dyn StorageIo, tmp: &Path, bytes: u64) -> Result<Box<dyn StorageFile>> {
+    match io.remove_file(tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(StoreError::io("remove", &tmp, e)),
+        Err(e) => return Err(StoreError::io("remove", tmp, e)),
     }
-    let mut file = io.create_new(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+    let mut file = io.create_new(tmp).map_err(|e| StoreError::io("create", tmp, e))?;
+    zero_fill(file.as_mut(), tmp, 0, bytes)?;
+    file.sync_data().map_err(|e| StoreError::io("fdatasync", tmp, e))?;
+    Ok(file)
+}
+
+/// Turns the preallocated file `tmp` into segment `base` of `dir`: header written and
+/// synced, renamed into place, directory synced. Returns the segment's path.
+pub(crate) fn install(
+    io: &dyn StorageIo,
+    dir: &Path,
+    tmp: &Path,
+    file: &mut dyn StorageFile,
+    base: Lsn,
+    store_id: u128,
+) -> Result<PathBuf> {
+    let path = dir.join(segment_name(base));
     file.write_at(0, &FileHeader::new(SEGMENT_MAGIC, base, store_id).encode())
-        .map_err(|e| StoreError::io("write", &tmp, e))?;
-    zero_fill(file.as_mut(), &tmp, FILE_HEADER_LEN as u64, bytes)?;
-    file.sync_data().map_err(|e| StoreError::io("fdatasync", &tmp, e))?;
-    io.rename(&tmp, &path).map_err(|e| StoreError::io("rename", &tmp, e))?;
+        .map_err(|e| StoreError::io("write", tmp, e))?;
+    file.sync_data().map_err(|e| StoreError::io("fdatasync", tmp, e))?;
+    io.rename(tmp, &path).map_err(|e| StoreError::io("rename", tmp, e))?;
     io.sync_dir(dir).map_err(|e| StoreError::io("fsync directory", dir, e))?;
+    Ok(path)
+}
+
+/// Creates segment `base` in `dir`: preallocated under a temporary name, then installed.
+/// Returns its path and the open file.
+pub(crate) fn create(io: &dyn StorageIo, dir: &Path, base: Lsn, store_id: u128, bytes: u64) -> Result<(PathBuf, Box<dyn StorageFile>)> {
+    let tmp = dir.join(format!("{}{TEMP_SUFFIX}", segment_name(base)));
+    let mut file = preallocate(io, &tmp, bytes)?;
+    let path = install(io, dir, &tmp, file.as_mut(), base, store_id)?;
     Ok((path, file))
 }
 

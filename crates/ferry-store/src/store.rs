@@ -238,6 +238,8 @@ impl Store {
         let writer = Writer {
             shared: shared.clone(),
             current,
+            spare: None,
+            spares: 0,
         };
         let handle = std::thread::Builder::new()
             .name("ferry-store-writer".into())
@@ -473,11 +475,10 @@ impl Store {
     /// Writes what is queued, stops the writer and releases the lock. `Err` if the store
     /// is poisoned (what was queued then is not durable).
     pub fn close(mut self) -> Result<(), Poisoned> {
-        self.shutdown();
-        self.health()
+        self.shutdown()
     }
 
-    fn shutdown(&mut self) {
+    fn shutdown(&mut self) -> Result<(), Poisoned> {
         self.shared.queue.lock().closing = true;
         self.shared.ring.notify_one();
         if let Some(handle) = self.writer.take() {
@@ -485,6 +486,10 @@ impl Store {
                 self.shared.poison(&StoreError::Config("the storage writer thread panicked".into()));
             }
         }
+        let health = self.health();
+        // Whoever still waits (for an LSN never handed out) is told the store is gone.
+        self.shared.durability.set_poison("the store is closed".into());
+        health
     }
 }
 
@@ -500,6 +505,6 @@ impl std::fmt::Debug for Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        self.shutdown();
+        let _ = self.shutdown();
     }
 }

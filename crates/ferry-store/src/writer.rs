@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 use tracing::{debug, error};
@@ -98,10 +99,17 @@ pub(crate) struct Current {
     pub(crate) capacity: u64,
 }
 
+/// A segment file being preallocated by a helper thread, ahead of the next roll.
+pub(crate) type SpareJob = JoinHandle<Result<(PathBuf, Box<dyn StorageFile>)>>;
+
 /// The writer thread's state.
 pub(crate) struct Writer {
     pub(crate) shared: Arc<Shared>,
     pub(crate) current: Current,
+    /// The next segment's file, zero-filled in the background once the current segment
+    /// is half full, so a roll writes a header instead of a whole segment of zeros.
+    pub(crate) spare: Option<SpareJob>,
+    pub(crate) spares: u64,
 }
 
 impl Writer {
@@ -129,6 +137,9 @@ impl Writer {
                         c.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         c.max_batch.fetch_max(records, Ordering::Relaxed);
                         self.shared.durability.publish(last);
+                        if self.current.pos > self.current.capacity / 2 {
+                            self.prepare_spare();
+                        }
                     }
                     Err(e) => {
                         self.shared.poison(&e);
@@ -146,7 +157,40 @@ impl Writer {
                 self.shared.poison(&e);
             }
         }
+        if let Some(job) = self.spare.take() {
+            if let Ok(Ok((tmp, _file))) = job.join() {
+                let _ = self.shared.io.remove_file(&tmp);
+            }
+            self.shared.disk_bytes.fetch_sub(self.shared.config.segment_bytes, Ordering::AcqRel);
+        }
         debug!("storage writer stopped");
+    }
+
+    /// Starts preallocating the next segment, if none is and the disk budget allows it.
+    fn prepare_spare(&mut self) {
+        let bytes = self.shared.config.segment_bytes;
+        if self.spare.is_some() || self.shared.disk_bytes.load(Ordering::Acquire).saturating_add(bytes) > self.shared.config.max_disk_bytes
+        {
+            return;
+        }
+        self.shared.disk_bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.spares += 1;
+        let tmp = self
+            .shared
+            .config
+            .dir
+            .join(format!("spare-{}{}{}", self.spares, segment::SEGMENT_SUFFIX, segment::TEMP_SUFFIX));
+        let io = self.shared.io.clone();
+        let job = std::thread::Builder::new()
+            .name("ferry-store-prealloc".into())
+            .spawn(move || segment::preallocate(io.as_ref(), &tmp, bytes).map(|f| (tmp, f)));
+        match job {
+            Ok(job) => self.spare = Some(job),
+            Err(_) => {
+                // No thread: the roll will preallocate in line.
+                self.shared.disk_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            }
+        }
     }
 
     fn sync(&mut self) -> Result<()> {
@@ -201,10 +245,23 @@ impl Writer {
             self.sync()?;
         }
         let bytes = self.shared.config.segment_bytes;
-        self.shared.reserve_disk(bytes, "a new segment")?;
         let dir: &Path = &self.shared.config.dir;
-        let (path, file) = segment::create(self.shared.io.as_ref(), dir, base, self.shared.store_id, bytes)?;
-        self.shared.disk_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let io = self.shared.io.as_ref();
+        let (path, file) = match self.spare.take() {
+            Some(job) => {
+                let (tmp, mut file) = job
+                    .join()
+                    .map_err(|_| StoreError::Config("the segment preallocation thread panicked".into()))??;
+                let path = segment::install(io, dir, &tmp, file.as_mut(), base, self.shared.store_id)?;
+                (path, file)
+            }
+            None => {
+                self.shared.reserve_disk(bytes, "a new segment")?;
+                let created = segment::create(io, dir, base, self.shared.store_id, bytes)?;
+                self.shared.disk_bytes.fetch_add(bytes, Ordering::AcqRel);
+                created
+            }
+        };
         self.shared.segments.lock().push(SegmentMeta {
             base,
             path: path.clone(),

@@ -26,6 +26,12 @@ fn append_reopen_round_trip_across_segments() {
     assert_eq!(store.durable_lsn(), 400);
     assert!(store.stats().segments > 2, "8 KiB segments roll over: {:?}", store.stats());
     store.close().unwrap();
+    // The segment preallocated ahead of the next roll is not left behind.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n == "LOCK" || n.ends_with(".wal")), "{names:?}");
 
     let (store, rec, seen) = open(config(dir.path())).unwrap();
     assert_history(&seen, 400);
@@ -217,4 +223,18 @@ fn another_stores_segment_is_foreign() {
     let err = open_err(config(a.path()));
     assert!(err.to_string().contains("belongs to another store"), "{err}");
     let _ = Source::Log;
+}
+
+#[test]
+fn close_releases_waiters_of_lsns_never_handed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, _) = open(config(dir.path())).unwrap();
+    let lsn = store.append(1, b"x").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.on_durable(lsn + 100, move |r| tx.send(r).unwrap());
+    let fut = store.durable(lsn + 100);
+    store.close().unwrap();
+    let r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(r.unwrap_err().reason.contains("closed"));
+    assert!(block_on(fut).is_err());
 }
