@@ -65,7 +65,7 @@ pub enum StoreError {
     },
     /// Damaged data that is not a torn tail: valid records follow it, or it is in a
     /// snapshot. `ferry storage repair` moves it aside.
-    #[error("corrupt storage: {} at offset {offset}: {reason}; valid records follow it, so this is not a torn write (run `ferry storage repair` to move the damaged part aside)", file.display())]
+    #[error("corrupt storage: {} at offset {offset}: {reason} (run `ferry storage repair` to move the damaged part aside)", file.display())]
     Corrupt {
         /// The damaged file.
         file: PathBuf,

@@ -278,7 +278,9 @@ pub(crate) fn scan(io: &dyn StorageIo, dir: &Path, visit: &mut dyn FnMut(Replaye
                 reason: why,
             };
             if let Some(at) = segment::valid_record_after(&buf, offset, last) {
-                return Err(corrupt(format!("{reason}, and a valid record follows at offset {at}")));
+                return Err(corrupt(format!(
+                    "{reason}, and a valid record follows at offset {at}, so this is not a torn write"
+                )));
             }
             let mut empty_after = Vec::new();
             for (_, later) in &segments[i + 1..] {
@@ -286,7 +288,10 @@ pub(crate) fn scan(io: &dyn StorageIo, dir: &Path, visit: &mut dyn FnMut(Replaye
                 let lheader = FileHeader::decode(&lbuf, SEGMENT_MAGIC, later)?;
                 check_store(&mut out.store_id, &lheader, later)?;
                 if !matches!(frame::decode(&lbuf[FILE_HEADER_LEN..]), Decoded::End) {
-                    return Err(corrupt(format!("{reason}, and later segment {} holds records", later.display())));
+                    return Err(corrupt(format!(
+                        "{reason}, and later segment {} holds records, so this is not a torn write",
+                        later.display()
+                    )));
                 }
                 empty_after.push(later.clone());
             }

@@ -238,3 +238,46 @@ fn close_releases_waiters_of_lsns_never_handed_out() {
     assert!(r.unwrap_err().reason.contains("closed"));
     assert!(block_on(fut).is_err());
 }
+
+#[test]
+fn a_visitor_error_aborts_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, _) = open(config(dir.path())).unwrap();
+    for i in 1..=5 {
+        store.append(1, &body(i)).unwrap();
+    }
+    store.wait_durable(5).unwrap();
+    drop(store);
+    let err = ferry_store::Store::open(config(dir.path()), |r| if r.lsn == 3 { Err("bad record".into()) } else { Ok(()) }).unwrap_err();
+    assert!(matches!(err, StoreError::Visitor { lsn: 3, .. }), "{err}");
+    // The refused open changed nothing.
+    let (_, _, seen) = open(config(dir.path())).unwrap();
+    assert_eq!(seen.len(), 5);
+}
+
+#[test]
+fn bad_config_is_refused_and_snapshot_due_follows_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = ferry_store::StoreConfig {
+        segment_bytes: 100,
+        ..config(dir.path())
+    };
+    assert!(matches!(open_err(tiny), StoreError::Config(_)));
+    let small_disk = ferry_store::StoreConfig {
+        max_disk_bytes: 4096,
+        ..config(dir.path())
+    };
+    assert!(matches!(open_err(small_disk), StoreError::Config(_)));
+    let cfg = ferry_store::StoreConfig {
+        snapshot_after_bytes: 1000,
+        ..config(dir.path())
+    };
+    let (store, _, _) = open(cfg).unwrap();
+    for i in 1..=10 {
+        store.append(1, &[0; 100]).unwrap();
+        assert_eq!(store.snapshot_due(), i * 117 >= 1000, "after {i} records");
+    }
+    store.wait_durable(10).unwrap();
+    store.snapshot(10, [(1u8, b"s")]).unwrap();
+    assert!(!store.snapshot_due());
+}

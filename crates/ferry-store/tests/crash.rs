@@ -244,3 +244,36 @@ fn leftovers_of_an_interrupted_create_are_ignored() {
         .unwrap()
         .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
 }
+
+#[test]
+fn a_torn_tail_before_an_empty_last_segment_is_cut_and_the_empty_segment_removed() {
+    // The shape a crash leaves in `os` mode right after a roll: the previous segment's
+    // last batch torn, the new segment created but still empty.
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("original");
+    write_history(&original);
+    let dir = scratch(tmp.path(), "torn", &original);
+    let segs = segments(&dir);
+    let last = segs.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    bytes[segment::FILE_HEADER_LEN..].fill(0);
+    std::fs::write(last, bytes).unwrap();
+    let prev = &segs[segs.len() - 2];
+    let recs = records_of(prev);
+    let &(off, len, lsn) = recs.last().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(prev)
+        .unwrap()
+        .set_len((off + len / 2) as u64)
+        .unwrap();
+    let (store, rec, seen) = open(config(&dir)).unwrap();
+    assert_history(&seen, lsn - 1);
+    assert!(rec.truncated_bytes > 0);
+    assert!(!last.exists(), "the empty segment after the torn tail is gone");
+    assert_eq!(store.append(kind(lsn), &body(lsn)).unwrap(), lsn);
+    store.wait_durable(lsn).unwrap();
+    drop(store);
+    let (_, _, seen) = open(config(&dir)).unwrap();
+    assert_history(&seen, lsn);
+}
