@@ -270,14 +270,14 @@ impl Store {
     /// fit in a segment.
     pub fn append(&self, kind: u8, body: &[u8]) -> Result<Lsn> {
         self.check_size(body.len())?;
-        let crc = crc32c::crc32c(body);
+        let crc = crc_ahead(body);
         let mut q = self.shared.queue.lock();
         self.check_open(&q)?;
         let lsn = q.next_lsn;
         q.next_lsn += 1;
         q.records += 1;
         let was_empty = q.buf.is_empty();
-        frame::encode_with_crc(&mut q.buf, lsn, kind, body, crc);
+        encode(&mut q.buf, lsn, kind, body, crc);
         drop(q);
         self.queued(was_empty, (RECORD_HEADER_LEN + body.len()) as u64);
         Ok(lsn)
@@ -289,9 +289,9 @@ impl Store {
     where
         I: IntoIterator<Item = (u8, &'a [u8])>,
     {
-        let records: Vec<(u8, &[u8], u32)> = records
+        let records: Vec<(u8, &[u8], Option<u32>)> = records
             .into_iter()
-            .map(|(kind, body)| self.check_size(body.len()).map(|()| (kind, body, crc32c::crc32c(body))))
+            .map(|(kind, body)| self.check_size(body.len()).map(|()| (kind, body, crc_ahead(body))))
             .collect::<Result<_>>()?;
         if records.is_empty() {
             return Ok(None);
@@ -303,7 +303,7 @@ impl Store {
         for (kind, body, crc) in &records {
             let lsn = q.next_lsn;
             q.next_lsn += 1;
-            frame::encode_with_crc(&mut q.buf, lsn, *kind, body, *crc);
+            encode(&mut q.buf, lsn, *kind, body, *crc);
         }
         q.records += records.len() as u64;
         let last = q.next_lsn - 1;
@@ -490,6 +490,19 @@ impl Store {
         // Whoever still waits (for an LSN never handed out) is told the store is gone.
         self.shared.durability.set_poison("the store is closed".into());
         health
+    }
+}
+
+/// A large body's CRC, computed before the queue lock is taken.
+fn crc_ahead(body: &[u8]) -> Option<u32> {
+    (body.len() >= frame::CRC_AHEAD_FROM).then(|| crc32c::crc32c(body))
+}
+
+/// Frames a record into the queue: with the CRC computed ahead, or in one pass.
+fn encode(buf: &mut Vec<u8>, lsn: Lsn, kind: u8, body: &[u8], crc: Option<u32>) {
+    match crc {
+        Some(crc) => frame::encode_with_crc(buf, lsn, kind, body, crc),
+        None => frame::encode(buf, lsn, kind, body),
     }
 }
 
