@@ -15,6 +15,24 @@
 //!   it covers.
 //! * [`inspect`] and [`repair`] are for operators.
 //!
+//! ```
+//! use ferry_store::{Source, Store, StoreConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let (store, recovery) = Store::open(StoreConfig::new(dir.path()), |record| {
+//!     // Rebuild the in-memory state: snapshot records first, then the log in order.
+//!     assert!(record.source == Source::Snapshot || record.source == Source::Log);
+//!     Ok(())
+//! })?;
+//! assert_eq!(recovery.next_lsn, 1);
+//! let lsn = store.append(1, b"retained a/b = 42")?;
+//! // Hold the acknowledgement until the record is durable: `store.durable(lsn).await`
+//! // in a task, `store.on_durable(lsn, |r| ...)` to ring a doorbell, or, in a test:
+//! store.wait_durable(lsn)?;
+//! assert!(store.durable_lsn() >= lsn);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Modules: `frame` (record framing), `segment` (file headers, segment files), `writer`
 //! (the writer thread), `durable` (waiters), `snapshot`, `recovery`, `repair`, `inspect`,
 //! `io` (the file-system seam, with a fault-injecting wrapper for tests), `lock`,

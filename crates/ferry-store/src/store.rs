@@ -521,3 +521,15 @@ impl Drop for Store {
         let _ = self.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send + 'static>() {}
+        send_sync::<super::Store>();
+        send::<super::Durable>();
+        send::<super::SnapshotWriter>();
+    }
+}
