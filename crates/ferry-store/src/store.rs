@@ -52,6 +52,9 @@ pub struct Recovery {
 pub struct StoreStats {
     /// The last LSN handed out.
     pub last_lsn: Lsn,
+    /// Bytes queued for the writer and not yet taken (the next batch so far). The queue
+    /// has no bound of its own: a caller that must bound its memory watches this.
+    pub queued_bytes: u64,
     /// The last durable LSN.
     pub durable_lsn: Lsn,
     /// Batches written (each one write per segment touched and one sync).
@@ -447,8 +450,13 @@ impl Store {
     /// The store's counters.
     pub fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
+        let (last_lsn, queued_bytes) = {
+            let q = self.shared.queue.lock();
+            (q.next_lsn - 1, q.buf.len() as u64)
+        };
         StoreStats {
-            last_lsn: self.last_lsn(),
+            last_lsn,
+            queued_bytes,
             durable_lsn: self.durable_lsn(),
             batches: c.batches.load(Ordering::Relaxed),
             records: c.records.load(Ordering::Relaxed),
