@@ -177,3 +177,56 @@ fn inspect_describes_the_directory() {
     assert_eq!(ins.foreign_files, vec![dir.path().join("junk")]);
     assert!(ins.problem.unwrap().contains("junk"));
 }
+
+#[test]
+fn snapshots_taken_while_appends_go_on_across_rolls() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, _) = open(config(dir.path())).unwrap();
+    let store = Arc::new(store);
+    // The "live state": every record so far, in LSN order (appended under the same lock,
+    // so a snapshot at the last LSN holds exactly the records up to it).
+    type State = Arc<Mutex<Vec<(u64, u8, Vec<u8>)>>>;
+    let state: State = Arc::default();
+    let writer = {
+        let (store, state) = (store.clone(), state.clone());
+        std::thread::spawn(move || {
+            for i in 1..=1500u64 {
+                let mut s = state.lock().unwrap();
+                let lsn = store.append(kind(i), &body(i)).unwrap();
+                s.push((lsn, kind(i), body(i)));
+                drop(s);
+                if i % 25 == 0 {
+                    store.wait_durable(lsn).unwrap();
+                }
+            }
+            store.wait_durable(1500).unwrap();
+        })
+    };
+    let mut snapshots = 0;
+    let mut last = 0;
+    loop {
+        let finished = writer.is_finished();
+        let records = state.lock().unwrap().clone();
+        let lsn = records.last().map_or(0, |r| r.0);
+        if finished && lsn == last {
+            break;
+        }
+        if lsn > last {
+            let info = store.snapshot(lsn, records.iter().map(|(_, k, b)| (*k, b.clone()))).unwrap();
+            assert_eq!(info.records, lsn);
+            last = lsn;
+            snapshots += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    writer.join().unwrap();
+    assert!(snapshots > 2, "{snapshots} snapshots");
+    assert!(store.stats().segments <= 3, "covered segments were deleted: {:?}", store.stats());
+    drop(store);
+    let (_, rec, seen) = open(config(dir.path())).unwrap();
+    assert_eq!(rec.snapshot_lsn, Some(last));
+    let bodies: Vec<_> = seen.iter().map(|r| (r.kind, r.body.clone())).collect();
+    let history: Vec<_> = (1..=1500).map(|i| (kind(i), body(i))).collect();
+    assert_eq!(bodies, history);
+}
