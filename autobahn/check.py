@@ -174,7 +174,7 @@ def summarize(agent, cases, index_rel):
                  "WCODE=WRONG CODE UNCLN=UNCLEAN FBCLI=FAILED BY CLIENT; "
                  "time = sum of case durations.")
     lines.append("Gate: sections 1-10 need behavior OK/NON-STRICT/INFORMATIONAL and close "
-                 "OK/INFORMATIONAL; 12-13 may also be UNIMPLEMENTED.")
+                 "OK/INFORMATIONAL; 12-13 (permessage-deflate) the same.")
 
     if failing:
         lines.append("")

@@ -22,6 +22,17 @@ function reading(i) {
   return JSON.stringify({ seq: i, site: 'lab', points });
 }
 
+/** A WebSocket offering permessage-deflate, once open, with the 101 response. */
+function opened(b) {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(`ws://${b.addrs.ws}/stomp`, ['v12.stomp'], { perMessageDeflate: true });
+    let res;
+    socket.once('upgrade', (r) => { res = r; });
+    socket.once('open', () => resolve({ res, socket }));
+    socket.once('error', reject);
+  });
+}
+
 function stompConnect(b) {
   return new Promise((resolve, reject) => {
     let socket;
@@ -42,18 +53,14 @@ function stompConnect(b) {
 }
 
 test('Ferry with compression on answers the offer without context takeover', async () => {
-  const socket = new WebSocket(`ws://${broker.addrs.ws}/stomp`, ['v12.stomp'], { perMessageDeflate: true });
-  const res = await new Promise((resolve, reject) => { socket.once('upgrade', resolve); socket.once('error', reject); });
+  const { res, socket } = await opened(broker);
   assert.equal(res.headers['sec-websocket-extensions'], 'permessage-deflate; server_no_context_takeover; client_no_context_takeover');
-  await new Promise((resolve) => { socket.once('open', resolve); });
   socket.close();
 });
 
 test('Ferry on its defaults declines the offer', async () => {
-  const socket = new WebSocket(`ws://${plain.addrs.ws}/stomp`, ['v12.stomp'], { perMessageDeflate: true });
-  const res = await new Promise((resolve, reject) => { socket.once('upgrade', resolve); socket.once('error', reject); });
+  const { res, socket } = await opened(plain);
   assert.equal(res.headers['sec-websocket-extensions'], undefined);
-  await new Promise((resolve) => { socket.once('open', resolve); });
   socket.close();
 });
 
@@ -80,6 +87,7 @@ test('MQTT.js publishes compressed, a compressed stompjs subscriber receives eve
   await all;
   for (let i = 0; i < 50; i++) assert.equal(got[i], reading(i), `message ${i} arrives whole`);
   const onWire = socket._socket.bytesRead - before;
+  console.log(`permessage-deflate: ${onWire} bytes on the wire for ${sent} bytes of JSON bodies`);
   assert.ok(onWire * 2 < sent, `compressed: ${onWire} bytes on the wire for ${sent} bytes of bodies`);
   await m.endAsync();
   await client.deactivate();

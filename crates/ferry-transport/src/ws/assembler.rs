@@ -375,4 +375,68 @@ mod tests {
         assert_eq!(a.push(frame(true, OpCode::Close, &[b'x'; 126])).unwrap_err().code, 1002);
         assert_eq!(a.push(frame(true, OpCode::Pong, &[b'x'; 126])).unwrap_err().code, 1002);
     }
+
+    // --- permessage-deflate (RFC 7692) ---
+
+    /// A client frame as the frame reader hands it over: masked, with RSV1 as given.
+    fn compressed(fin: bool, opcode: OpCode, payload: &[u8], rsv1: bool) -> RawFrame {
+        RawFrame {
+            compressed: rsv1,
+            ..frame(fin, opcode, payload)
+        }
+    }
+
+    fn inflating(max: usize, first: usize) -> Assembler {
+        Assembler::new(max).with_inflater(MessageInflater::shared(), first)
+    }
+
+    #[test]
+    fn a_compressed_message_is_inflated_whole_in_one_frame_or_several() {
+        // RFC 7692 §7.2.3.1: "Hello" compressed without context takeover.
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut a = inflating(1024, 1024);
+        assert_eq!(
+            a.push(compressed(true, OpCode::Text, &hello, true)).unwrap(),
+            Event::Message(MessageKind::Text, Bytes::from_static(b"Hello"))
+        );
+        // §7.2.3.2: the same split over two frames, RSV1 on the first only.
+        assert_eq!(a.push(compressed(false, OpCode::Text, &hello[..3], true)).unwrap(), Event::Partial);
+        assert_eq!(
+            a.push(compressed(true, OpCode::Continuation, &hello[3..], false)).unwrap(),
+            Event::Message(MessageKind::Text, Bytes::from_static(b"Hello"))
+        );
+        // An uncompressed message between compressed ones passes as it is.
+        assert_eq!(
+            a.push(frame(true, OpCode::Binary, b"raw")).unwrap(),
+            Event::Message(MessageKind::Binary, Bytes::from_static(b"raw"))
+        );
+    }
+
+    #[test]
+    fn a_small_frame_that_inflates_past_the_limit_is_refused_with_1009() {
+        // 1 MiB of zeros deflates to about 10 KiB at level 1; the first message may inflate to
+        // 64 KiB, later ones to the message limit (16 MiB here).
+        let bomb = crate::ws::deflate::codec::deflate_shared(&Bytes::from(vec![0u8; 1 << 20]), 1, 15);
+        assert!(bomb.len() < 16 * 1024, "{}", bomb.len());
+        let mut a = inflating(16 << 20, 64 << 10);
+        let refused = a.push(compressed(true, OpCode::Binary, &bomb, true)).unwrap_err();
+        assert_eq!(refused.code, 1009);
+        // Past the first message the cap is the message limit: the same message fits.
+        let mut a = inflating(16 << 20, 64 << 10);
+        let small = crate::ws::deflate::codec::deflate_shared(&Bytes::from_static(b"CONNECT"), 1, 15);
+        assert!(a.push(compressed(true, OpCode::Binary, &small, true)).is_ok());
+        assert!(matches!(
+            a.push(compressed(true, OpCode::Binary, &bomb, true)).unwrap(),
+            Event::Message(MessageKind::Binary, m) if m.len() == 1 << 20
+        ));
+    }
+
+    #[test]
+    fn bad_deflate_data_and_bad_inflated_text_are_1007() {
+        let mut a = inflating(1024, 1024);
+        assert_eq!(a.push(compressed(true, OpCode::Binary, &[0xff, 0xff, 0xff], true)).unwrap_err().code, 1007);
+        let not_utf8 = crate::ws::deflate::codec::deflate_shared(&Bytes::from_static(&[0xce, 0xba, 0xff]), 1, 15);
+        let mut a = inflating(1024, 1024);
+        assert_eq!(a.push(compressed(true, OpCode::Text, &not_utf8, true)).unwrap_err().code, 1007);
+    }
 }

@@ -197,4 +197,15 @@ mod tests {
             "10 bytes is fine"
         );
     }
+
+    #[test]
+    fn rsv1_is_allowed_only_on_a_first_frame_once_deflate_is_negotiated() {
+        let reader = FrameReader::new(1024).with_deflate();
+        let read = |bytes: &[u8]| reader.next_frame(&mut BytesMut::from(bytes));
+        // A compressed text frame (RSV1, opcode 1, masked, empty payload).
+        assert!(read(&[0xc1, 0x80, 0, 0, 0, 0]).unwrap().is_some_and(|f| f.compressed));
+        assert_eq!(read(&[0xc0, 0x80]).unwrap_err().code, 1002, "RSV1 on a continuation frame");
+        assert_eq!(read(&[0xc9, 0x80]).unwrap_err().code, 1002, "RSV1 on a ping");
+        assert_eq!(read(&[0xa1, 0x80]).unwrap_err().code, 1002, "RSV2");
+    }
 }

@@ -283,7 +283,7 @@ impl ThreadContexts {
 /// `payload` compressed on this thread's shared compressor whether or not it shrinks
 /// (for byte-exact tests).
 #[cfg(test)]
-pub(super) fn deflate_shared(payload: &Bytes, level: u32, bits: u8) -> Bytes {
+pub(crate) fn deflate_shared(payload: &Bytes, level: u32, bits: u8) -> Bytes {
     with_thread_contexts(|t| t.compress_shared(payload, level, bits)).unwrap_or_default()
 }
 
