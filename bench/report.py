@@ -25,6 +25,9 @@ LABELS = {
     "slow-max": "slow consumer: 1→100 QoS 0 + 1 stalled, max rate (healthy rate B/A, broker RSS growth)",
     "slow": "slow consumer, paced at 90% of max (healthy rate B/A, broker RSS growth)",
     "conns": "idle MQTT connection, broker RSS (KiB)",
+    "deflate-off": "STOMP fan-out 1→100, 1 KiB JSON, no compression (msg/s)",
+    "deflate-on": "STOMP fan-out 1→100, 1 KiB JSON, permessage-deflate (msg/s)",
+    "conns-deflate": "idle MQTT connection, permessage-deflate negotiated, broker RSS (KiB)",
 }
 SLOW_ROWS = ("slow-max", "slow")
 ORDER = list(LABELS)
@@ -129,7 +132,7 @@ def figures(row, results):
         p99 = median([(r.get("latency") or {}).get("p99") for r in results])
         text = "–" if p50 is None else f"{p50:.2f} / {p99:.2f}"
         return p99, text
-    if row == "conns":
+    if row in ("conns", "conns-deflate"):
         per = median([(r.get("conns") or {}).get("broker_rss_per_conn_kib") for r in results])
         return per, ("–" if per is None else f"{per:.1f}")
     if row in SLOW_ROWS:
@@ -195,7 +198,7 @@ def notes(row, results):
     lost = [r.get("seq", {}).get("lost", 0) for r in results if r.get("seq")]
     if lost and max(lost) > 0:
         out.append(f"lost {median(lost):.0f}")
-    if row == "conns":
+    if row in ("conns", "conns-deflate"):
         c = [r["conns"] for r in results if r.get("conns")]
         if c:
             failed = max(x["failed"] for x in c)
@@ -263,6 +266,32 @@ def main():
             print(f"- {row} {transport} {broker}: {', '.join(values)}")
     if replaced:
         print(f"- replaced by spread runs: {', '.join(replaced)}")
+    wire = wire_bytes(directory)
+    if wire:
+        print()
+        print("permessage-deflate, bytes on the loopback wire per delivered message (1 KiB JSON body, TCP/IP")
+        print("headers and acknowledgements included; medians):")
+        for mode in ("off", "on"):
+            if mode in wire:
+                print(f"- compression {mode}: {wire[mode]:.0f} B")
+        if "off" in wire and "on" in wire and wire["on"]:
+            print(f"- {wire['off'] / wire['on']:.1f}x fewer bytes with compression")
+
+
+def wire_bytes(directory):
+    """Median loopback bytes per delivered message of the deflate-off/-on runs."""
+    per = defaultdict(list)
+    for path in sorted(Path(directory).glob("deflate-*.wire")):
+        mode = path.name.split(".")[0].split("-")[1]
+        result = load(path.with_suffix(".json"))
+        try:
+            total = int(path.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        received = ((result or {}).get("seq") or {}).get("received")
+        if received:
+            per[mode].append(total / received)
+    return {mode: median(values) for mode, values in per.items()}
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@
 #   BENCH_BROKER_CPU / BENCH_LOAD_CPU  cores for the brokers / the load processes
 #   BENCH_ROWS       regular expression: only the rows whose id matches (fanout-q0,
 #                    fanout-q1, fanin-q0, pairs-q0, latency, stomp-fanout, stomp-pairs,
-#                    slow, conns)
+#                    slow, conns, deflate)
 #   BENCH_SKIP_BUILD 1 to use the binaries already in target/release
 set -euo pipefail
 
@@ -432,6 +432,46 @@ for transport in $TRANSPORTS; do
         done
     done
 done
+
+# permessage-deflate (rows deflate, conns-deflate), WebSocket only, Ferry only: STOMP
+# fan-out 1→100 with a 1 KiB JSON body from a Ferry with [websocket.compression] off and
+# one with it on (the subscribers offer permessage-deflate and inflate), and the idle
+# connections with compression negotiated. Bytes on the wire per delivered message come
+# from the loopback interface's transmit counter (TCP/IP headers and acknowledgements
+# included) over the whole run, divided by the messages the subscribers received.
+lo_tx_bytes() { awk -F'[: ]+' '/^ *lo:/ {print $11}' /proc/net/dev; }
+if [[ $FERRY_STOMP == 1 && " $TRANSPORTS " == *" ws "* && deflate =~ $ONLY ]]; then
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for mode in off on; do
+            name="deflate-$mode.ws.ferry.$rep"
+            extra=()
+            if [[ $mode == on ]]; then
+                export FERRY_WEBSOCKET__COMPRESSION__ENABLED=true
+                extra=(--deflate)
+            fi
+            log "$name (STOMP fan-out 1→100, 1 KiB JSON, compression $mode, fresh broker)"
+            start_ferry
+            unset FERRY_WEBSOCKET__COMPRESSION__ENABLED
+            sleep 0.5
+            before=$(lo_tx_bytes)
+            run_one "$name" ferry ws stomp 0 fanout --clients 100 --payload 1024 --json-body "${extra[@]}"
+            echo "$(($(lo_tx_bytes) - before))" >"$OUT/$name.wire"
+            stop "$FERRY_PID"
+        done
+    done
+fi
+if [[ " $TRANSPORTS " == *" ws "* && conns =~ $ONLY ]]; then
+    for ((rep = 1; rep <= REPS; rep++)); do
+        name="conns-deflate.ws.ferry.$rep"
+        log "$name ($CONNS idle connections, compression negotiated, fresh broker)"
+        export FERRY_WEBSOCKET__COMPRESSION__ENABLED=true
+        start_ferry
+        unset FERRY_WEBSOCKET__COMPRESSION__ENABLED
+        sleep 0.5
+        RUN_DURATION=2 run_one "$name" ferry ws mqtt 0 conns --clients "$CONNS" --connect-concurrency 200 --deflate
+        stop "$FERRY_PID"
+    done
+fi
 
 {
     echo "ferry-bench results $STAMP on $(hostname): $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \

@@ -54,6 +54,17 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
 
+    /// Fill the payload after its header with JSON readings (a dashboard's feed, which
+    /// compresses as such text does) instead of one repeated padding byte.
+    #[arg(long)]
+    pub json_body: bool,
+
+    /// WebSocket: offer permessage-deflate (RFC 7692) and inflate the compressed
+    /// messages the broker sends (what the client sends goes uncompressed). The broker
+    /// must accept the offer.
+    #[arg(long)]
+    pub deflate: bool,
+
     /// Clients: subscribers for fanout, publishers for fanin, pairs for pairs and cross,
     /// connections for conns, healthy subscribers for slow (plus the stalled one).
     #[arg(long, default_value_t = 100)]

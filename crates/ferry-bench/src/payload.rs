@@ -81,6 +81,30 @@ pub fn template(size: usize) -> Vec<u8> {
     vec![PAD; size.max(HEADER_LEN)]
 }
 
+/// A payload of `size` bytes whose body after the header is JSON text: sensor readings
+/// with varying values, so that it compresses as a real feed does (a few times, not the
+/// thousand times a run of one byte would).
+pub fn json_template(size: usize) -> Vec<u8> {
+    let mut buf = template(size);
+    let mut body = String::with_capacity(buf.len());
+    let mut seed: u32 = 0x9e37_79b9;
+    let mut i = 0u32;
+    while body.len() < buf.len() - HEADER_LEN {
+        // A small linear congruential generator: the same body every run.
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let tenths = (seed >> 16) % 400;
+        body.push_str(&format!(
+            "{{\"sensor\":\"room-{i}\",\"celsius\":{}.{},\"unit\":\"C\",\"ok\":true}},",
+            10 + tenths / 10,
+            tenths % 10
+        ));
+        i += 1;
+    }
+    let room = buf.len() - HEADER_LEN;
+    buf[HEADER_LEN..].copy_from_slice(&body.as_bytes()[..room]);
+    buf
+}
+
 /// Writes `header` over the first [`HEADER_LEN`] bytes of `buf`.
 ///
 /// # Panics

@@ -16,9 +16,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{OpCode, Role, WebSocketRead};
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketRead};
+use ferry_transport::ws::deflate::MessageInflater;
+use ferry_transport::ws::frame_reader::FrameReader;
 use http_body_util::Empty;
-use hyper::header::{CONNECTION, HOST, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::header::{
+    CONNECTION, HOST, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
 use hyper::Request;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -76,6 +80,8 @@ pub struct Connector {
     subprotocol: &'static str,
     framing: Framing,
     sources: Vec<IpAddr>,
+    /// Offer permessage-deflate on WebSocket connections.
+    deflate: bool,
 }
 
 impl Connector {
@@ -111,7 +117,14 @@ impl Connector {
             subprotocol,
             framing,
             sources,
+            deflate: false,
         })
+    }
+
+    /// The same, offering permessage-deflate (RFC 7692) on WebSocket connections and
+    /// inflating what the broker sends compressed.
+    pub fn with_deflate(self, deflate: bool) -> Self {
+        Self { deflate, ..self }
     }
 
     /// The URL this connector serves.
@@ -139,6 +152,13 @@ impl Connector {
         }
         let io = self.upgrade(stream).await?;
         let (r, w) = tokio::io::split(io);
+        if self.deflate {
+            return Ok(Conn {
+                reader: Reader::WsDeflate(Box::new(DeflateReader::new(Box::new(r)))),
+                writer: Writer(Box::new(w)),
+                outbox,
+            });
+        }
         let (mut ws, _unused) = fastwebsockets::after_handshake_split(Box::new(r) as BoxRead, tokio::io::sink(), Role::Client);
         ws.set_max_message_size(MAX_WS_MESSAGE);
         Ok(Conn {
@@ -155,7 +175,11 @@ impl Connector {
             SocketAddr::V6(_) if !t.host.eq_ignore_ascii_case("localhost") => format!("[{}]:{}", t.host, t.addr.port()),
             _ => format!("{}:{}", t.host, t.addr.port()),
         };
-        let request = Request::builder()
+        let mut request = Request::builder();
+        if self.deflate {
+            request = request.header(SEC_WEBSOCKET_EXTENSIONS, "permessage-deflate");
+        }
+        let request = request
             .method("GET")
             .uri(t.path.as_str())
             .header(HOST, host)
@@ -169,6 +193,16 @@ impl Connector {
         let (ws, response) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream)
             .await
             .map_err(|e| TransportError::Upgrade(e.to_string()))?;
+        if self.deflate
+            && !response
+                .headers()
+                .get(SEC_WEBSOCKET_EXTENSIONS)
+                .is_some_and(|v| v.as_bytes().starts_with(b"permessage-deflate"))
+        {
+            return Err(TransportError::Upgrade(
+                "the broker did not accept permessage-deflate (is [websocket.compression] enabled?)".into(),
+            ));
+        }
         if let Some(chosen) = response.headers().get(SEC_WEBSOCKET_PROTOCOL) {
             if chosen.as_bytes() != self.subprotocol.as_bytes() {
                 return Err(TransportError::Upgrade(format!(
@@ -248,6 +282,87 @@ pub enum Reader {
     Stream(BoxRead),
     /// WebSocket (pongs and close replies go to the outbox).
     Ws(Box<WebSocketRead<BoxRead>>),
+    /// WebSocket with permessage-deflate: frames cut and compressed messages inflated
+    /// with the broker's own sans-IO pieces (fastwebsockets' reader refuses RSV1).
+    WsDeflate(Box<DeflateReader>),
+}
+
+/// Reads a WebSocket whose server sends compressed messages.
+pub struct DeflateReader {
+    io: BoxRead,
+    buf: BytesMut,
+    frames: FrameReader,
+    inflater: MessageInflater,
+    /// A fragmented message so far: whether it is compressed, and its bytes.
+    partial: Option<(bool, BytesMut)>,
+}
+
+impl DeflateReader {
+    fn new(io: BoxRead) -> Self {
+        Self {
+            io,
+            buf: BytesMut::with_capacity(16 * 1024),
+            frames: FrameReader::new(MAX_WS_MESSAGE).with_deflate(),
+            inflater: MessageInflater::shared(),
+            partial: None,
+        }
+    }
+
+    /// Appends the next message's bytes to `out` (inflated when compressed); 0 when the
+    /// broker closed.
+    async fn read(&mut self, out: &mut BytesMut, outbox: &Outbox) -> Result<usize, TransportError> {
+        loop {
+            let frame = match self.frames.next_frame(&mut self.buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    if self.buf.capacity() - self.buf.len() < 4096 {
+                        self.buf.reserve(16 * 1024);
+                    }
+                    if self.io.read_buf(&mut self.buf).await? == 0 {
+                        return Ok(0);
+                    }
+                    continue;
+                }
+                Err(v) => return Err(TransportError::WebSocket(v.reason.to_string())),
+            };
+            let (compressed, message) = match frame.opcode {
+                OpCode::Close => return Ok(0),
+                OpCode::Ping => {
+                    outbox.push_control(Frame::pong(Payload::Owned(frame.payload.to_vec())));
+                    continue;
+                }
+                OpCode::Pong => continue,
+                OpCode::Text | OpCode::Binary if frame.fin => (frame.compressed, frame.payload),
+                OpCode::Text | OpCode::Binary => {
+                    self.partial = Some((frame.compressed, BytesMut::from(&frame.payload[..])));
+                    continue;
+                }
+                OpCode::Continuation => {
+                    let Some((compressed, mut data)) = self.partial.take() else {
+                        return Err(TransportError::WebSocket("continuation without a message".into()));
+                    };
+                    data.extend_from_slice(&frame.payload);
+                    if !frame.fin {
+                        self.partial = Some((compressed, data));
+                        continue;
+                    }
+                    (compressed, data.freeze())
+                }
+            };
+            let message = if compressed {
+                self.inflater
+                    .inflate(&message, MAX_WS_MESSAGE)
+                    .map_err(|e| TransportError::WebSocket(e.to_string()))?
+            } else {
+                message
+            };
+            if message.is_empty() {
+                continue;
+            }
+            out.extend_from_slice(&message);
+            return Ok(message.len());
+        }
+    }
 }
 
 impl Reader {
@@ -262,6 +377,7 @@ impl Reader {
                 }
                 Ok(r.read_buf(buf).await?)
             }
+            Reader::WsDeflate(ws) => ws.read(buf, outbox).await,
             Reader::Ws(ws) => loop {
                 let mut send = |frame| {
                     outbox.push_control(frame);

@@ -180,6 +180,7 @@ pub async fn start(env: &Env, plan: Plan) -> anyhow::Result<Running> {
         let cfg = PubConfig {
             id: p.id,
             payload_size: args.payload,
+            json_body: args.json_body,
             rate: per_pub_rate,
             phase,
             window: args.inflight as u64,

@@ -82,8 +82,9 @@ impl Env {
                 Protocol::Mqtt => Framing::WsBinary,
                 Protocol::Stomp => Framing::WsText,
             };
-            let connector =
-                Connector::new(Arc::new(target), tls.clone(), spec.subprotocol(), framing, spread).map_err(anyhow::Error::msg)?;
+            let connector = Connector::new(Arc::new(target), tls.clone(), spec.subprotocol(), framing, spread)
+                .map_err(anyhow::Error::msg)?
+                .with_deflate(args.deflate);
             connectors.insert(protocol, Arc::new(connector));
             specs.insert(protocol, Arc::new(spec));
         }

@@ -54,6 +54,8 @@ pub struct PubConfig {
     pub id: u32,
     /// Payload size.
     pub payload_size: usize,
+    /// Whether the body after the header is JSON text ([`payload::json_template`]).
+    pub json_body: bool,
     /// Messages per second, or as fast as the window allows.
     pub rate: Option<f64>,
     /// Delay of this publisher's first message (spreads publishers over a period).
@@ -217,7 +219,11 @@ impl Pacer {
             start: now + cfg.phase,
             sent: 0,
             confirmable: 0,
-            template: payload::template(cfg.payload_size),
+            template: if cfg.json_body {
+                payload::json_template(cfg.payload_size)
+            } else {
+                payload::template(cfg.payload_size)
+            },
             pool: BytesMut::new(),
             written_off: 0,
             stalls: 0,
@@ -327,6 +333,7 @@ mod tests {
         PubConfig {
             id: 3,
             payload_size: 64,
+            json_body: false,
             rate: None,
             phase: Duration::ZERO,
             window: 4,

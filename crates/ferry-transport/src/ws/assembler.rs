@@ -434,7 +434,12 @@ mod tests {
     #[test]
     fn bad_deflate_data_and_bad_inflated_text_are_1007() {
         let mut a = inflating(1024, 1024);
-        assert_eq!(a.push(compressed(true, OpCode::Binary, &[0xff, 0xff, 0xff], true)).unwrap_err().code, 1007);
+        assert_eq!(
+            a.push(compressed(true, OpCode::Binary, &[0xff, 0xff, 0xff], true))
+                .unwrap_err()
+                .code,
+            1007
+        );
         let not_utf8 = crate::ws::deflate::codec::deflate_shared(&Bytes::from_static(&[0xce, 0xba, 0xff]), 1, 15);
         let mut a = inflating(1024, 1024);
         assert_eq!(a.push(compressed(true, OpCode::Text, &not_utf8, true)).unwrap_err().code, 1007);
