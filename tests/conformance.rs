@@ -486,3 +486,45 @@ async fn rabbitmq_destinations_over_tcp_and_websocket_reach_mqtt_and_stomp() {
         String::from_utf8_lossy(&got)
     );
 }
+
+// --- STOMP 1.1 ACK by message id ---
+
+#[tokio::test]
+async fn a_stomp_1_1_ack_naming_another_subscription_settles_over_websocket() {
+    let b = broker_with(&[]);
+    let mut ws = TcpStream::connect(b.addr("ws")).await.unwrap();
+    let resp = http_raw(&mut ws, &upgrade_request("/stomp", "Sec-WebSocket-Protocol: v11.stomp\r\n")).await;
+    assert_eq!(resp.status, 101);
+    let send = |frame: &[u8]| client_frame(true, 0x1, frame, true);
+    ws.write_all(&send(b"CONNECT\naccept-version:1.1\nhost:/\n\n\0")).await.unwrap();
+    read_until(&mut ws, b"CONNECTED").await;
+    ws.write_all(&send(
+        b"SUBSCRIBE\nid:right\ndestination:/queue/ack11\nack:client-individual\nreceipt:s\n\n\0",
+    ))
+    .await
+    .unwrap();
+    read_until(&mut ws, b"RECEIPT").await;
+    ws.write_all(&send(b"SEND\ndestination:/queue/ack11\n\nsettle-me\0")).await.unwrap();
+    let got = read_until(&mut ws, b"settle-me").await;
+    let text = String::from_utf8_lossy(&got);
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("message-id:"))
+        .expect("a message-id header")
+        .to_owned();
+    let ack = format!("ACK\nmessage-id:{id}\nsubscription:wrong\nreceipt:a\n\n\0");
+    ws.write_all(&send(ack.as_bytes())).await.unwrap();
+    let got = read_until(&mut ws, b"receipt-id:a").await;
+    assert!(!contains(&got, b"ERROR"), "{:?}", String::from_utf8_lossy(&got));
+    // Settled: a consumer after this connection gets nothing back.
+    drop(ws);
+    let mut next = TcpStream::connect(b.addr("stomp")).await.unwrap();
+    stomp_connect(&mut next).await;
+    next.write_all(b"SUBSCRIBE\nid:n\ndestination:/queue/ack11\n\n\0").await.unwrap();
+    let (got, _) = read_to_end(&mut next, Duration::from_millis(500)).await;
+    assert!(
+        !contains(&got, b"settle-me"),
+        "the ACKed message came back: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
