@@ -110,6 +110,16 @@ fn repeated_failures_from_one_address_are_delayed() {
     assert_eq!(next.delay, Duration::ZERO);
 }
 
+/// A gatekeeper that lets everyone in, under `limits`.
+fn open_gate(limits: LimitSettings) -> Gatekeeper {
+    Gatekeeper::new(
+        Arc::new(Authenticator::from_parts(AuthParts::default())),
+        &AuthSettings::default(),
+        limits,
+        Arc::new(RunInline),
+    )
+}
+
 #[test]
 fn admission_counts_and_rates() {
     let limits = LimitSettings {
@@ -120,12 +130,7 @@ fn admission_counts_and_rates() {
         connection_max_wait: Duration::ZERO,
         ..LimitSettings::default()
     };
-    let gate = Gatekeeper::new(
-        Arc::new(Authenticator::from_parts(AuthParts::default())),
-        &AuthSettings::default(),
-        limits,
-        Arc::new(RunInline),
-    );
+    let gate = open_gate(limits);
     let now = Instant::now();
     let a: IpAddr = "192.0.2.1".parse().unwrap();
     let b: IpAddr = "192.0.2.2".parse().unwrap();
@@ -159,12 +164,7 @@ fn rate_buckets_only_when_configured() {
         bytes_per_second: 1000,
         ..LimitSettings::default()
     };
-    let gate = Gatekeeper::new(
-        Arc::new(Authenticator::from_parts(AuthParts::default())),
-        &AuthSettings::default(),
-        limits,
-        Arc::new(RunInline),
-    );
+    let gate = open_gate(limits);
     let now = Instant::now();
     let mut bucket = gate.message_bucket(now).unwrap();
     assert_eq!((0..10).filter(|_| bucket.try_take(now, 1)).count(), 5);
@@ -179,12 +179,7 @@ fn connections_beyond_the_rate_are_paced_not_refused() {
         connection_max_wait: Duration::from_secs(1),
         ..LimitSettings::default()
     };
-    let gate = Gatekeeper::new(
-        Arc::new(Authenticator::from_parts(AuthParts::default())),
-        &AuthSettings::default(),
-        limits,
-        Arc::new(RunInline),
-    );
+    let gate = open_gate(limits);
     let now = Instant::now();
     let a: IpAddr = "192.0.2.9".parse().unwrap();
     let admitted: Vec<_> = (0..12).map(|_| gate.admit(a, now)).collect();

@@ -53,7 +53,8 @@ pub struct Violation {
 }
 
 impl Violation {
-    const fn protocol(reason: &'static str) -> Self {
+    /// A protocol error (1002) for `reason`.
+    pub(crate) const fn protocol(reason: &'static str) -> Self {
         Self {
             code: CloseCode::PROTOCOL_ERROR,
             reason,

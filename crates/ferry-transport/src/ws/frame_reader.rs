@@ -47,7 +47,7 @@ impl FrameReader {
         let [b0, b1, ..] = buf[..] else { return Ok(None) };
         let fin = b0 & 0x80 != 0;
         let compressed = check_reserved_bits(b0, self.deflate)?;
-        let opcode = OpCode::try_from(b0 & 0x0f).map_err(|_| protocol("reserved opcode"))?;
+        let opcode = OpCode::try_from(b0 & 0x0f).map_err(|_| Violation::protocol("reserved opcode"))?;
         let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
         let masked = b1 & 0x80 != 0;
         let (head, len) = match b1 & 0x7f {
@@ -62,10 +62,10 @@ impl FrameReader {
             n => (2, u64::from(n)),
         };
         if len >> 63 != 0 {
-            return Err(protocol("frame length with the most significant bit set"));
+            return Err(Violation::protocol("frame length with the most significant bit set"));
         }
         if control && (!fin || len > 125) {
-            return Err(protocol(if fin {
+            return Err(Violation::protocol(if fin {
                 "control frame payload over 125 bytes"
             } else {
                 "control frames must not be fragmented"
@@ -105,13 +105,6 @@ impl FrameReader {
             compressed,
             payload: payload.freeze(),
         }))
-    }
-}
-
-const fn protocol(reason: &'static str) -> Violation {
-    Violation {
-        code: CloseCode::PROTOCOL_ERROR,
-        reason,
     }
 }
 

@@ -22,18 +22,18 @@ const RSV2_RSV3: u8 = 0x30;
 /// protocol error (1002), as RSV2 and RSV3 always are.
 pub fn check_reserved_bits(b0: u8, deflate: bool) -> Result<bool, Violation> {
     if b0 & RSV2_RSV3 != 0 {
-        return Err(protocol("reserved bits set without a negotiated extension"));
+        return Err(Violation::protocol("reserved bits set without a negotiated extension"));
     }
     if b0 & RSV1 == 0 {
         return Ok(false);
     }
     if !deflate {
-        return Err(protocol("reserved bits set without a negotiated extension"));
+        return Err(Violation::protocol("reserved bits set without a negotiated extension"));
     }
     match b0 & 0x0f {
         0x1 | 0x2 => Ok(true),
-        0x0 => Err(protocol("RSV1 set on a continuation frame")),
-        _ => Err(protocol("RSV1 set on a control frame")),
+        0x0 => Err(Violation::protocol("RSV1 set on a continuation frame")),
+        _ => Err(Violation::protocol("RSV1 set on a control frame")),
     }
 }
 
@@ -60,13 +60,6 @@ pub fn inflate_message(inflater: &mut MessageInflater, kind: MessageKind, compre
         });
     }
     Ok(message)
-}
-
-const fn protocol(reason: &'static str) -> Violation {
-    Violation {
-        code: CloseCode::PROTOCOL_ERROR,
-        reason,
-    }
 }
 
 #[cfg(test)]
