@@ -8,11 +8,14 @@
 //! * [`message`], [`outbox`], [`router`]: a published message shared by every
 //!   subscriber, each session's bounded queue, and the router between them.
 //! * [`compact_map`]: the small map used where most maps hold an entry or a few.
-//! * [`retained`], [`sessions`]: retained messages and persistent sessions, behind
-//!   interfaces that durable storage can implement later.
+//! * [`retained`]: an object-safe store the router calls synchronously inside
+//!   `Router::publish` (a durable one must write behind); [`sessions`]: the live session
+//!   registry, not yet a persistence seam (ARCHITECTURE.md, "A new store").
 //!
 //! Lock order: session registry → a session's owner → its outbox; router tree → a shared
-//! group's members. No lock is held while another component is called back.
+//! group's members. An adapter may hold a session slot's `state` while it calls the
+//! router (`MqttBroker::drop_session`): state → router tree. No lock is held while another
+//! component is called back. Every lock and its order: LOCKS.md.
 //!
 //! This crate never touches a socket, never reads the clock (time is passed in) and
 //! never spawns a task.

@@ -2,7 +2,8 @@
 //! whose filter matches.
 //!
 //! [`RetainedStore`] is the interface, object-safe so the router can hold an
-//! `Arc<dyn RetainedStore<M>>` and a durable store can replace the in-memory one later.
+//! `Arc<dyn RetainedStore<M>>` (it is called inside `Router::publish`: a durable store
+//! must write behind).
 //! [`MemoryRetained`] keeps everything in memory, in a trie of topic levels: finding the
 //! messages that match `a/+/c` follows `a`, then every child of `a`, then `c`, without
 //! looking at topics elsewhere in the tree.

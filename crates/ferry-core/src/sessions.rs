@@ -85,8 +85,9 @@ pub struct Claim<S> {
     pub discarded: Option<Arc<SessionSlot<S>>>,
 }
 
-/// Where sessions live between connections. Protocol code talks to this trait only,
-/// so durable storage can replace the in-memory [`SessionRegistry`] without touching it.
+/// The live registry of sessions, by client id. Not a persistence seam: it hands out
+/// live slots, and `S` is changed in place under `SessionSlot::state` (ARCHITECTURE.md,
+/// "A new store").
 pub trait SessionStore<S>: Send + Sync {
     /// Give `client_id`'s session to `owner` (see [`SessionRegistry::claim`]).
     fn claim(&self, client_id: &str, owner: Owner, clean_start: bool) -> Claim<S>;

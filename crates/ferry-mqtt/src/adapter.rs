@@ -11,7 +11,7 @@ use crate::broker::MqttBroker;
 use crate::config::MqttConfig;
 use crate::session::MqttSession;
 
-/// WebSocket subprotocol names for MQTT (DESIGN.md): `mqtt` for 3.1.1 and 5.0,
+/// WebSocket subprotocol names for MQTT (the README's WebSocket section): `mqtt` for 3.1.1 and 5.0,
 /// `mqttv3.1` as MQTT.js offers it for protocol level 3, and EMQX's aliases. The
 /// client's order decides.
 pub const SUBPROTOCOLS: &[Subprotocol] = &[

@@ -11,7 +11,7 @@ use crate::broker::StompBroker;
 use crate::config::StompConfig;
 use crate::session::StompSession;
 
-/// WebSocket subprotocol names for STOMP (DESIGN.md). stompjs offers the three
+/// WebSocket subprotocol names for STOMP (the README's WebSocket section). stompjs offers the three
 /// versioned ones: the highest wins; the version itself is then settled by
 /// `accept-version` in CONNECT.
 pub const SUBPROTOCOLS: &[Subprotocol] = &[

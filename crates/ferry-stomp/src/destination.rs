@@ -16,7 +16,7 @@
 //! | `/exchange/amq.fanout`, `/exchange/amq.fanout/ANY` | one fan-out destination every subscriber of it gets (the routing key is ignored); the MQTT topic [`FANOUT_TOPIC`] |
 //! | any other `/exchange/…` | refused, naming what is served |
 //!
-//! Routing keys map onto MQTT topics as DESIGN.md says, the way RabbitMQ users expect:
+//! Routing keys map onto MQTT topics as ARCHITECTURE.md (MQTT ↔ STOMP) says, the way RabbitMQ users expect:
 //! words are separated by `.` in STOMP and levels by `/` in MQTT, and a `/` inside a
 //! STOMP word is a `.` inside the MQTT level (the two characters swap). In a
 //! subscription, the word `*` (exactly one word) is MQTT's `+` and `#` (zero or more
@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(topic_filter("a.b").unwrap().as_str(), "a/b");
     }
 
-    /// The mapping as DESIGN.md states it, word by word: the reference `translate` is
+    /// The mapping as ARCHITECTURE.md states it, word by word: the reference `translate` is
     /// checked against.
     fn reference_to_mqtt(key: &str) -> String {
         key.split('.')

@@ -20,8 +20,10 @@
 //! one connection, are reached by others only through their reply token, and go away
 //! with the connection.
 //!
-//! Lock order: the registry's map → a queue's state. No lock is held while a consumer's
-//! [`Wakeup`] is rung.
+//! Lock order: the registry's map → a queue's state (LOCKS.md). A queue's state is
+//! released before its consumers' [`Wakeup`]s are rung; the registry's map may still be
+//! held then (`Queues::send`, `subscribe`, `reply`), which is harmless: ringing takes no
+//! lock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -43,7 +43,8 @@ struct Shared {
 
 /// Counts open connections; [`ConnectionLimiter::try_acquire`] hands out a guard per
 /// connection that gives its place back when dropped. Cheap to clone (shared counts);
-/// one per listener and one for the whole broker give both limits. 0 means no limit. The
+/// the gatekeeper holds one for the broker-wide and per-address limits (the per-listener
+/// count is the transport's `ListenerLimit`). 0 means no limit. The
 /// per-address map only holds addresses with open connections.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimiter {

@@ -39,7 +39,7 @@
 //!
 //! # mqttbytes
 //!
-//! The design chose mqttbytes 0.6 for this codec. Reading its source showed more than
+//! mqttbytes 0.6 was the first choice for this codec. Reading its source showed more than
 //! the two known bugs, several of which refuse or misread *valid* packets, which no
 //! amount of validation in front of it can fix:
 //!
