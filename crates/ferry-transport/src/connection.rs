@@ -123,6 +123,8 @@ struct Conn {
     peer_closed: bool,
     /// Whether the session asked to close or the peer closed in order.
     clean: bool,
+    /// Whether the session was told the connection is over ([`Session::on_closed`]).
+    ended: bool,
     last_rx: Instant,
     ping_sent: Option<Instant>,
     shutting_down: bool,
@@ -269,6 +271,7 @@ impl Conn {
             closing_until: now,
             peer_closed: false,
             clean: false,
+            ended: false,
             last_rx: now,
             ping_sent: None,
             shutting_down: false,
@@ -395,9 +398,7 @@ where
             let _ = tokio::time::timeout(Duration::from_millis(100), wr.write_all_buf(&mut out)).await;
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
-        if let Some(Proto::Running(session)) = conn.proto.as_mut() {
-            session.on_closed(conn.clean, Instant::now());
-        }
+        conn.end_session();
         debug!(conn = conn.info.id, peer = %conn.info.peer, clean = conn.clean, peer_closed = conn.peer_closed, "connection closed");
     }
 }
@@ -652,6 +653,24 @@ impl Conn {
     fn set_closing(&mut self, state: Closing, until: Instant) {
         self.closing = state;
         self.closing_until = until;
+        if state != Closing::Open {
+            // From here on the session is never called again (no input, no wake-ups, no
+            // timers): tell it now, not after the close handshake or the final flush,
+            // so that it lets go of what it holds (queue consumers, session slots)
+            // instead of keeping it for up to `websocket.close_timeout`.
+            self.end_session();
+        }
+    }
+
+    /// Tell the session the connection is over, once.
+    fn end_session(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        if let Some(Proto::Running(session)) = self.proto.as_mut() {
+            session.on_closed(self.clean, Instant::now());
+        }
     }
 }
 
