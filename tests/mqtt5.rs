@@ -389,3 +389,62 @@ async fn server_keep_alive_caps_what_the_client_asked_for() {
     let (_c, ack) = start(o).await;
     assert_eq!(ack.properties.and_then(|p| p.server_keep_alive), Some(20));
 }
+
+/// An MQTT 5 CONNECT with a will (delay 0) on `will_topic`, clean start, keep-alive
+/// `keep_alive` seconds, built byte by byte.
+fn connect_with_will(client_id: &str, will_topic: &str, keep_alive: u16) -> Vec<u8> {
+    let string = |s: &str| {
+        let mut v = u16::try_from(s.len()).unwrap().to_be_bytes().to_vec();
+        v.extend_from_slice(s.as_bytes());
+        v
+    };
+    let mut body = string("MQTT");
+    body.push(5);
+    body.push(0x02 | 0x04); // clean start, will flag, will QoS 0
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    body.push(0); // no properties
+    body.extend(string(client_id));
+    body.push(0); // no will properties
+    body.extend(string(will_topic));
+    body.extend(string("gone"));
+    let mut packet = vec![0x10, u8::try_from(body.len()).unwrap()];
+    packet.extend(body);
+    packet
+}
+
+/// Issue 11, item 3, over WebSocket: a client with keep-alive 2 s and a will goes
+/// silent (it sends nothing, reads nothing, and so never answers the close frame that
+/// follows the broker's DISCONNECT 0x8D). Its will goes out when the keep-alive runs
+/// out (1.5 × 2 s), not after the close handshake's timeout on top of it.
+#[tokio::test]
+async fn the_will_of_a_silent_websocket_client_goes_out_when_its_keep_alive_runs_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = broker();
+    let mut watcher = connect(&b, "ka-watch", false).await;
+    watcher.client.subscribe("ka/#", QoS::AtLeastOnce).await.unwrap();
+    watcher.suback().await;
+    let mut ws = tokio::net::TcpStream::connect(b.addr("ws")).await.unwrap();
+    ws.write_all(upgrade_request("/mqtt", "Sec-WebSocket-Protocol: mqtt\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(ws.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    ws.write_all(&client_frame(true, 0x2, &connect_with_will("ka-silent", "ka/silent", 2), true))
+        .await
+        .unwrap();
+    let (_, opcode, connack) = read_server_frame(&mut ws).await.expect("CONNACK");
+    assert_eq!((opcode, connack[0]), (0x2, 0x20), "a CONNACK in a binary frame");
+    let silent = Instant::now();
+    // From here the client neither writes nor reads.
+    let will = watcher.publish().await;
+    assert_eq!(will.topic, Bytes::from_static(b"ka/silent"));
+    assert!(
+        silent.elapsed() < Duration::from_millis(4500),
+        "the will came {:?} after the client went silent",
+        silent.elapsed()
+    );
+    drop(ws);
+}

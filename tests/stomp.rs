@@ -78,6 +78,38 @@ impl Stomp {
         }
     }
 
+    /// `raw` cut into pieces of `chunk` bytes, each written on its own: one WebSocket
+    /// message per piece (binary ones with `binary`), as a bridge that forwards a TCP
+    /// client's bytes as they arrive writes them; over TCP, one write per piece.
+    async fn send_split(&mut self, raw: impl AsRef<[u8]>, chunk: usize, binary: bool) {
+        for piece in raw.as_ref().chunks(chunk) {
+            match &mut self.link {
+                Link::Tcp(s) => {
+                    s.write_all(piece).await.unwrap();
+                    s.flush().await.unwrap();
+                }
+                Link::Ws(ws) if binary => ws.send(WsMessage::binary(piece.to_vec())).await.unwrap(),
+                Link::Ws(ws) => {
+                    let text = String::from_utf8(piece.to_vec()).expect("ASCII frames in tests");
+                    ws.send(WsMessage::text(text)).await.unwrap()
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Every frame that arrives within `window`, heart-beats skipped.
+    async fn frames_within(&mut self, window: Duration) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(item)) = tokio::time::timeout_at(deadline, self.item()).await {
+            if let Decoded::Frame(f) = item {
+                frames.push(f);
+            }
+        }
+        frames
+    }
+
     /// More bytes from the broker; false at the end of the connection.
     async fn read_more(&mut self) -> bool {
         match &mut self.link {
@@ -555,6 +587,100 @@ async fn websocket_errors_close_with_a_close_frame() {
     let (mut c, _) = Stomp::ws(&b, "v12.stomp").await;
     c.send("SEND\ndestination:/topic/a\n\n\0").await;
     expect_error(&mut c, "not connected", "before CONNECT").await;
+}
+
+/// Issue 11, item 5: a STOMP 1.0 client over WebSocket whose frames come cut as a
+/// TCP-to-WebSocket bridge forwards them (one message per read; no subprotocol, so the
+/// broker sniffs; text or binary), auto ack: SUBSCRIBE a queue (with and without `id`),
+/// wait 1 s, SEND one message, receive it, UNSUBSCRIBE (by `id`, or by destination as
+/// 1.0 allows). Nothing more may arrive: not on this connection within the next seconds,
+/// and not for the next consumer of the queue (an auto-acked message is settled once
+/// written). The same over TCP, cut the same way.
+#[tokio::test]
+async fn a_stomp_1_0_queue_message_is_delivered_once_and_nothing_follows_its_unsubscribe() {
+    let b = broker();
+    let run = |link: &'static str, with_id: bool, chunk: usize, binary: bool| {
+        let b = &b;
+        async move {
+            let queue = format!("/queue/once.{link}.{with_id}.{chunk}.{binary}");
+            let mut c = match link {
+                "tcp" => Stomp::tcp(b).await,
+                _ => Stomp::ws(b, "").await.0,
+            };
+            c.send_split("CONNECT\nhost:/\n\n\0", chunk, binary).await;
+            let connected = c.frame().await;
+            assert_eq!(connected.command, Command::Connected, "{connected:?}");
+            c.decoder.set_version(Version::V1_0);
+            let sub = if with_id {
+                format!("SUBSCRIBE\nid:1\ndestination:{queue}\nack:auto\n\n\0")
+            } else {
+                format!("SUBSCRIBE\ndestination:{queue}\nack:auto\n\n\0")
+            };
+            c.send_split(sub, chunk, binary).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            c.send_split(format!("SEND\ndestination:{queue}\n\nonly once\0"), chunk, binary)
+                .await;
+            let m = c.frame().await;
+            assert_eq!((m.command, body(&m).as_str()), (Command::Message, "only once"), "{link} {m:?}");
+            let unsub = if with_id {
+                "UNSUBSCRIBE\nid:1\nreceipt:u\n\n\0".to_owned()
+            } else {
+                format!("UNSUBSCRIBE\ndestination:{queue}\nreceipt:u\n\n\0")
+            };
+            c.send_split(unsub, chunk, binary).await;
+            let after = c.frames_within(Duration::from_secs(3)).await;
+            let commands: Vec<Command> = after.iter().map(|f| f.command).collect();
+            assert_eq!(
+                commands,
+                [Command::Receipt],
+                "{link}, id {with_id}, pieces of {chunk}, binary {binary}: after UNSUBSCRIBE only its RECEIPT: {after:?}"
+            );
+            c.send_split("DISCONNECT\nreceipt:bye\n\n\0", chunk, binary).await;
+            assert_eq!(c.frame().await.command, Command::Receipt);
+            // The queue holds nothing: the next consumer gets nothing.
+            let mut next = connected_tcp(b).await;
+            next.with_receipt(&format!("SUBSCRIBE\nid:n\ndestination:{queue}"), "", "r").await;
+            let late = next.frames_within(Duration::from_secs(1)).await;
+            assert!(late.is_empty(), "{link}: the queue gave the message again: {late:?}");
+        }
+    };
+    let mut runs = Vec::new();
+    for link in ["ws", "tcp"] {
+        for with_id in [false, true] {
+            for (chunk, binary) in [(1, false), (7, true), (4096, false)] {
+                runs.push(run(link, with_id, chunk, binary));
+            }
+        }
+    }
+    futures_util::future::join_all(runs).await;
+}
+
+/// A WebSocket consumer of a queue whose connection is closing (it sent DISCONNECT; the
+/// broker sent its close frame, and the peer never answers it) takes no more of the
+/// queue's messages: they go at once, in order, to the consumers left, not after
+/// `websocket.close_timeout` when the closing connection finally goes. Over TCP a
+/// closing connection goes at once; over WebSocket its session used to live on until
+/// the close handshake ended, holding half of the queue's messages.
+#[tokio::test]
+async fn a_closing_websocket_consumer_leaves_the_queue_to_the_others_at_once() {
+    let b = broker();
+    let (mut old, _) = Stomp::ws(&b, "v12.stomp").await;
+    old.connect("1.2").await;
+    old.with_receipt("SUBSCRIBE\nid:o\ndestination:/queue/handover", "", "r").await;
+    // DISCONNECT, then read nothing more: the close frame that follows the RECEIPT is
+    // never read, so never answered, and the connection stays open on our side.
+    old.with_receipt("DISCONNECT", "", "bye").await;
+    let mut new = connected_tcp(&b).await;
+    new.with_receipt("SUBSCRIBE\nid:n\ndestination:/queue/handover", "", "r").await;
+    let mut p = connected_tcp(&b).await;
+    for n in 0..4 {
+        p.with_receipt("SEND\ndestination:/queue/handover", &format!("job{n}"), &format!("s{n}"))
+            .await;
+    }
+    let got = new.frames_within(Duration::from_secs(2)).await;
+    let bodies: Vec<String> = got.iter().map(body).collect();
+    assert_eq!(bodies, ["job0", "job1", "job2", "job3"], "all of them, at once and in order");
+    drop(old);
 }
 
 #[tokio::test]

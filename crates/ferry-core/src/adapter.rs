@@ -358,9 +358,12 @@ pub trait Session: Send {
     /// STOMP ERROR) may be written to `out`. The transport closes the connection after.
     fn on_shutdown(&mut self, _now: Instant, _out: &mut Output) {}
 
-    /// The connection is gone, for whatever reason; no more output is possible.
-    /// `clean` is true when the session itself asked to close or the peer closed
-    /// in an orderly way.
+    /// The connection is over, for whatever reason: it started closing (the session
+    /// asked to, the peer did, or the transport gave up on it) or it is gone. Called
+    /// once; the session is not called again, and no more output is possible, though
+    /// the transport may still be flushing what was written and finishing a WebSocket
+    /// close handshake. `clean` is true when the session itself asked to close or the
+    /// peer closed in an orderly way.
     fn on_closed(&mut self, _clean: bool, _now: Instant) {}
 }
 

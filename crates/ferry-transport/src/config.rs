@@ -267,6 +267,8 @@ pub struct WebSocketConfig {
     #[serde(with = "humantime_serde")]
     pub ping_timeout: Duration,
     /// After sending a close frame, how long to wait for the peer's before dropping it.
+    /// The session is ended when the close starts ([`ferry_core::Session::on_closed`]),
+    /// not when the handshake is over.
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
     /// Path of the echo service used for conformance runs (Autobahn). Empty: off.

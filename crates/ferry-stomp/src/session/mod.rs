@@ -196,7 +196,18 @@ impl StompSession {
         }
         w.flush(out);
         out.close(error.close_request());
+        self.leave();
+    }
+
+    /// The session asked to close: nothing more is read or delivered, so it stops
+    /// consuming now (its queue consumers go, and what they held goes back to the
+    /// queues for the others) rather than when the transport reports the connection
+    /// gone, which over WebSocket may wait for the close handshake.
+    fn leave(&mut self) {
         self.closing = true;
+        if let Phase::Connected(c) = &mut self.phase {
+            c.release(&self.broker);
+        }
     }
 
     /// Act on one frame.
@@ -241,7 +252,7 @@ impl StompSession {
                         debug!(conn = self.info.id, session = %c.name, "client disconnected");
                         w.flush(out);
                         out.close(CloseRequest::normal("disconnect"));
-                        self.closing = true;
+                        self.leave();
                         return;
                     }
                 }
@@ -399,7 +410,7 @@ impl Session for StompSession {
             .with_header("content-type", "text/plain")
             .with_body("the broker is shutting down; reconnect later\n");
         w.frame(&frame, self.version(), out);
-        self.closing = true;
+        self.leave();
         self.finish_call(&mut w, now, out);
     }
 

@@ -747,3 +747,90 @@ fn rabbitmq_exchange_and_amq_queue_destinations_are_served() {
     let f = c.send("SEND\ndestination:/exchange/amq.direct/x\n\nx\0");
     assert_error(&f, &c, "invalid destination", "/exchange/amq.topic/KEY, /exchange/amq.fanout");
 }
+
+/// A session that asked to close (DISCONNECT, or an ERROR) takes no more of a queue's
+/// messages, though the transport has not reported the connection gone yet (over
+/// WebSocket that waits for the close handshake): what it had been given and not sent
+/// goes back at once, and new messages go to the consumers left.
+#[test]
+fn a_closing_session_stops_consuming_before_its_connection_is_gone() {
+    for how in ["DISCONNECT\n\n\0", "FOO\n\n\0"] {
+        let b = broker();
+        let mut leaving = Client::connected(&b);
+        let mut staying = Client::connected(&b);
+        leaving.send("SUBSCRIBE\nid:l\ndestination:/queue/handover\n\n\0");
+        staying.send("SUBSCRIBE\nid:s\ndestination:/queue/handover\n\n\0");
+        let closed = leaving.send(how);
+        assert!(leaving.closed.is_some(), "{how:?}: the session asked to close ({closed:?})");
+        // Not yet `on_closed`: the transport is still finishing the connection.
+        publish(&b, "/queue/handover", &["1", "2", "3", "4"]);
+        assert_eq!(
+            bodies(&staying.wake()),
+            ["1", "2", "3", "4"],
+            "{how:?}: all to the consumer left, in order"
+        );
+        assert!(leaving.wake().is_empty());
+        leaving.close();
+        assert!(staying.wake().is_empty(), "{how:?}: nothing held back comes later");
+    }
+}
+
+/// Issue 11, item 5, in memory: STOMP 1.0 over WebSocket, every frame cut into one
+/// message per few bytes, auto ack. One SEND to a queue is delivered once; after
+/// UNSUBSCRIBE (by destination or by id) nothing more comes, and the next consumer
+/// of the queue finds it empty.
+#[test]
+fn a_stomp_1_0_queue_message_split_over_websocket_messages_is_delivered_once() {
+    for (with_id, cut) in [(false, 1), (true, 1), (false, 5), (true, 13)] {
+        let b = broker();
+        let mut c = Client::open_on(&b, Carrier::WebSocket);
+        let feed = |c: &mut Client, frame: &str| -> Vec<Frame> {
+            let mut got = Vec::new();
+            for piece in frame.as_bytes().chunks(cut) {
+                let mut out = Output::default();
+                let kind = if piece.len() % 2 == 0 {
+                    MessageKind::Binary
+                } else {
+                    MessageKind::Text
+                };
+                c.session
+                    .on_input(Input::Message(kind, Bytes::copy_from_slice(piece)), c.now, &mut out);
+                got.extend(c.collect(out));
+                got.extend(c.wake());
+            }
+            got
+        };
+        let connected = feed(&mut c, "CONNECT\nhost:/\n\n\0");
+        assert_eq!(connected[0].command, Command::Connected);
+        assert_eq!(header(&connected[0], "version"), "1.0");
+        let sub = if with_id {
+            "SUBSCRIBE\nid:1\ndestination:/queue/Q\nack:auto\n\n\0"
+        } else {
+            "SUBSCRIBE\ndestination:/queue/Q\nack:auto\n\n\0"
+        };
+        assert!(feed(&mut c, sub).is_empty());
+        c.now += Duration::from_secs(1);
+        let got = feed(&mut c, "SEND\ndestination:/queue/Q\n\nonce\0");
+        assert_eq!(bodies(&got), ["once"], "with id {with_id}, cut {cut}");
+        let unsub = if with_id {
+            "UNSUBSCRIBE\nid:1\nreceipt:u\n\n\0"
+        } else {
+            "UNSUBSCRIBE\ndestination:/queue/Q\nreceipt:u\n\n\0"
+        };
+        let after = feed(&mut c, unsub);
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_eq!(after[0].command, Command::Receipt);
+        for _ in 0..5 {
+            assert!(c.advance(Duration::from_secs(1)).is_empty());
+            assert!(c.wake().is_empty());
+        }
+        feed(&mut c, "DISCONNECT\n\n\0");
+        c.close();
+        let mut next = Client::connected(&b);
+        assert!(
+            next.send("SUBSCRIBE\nid:n\ndestination:/queue/Q\n\n\0").is_empty(),
+            "the queue holds nothing more"
+        );
+        assert!(next.wake().is_empty());
+    }
+}

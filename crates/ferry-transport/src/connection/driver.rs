@@ -46,6 +46,9 @@ where
             let mut unflushed = false;
             loop {
                 let closing = conn.link.closing();
+                if closing != Closing::Open {
+                    conn.end_session();
+                }
                 if closing == Closing::Finished && out.is_empty() {
                     break;
                 }
@@ -136,5 +139,6 @@ where
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
         conn.end_session();
+        debug!(conn = conn.info.id, peer = %conn.info.peer, clean = conn.link.clean(), peer_closed = conn.link.peer_closed(), "connection closed");
     }
 }

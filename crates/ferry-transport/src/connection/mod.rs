@@ -124,6 +124,8 @@ struct Conn {
     /// permessage-deflate's sending half, when negotiated (one pointer otherwise).
     deflater: Option<Box<MessageDeflater>>,
     shutting_down: bool,
+    /// Whether the session was told the connection is over ([`Session::on_closed`]).
+    ended: bool,
     /// Counted by the listener and the gatekeeper until the connection ends.
     _admission: Admission,
 }
@@ -146,6 +148,7 @@ impl Conn {
             proto: Some(proto),
             deflater: None,
             shutting_down: false,
+            ended: false,
             _admission: admission,
         }
     }
@@ -220,12 +223,19 @@ impl Conn {
         self.apply(output, out);
     }
 
-    /// The connection is gone: the session ends (its will, its subscriptions).
+    /// Tell the session the connection is over, once: as soon as the connection starts
+    /// closing (from then on the session is never called again: no input, no wake-ups,
+    /// no timers), not after the close handshake or the final flush, so that it lets go
+    /// of what it holds (queue consumers, its session slot, its will) instead of keeping
+    /// it for up to `websocket.close_timeout`.
     fn end_session(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
         if let Some(Proto::Running(session)) = self.proto.as_mut() {
             session.on_closed(self.link.clean(), Instant::now());
         }
-        debug!(conn = self.info.id, peer = %self.info.peer, clean = self.link.clean(), peer_closed = self.link.peer_closed(), "connection closed");
     }
 
     /// Act on what was just read: the bytes themselves, or the WebSocket frames they
