@@ -696,7 +696,7 @@ fn mqtt_in_a_websocket_text_frame_closes() {
     let mut c = Conn::open(&b, now);
     let out = text(&mut c, &Packet::Connect(connect_v5("t1", 0)), Version::V5);
     assert!(bytes(&out).is_empty(), "{out:?}");
-    assert_eq!(out.close.as_ref().map(|c| c.code), Some(1003));
+    assert_eq!(out.close.as_ref().map(|c| c.code.0), Some(1003));
     // A valid, all-ASCII PUBLISH after an accepted CONNECT: DISCONNECT 0x82, not routed.
     let mut sub = Conn::open(&b, now);
     sub.send(&Packet::Connect(connect_v5("t-sub", 0)), Version::V5);
@@ -707,7 +707,7 @@ fn mqtt_in_a_websocket_text_frame_closes() {
     p.pkid = 0;
     let out = text(&mut c, &Packet::Publish(p), Version::V5);
     assert_eq!(&bytes(&out)[..3], &[0xE0, bytes(&out)[1], 0x82]);
-    assert_eq!(out.close.as_ref().map(|c| c.code), Some(1003));
+    assert_eq!(out.close.as_ref().map(|c| c.code.0), Some(1003));
     assert!(bytes(&sub.wake()).is_empty(), "not routed");
     assert_eq!(b.stats.text_frames.load(Ordering::Relaxed), 2);
 }

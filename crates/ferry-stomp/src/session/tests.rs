@@ -280,7 +280,7 @@ fn codec_errors_end_the_session_with_their_text() {
     let mut c = Client::connected(&broker_with(config));
     let f = c.send("SEND\ndestination:/topic/a\ncontent-length:5\n\n12345\0");
     assert_error(&f, &c, "frame too large", "exceeds the body limit of 4");
-    assert_eq!(c.closed.as_ref().map(|r| r.code), Some(1009));
+    assert_eq!(c.closed.as_ref().map(|r| r.code.0), Some(1009));
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn disconnect_with_receipt_is_answered_before_close() {
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].command, Command::Receipt);
     assert_eq!(header(&f[0], "receipt-id"), "bye");
-    assert_eq!(c.closed.as_ref().map(|r| r.code), Some(1000));
+    assert_eq!(c.closed.as_ref().map(|r| r.code.0), Some(1000));
 }
 
 #[test]

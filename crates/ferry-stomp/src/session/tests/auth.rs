@@ -117,7 +117,7 @@ fn a_wrong_passcode_is_refused_with_access_refused_then_close() {
     let mut c = Client::open(&b);
     c.send("CONNECT\naccept-version:1.2\nlogin:alice\npasscode:hunter2\nreceipt:r\n\n\0");
     assert_eq!(raw(&c), BAD_CREDENTIALS, "no receipt for a CONNECT, never the passcode");
-    assert_eq!(c.closed.as_ref().map(|r| r.code), Some(1008));
+    assert_eq!(c.closed.as_ref().map(|r| r.code.0), Some(1008));
     assert!(c.session.credentials().is_none());
     assert!(c.send("SEND\ndestination:/topic/a\n\n\0").is_empty(), "nothing is read after ERROR");
     assert_eq!(stat(&b.gate.stats.auth_bad_credentials), 1);
@@ -270,7 +270,7 @@ fn too_much_input_while_authenticating_closes() {
         "frame too large",
         "more than 64 octets received while the CONNECT was being checked",
     );
-    assert_eq!(c.closed.as_ref().map(|r| r.code), Some(1009));
+    assert_eq!(c.closed.as_ref().map(|r| r.code.0), Some(1009));
 }
 
 #[test]
@@ -316,7 +316,7 @@ fn a_token_passcode_closes_the_connection_when_it_expires() {
         raw(&c),
         "ERROR\nmessage:access refused\ncontent-type:text/plain\ncontent-length:14\n\ntoken expired\n\0"
     );
-    assert_eq!(c.closed.as_ref().map(|r| r.code), Some(1008));
+    assert_eq!(c.closed.as_ref().map(|r| r.code.0), Some(1008));
     assert_eq!(stat(&b.gate.stats.token_expired), 1);
     // An expired token is refused at CONNECT.
     let mut late = Client::open(&b);
@@ -345,7 +345,7 @@ fn acl_denied_send_to_a_topic_is_an_error_naming_it_with_the_receipt() {
         "ERROR\nmessage:access refused\nreceipt-id:r7\ncontent-type:text/plain\ncontent-length:50\n\n\
          not authorized to send to /topic/sensors.secret.k\n\0"
     );
-    assert_eq!(c.closed.as_ref().map(|r| r.code), Some(1008));
+    assert_eq!(c.closed.as_ref().map(|r| r.code.0), Some(1008));
     assert_eq!(stat(&b.gate.stats.denied_publish), 1);
 }
 
@@ -461,7 +461,7 @@ fn sends_beyond_the_message_rate_close_the_connection() {
             text.len()
         )
     );
-    assert_eq!(c.closed.as_ref().map(|r| r.code), Some(1008));
+    assert_eq!(c.closed.as_ref().map(|r| r.code.0), Some(1008));
     assert_eq!(stat(&b.gate.stats.message_rate_exceeded), 1);
 }
 
