@@ -309,8 +309,11 @@ fn accept(stream: TcpStream, peer: SocketAddr, listener: &Arc<Listener>, shared:
             debug!(%peer, listener = listener.name, ?wait, "connection paced");
             let (listener, task_shared) = (listener.clone(), shared.clone());
             shared.tracker.spawn(async move {
-                tokio::time::sleep(wait).await;
-                spawn_connection(stream, peer, admission, &listener, &task_shared);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => spawn_connection(stream, peer, admission, &listener, &task_shared),
+                    // Shutdown does not wait for connections that were never served.
+                    () = task_shared.shutdown.cancelled() => {}
+                }
             });
         }
         Err(denied) => refuse(stream, peer, listener, denied, shared),
