@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use fastwebsockets::OpCode;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::SecurityStats;
+use ferry_core::monitor::ConnectionCounters;
 use ferry_core::{Adapter, Carrier, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Session};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio_util::io::{poll_read_buf, poll_write_buf};
@@ -260,7 +261,7 @@ impl Conn {
             Start::Sniff => Proto::Sniffing(Vec::new()),
         };
         // Rung (through `info.wakeup`) when shutdown begins; delisted on drop.
-        shared.live.enlist(info.id, &info.wakeup);
+        shared.live.enlist(&info);
         Self {
             info,
             shared,
@@ -367,6 +368,7 @@ where
                                     rate.consumed(Instant::now(), n);
                                 }
                                 read_size.adapt(n);
+                                ConnectionCounters::add(&conn.info.monitor.counters.bytes_in, n);
                                 conn.last_rx = Instant::now();
                                 conn.ping_sent = None;
                                 conn.on_read(&mut reading, &mut input, &mut out);
@@ -474,6 +476,9 @@ impl Conn {
     }
 
     fn on_wake(&mut self, out: &mut OutBuf) {
+        if self.info.monitor.take_kick() {
+            return self.on_kick(out);
+        }
         if let Some(Proto::Running(session)) = self.proto.as_mut() {
             let mut output = Output::default();
             session.on_wake(Instant::now(), &mut output);
@@ -493,6 +498,21 @@ impl Conn {
             code: 1001,
             reason: "server shutting down".into(),
         });
+        self.apply(output, out);
+    }
+
+    /// An administrator asked to close the connection: the session's last words, then
+    /// close 1008.
+    fn on_kick(&mut self, out: &mut OutBuf) {
+        if self.closing != Closing::Open {
+            return;
+        }
+        info!(conn = self.info.id, peer = %self.info.peer, "closed by an administrator");
+        let mut output = Output::default();
+        if let Some(Proto::Running(session)) = self.proto.as_mut() {
+            session.on_kick(Instant::now(), &mut output);
+        }
+        output.close(CloseRequest::policy("closed by an administrator"));
         self.apply(output, out);
     }
 
@@ -607,6 +627,8 @@ impl Conn {
     /// Write a session's output and act on its close request.
     fn apply(&mut self, output: Output, out: &mut OutBuf) {
         let ws = self.ws();
+        let written: usize = output.writes.iter().map(|w| w.data.len()).sum();
+        ConnectionCounters::add(&self.info.monitor.counters.bytes_out, written);
         for w in output.writes {
             if ws {
                 let opcode = match w.kind {

@@ -24,6 +24,7 @@ pub mod origin;
 pub mod outbuf;
 pub mod proxy;
 pub mod registry;
+pub mod routes;
 mod server;
 pub mod tls;
 
@@ -31,4 +32,5 @@ pub use config::TransportConfig;
 pub use error::TransportError;
 pub use metrics::Metrics;
 pub use registry::Registry;
-pub use server::Server;
+pub use routes::{BodyError, BodyStream, HttpRequest, HttpResponse, HttpRouter, HttpRoutes, ResponseBody};
+pub use server::{Server, ServerParts};
