@@ -33,6 +33,8 @@ bind = "127.0.0.1:0"
 bind = "127.0.0.1:0"
 [listeners.stomps]
 bind = "127.0.0.1:0"
+[listeners.admin]
+bind = "127.0.0.1:0"
 "#;
 
 /// A running broker process.

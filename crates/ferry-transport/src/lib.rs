@@ -32,5 +32,5 @@ pub use config::TransportConfig;
 pub use error::TransportError;
 pub use metrics::Metrics;
 pub use registry::Registry;
-pub use routes::{BodyError, BodyStream, HttpRequest, HttpResponse, HttpRouter, HttpRoutes, ResponseBody};
+pub use routes::{BodyError, BodyStream, HandlerFuture, HttpRequest, HttpResponse, HttpRouter, HttpRoutes, ResponseBody};
 pub use server::{Server, ServerParts};

@@ -10,7 +10,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const bin = process.env.FERRY_TEST_BIN ?? join(root, 'target', 'debug', 'ferry');
+const bin = process.env.FERRY_TEST_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'ferry');
 const started = new Set();
 const dirs = new Set();
 process.on('exit', () => {
@@ -25,7 +25,7 @@ export function tempDir(prefix = 'ferry-') {
   return dir;
 }
 
-const listeners = ['ws', 'wss', 'mqtt', 'mqtts', 'stomp', 'stomps']
+const listeners = ['ws', 'wss', 'mqtt', 'mqtts', 'stomp', 'stomps', 'admin']
   .map((l) => `[listeners.${l}]\nbind = "127.0.0.1:0"\n`).join('');
 
 /** Start a broker; resolves to { addrs: {ws: 'host:port', ...}, stop() }. */
