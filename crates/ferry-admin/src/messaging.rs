@@ -140,7 +140,9 @@ fn attempt(req: &HttpRequest, client_id: String) -> ConnectAttempt {
 /// Authenticates a request with the gatekeeper; the answer to send instead on failure.
 async fn authenticate(admin: &Arc<Admin>, req: &HttpRequest, client_id: String) -> Result<Identity, HttpResponse> {
     let wakeup = Wakeup::new();
-    let pending = admin.gate.check(attempt(req, client_id), Instant::now(), wakeup.clone());
+    let attempt = attempt(req, client_id);
+    let anonymous = attempt.username.is_none() && attempt.transport.is_none();
+    let pending = admin.gate.check(attempt, Instant::now(), wakeup.clone());
     let deadline = tokio::time::Instant::now() + admin.http_api.auth_timeout;
     let verdict = loop {
         if let Some(v) = pending.take() {
@@ -160,6 +162,10 @@ async fn authenticate(admin: &Arc<Admin>, req: &HttpRequest, client_id: String) 
     match verdict.result {
         Ok(identity) => Ok(identity),
         Err(AuthFailure::BadCredentials(e)) => Err(json::unauthorized("Basic realm=\"Ferry\", charset=\"UTF-8\"", &e.to_string())),
+        // No credentials where some are needed: ask for them.
+        Err(AuthFailure::NotAuthorized(e)) if anonymous => {
+            Err(json::unauthorized("Basic realm=\"Ferry\", charset=\"UTF-8\"", &e.to_string()))
+        }
         Err(AuthFailure::NotAuthorized(e)) => Err(error(StatusCode::FORBIDDEN, "not_authorized", e.to_string())),
     }
 }
