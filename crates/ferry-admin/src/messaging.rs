@@ -55,14 +55,44 @@ impl HttpRoutes for MessagingRoutes {
             if !admin.http_api.enabled {
                 return HttpResponse::text(StatusCode::NOT_FOUND, "not found\n");
             }
-            match (request.path.as_str(), &request.method) {
+            // A browser page of an allowed origin may read the answers (CORS), as it may
+            // open a WebSocket.
+            let cors = request
+                .header("origin")
+                .filter(|_| request.origin_allowed)
+                .and_then(|o| HeaderValue::from_str(o).ok());
+            let mut resp = match (request.path.as_str(), &request.method) {
+                (_, &Method::OPTIONS) => preflight(),
                 ("/api/v1/publish", &Method::POST) => public_publish(admin, request).await,
                 ("/api/v1/events", &Method::GET) => events(admin, request).await,
                 ("/api/v1/publish", _) => error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST"),
                 _ => error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET"),
+            };
+            if let Some(origin) = cors {
+                resp.headers.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                resp.headers
+                    .insert(hyper::header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+                resp.headers.insert(hyper::header::VARY, HeaderValue::from_static("origin"));
             }
+            resp
         })
     }
+}
+
+/// The answer to a CORS preflight.
+fn preflight() -> HttpResponse {
+    let mut r = HttpResponse::new(StatusCode::NO_CONTENT, json::JSON, "");
+    r.headers.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    r.headers.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, last-event-id"),
+    );
+    r.headers
+        .insert(hyper::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    r
 }
 
 /// Publishes a JSON publish body as `publisher` (the ACL was checked by the caller).

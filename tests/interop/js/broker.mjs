@@ -32,7 +32,9 @@ const listeners = ['ws', 'wss', 'mqtt', 'mqtts', 'stomp', 'stomps', 'admin']
 export async function startBroker(extraToml = '') {
   const config = join(tempDir(), 'ferry.toml');
   writeFileSync(config, `[log]\nlevel = "info"\nformat = "json"\n${listeners}${extraToml}`);
-  const child = spawn(bin, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // FERRY_TEST_BIN is the harness's own: the broker would take it for a setting.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'FERRY_TEST_BIN'));
+  const child = spawn(bin, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env });
   started.add(child);
   const addrs = {};
   const lines = createInterface({ input: child.stderr });
