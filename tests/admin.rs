@@ -357,7 +357,7 @@ async fn sys_topics_are_retained_and_reach_mqtt_and_stomp_subscribers() {
     let stats = get(admin, "/api/v1/stats").await;
     assert!(stats["sys"]["$SYS/broker/uptime"].as_str().unwrap().ends_with("seconds"));
     assert!(stats["sys"]["$SYS/broker/load/messages/received/1min"].is_string());
-    assert!(get(admin, "/api/v1/samples").await["data"].as_array().unwrap().len() >= 1);
+    assert!(!get(admin, "/api/v1/samples").await["data"].as_array().unwrap().is_empty());
 }
 
 /// The README's `curl` examples (the block after `<!-- tested by tests/admin.rs -->`), run

@@ -118,11 +118,7 @@ impl ApiKeys {
         if !file.verify(&name, secret.as_bytes()) {
             return Err(KeyFailure::Wrong);
         }
-        let role = if self.admins.iter().any(|a| *a == name) {
-            Role::Admin
-        } else {
-            Role::Viewer
-        };
+        let role = if self.admins.contains(&name) { Role::Admin } else { Role::Viewer };
         let mut remembered = self.remembered.lock();
         if remembered.len() >= MAX_REMEMBERED {
             remembered.clear();

@@ -12,6 +12,10 @@
 //! No lock is held across an `.await`; an event stream is one QoS 0 subscriber with a
 //! bounded [`ferry_core::Outbox`] of its own, drained by the HTTP connection's task.
 
+// A handler's `Err` is the HTTP answer to send instead, built once per refused request:
+// its size does not matter, and boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 mod api;
 pub mod config;
 mod dashboard;
