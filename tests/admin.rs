@@ -260,7 +260,8 @@ async fn a_viewer_key_reads_but_cannot_kick_delete_or_publish() {
         "keys",
         &format!("ops:{}\neyes:{}\n", hashed("ops-secret"), hashed("eyes-secret")),
     );
-    let b = Broker::start(&format!("[admin]\napi_keys_file = {keys:?}\nadmin_keys = [\"ops\"]\n"));
+    let keys = keys.to_string_lossy().into_owned();
+    let b = Broker::start_with("", &[("FERRY_ADMIN__API_KEYS_FILE", &keys), ("FERRY_ADMIN__ADMIN_KEYS", "ops")]);
     let admin = b.addr("admin");
     let _dev = mqtt5(b.addr("mqtt"), "dev-2", "x").await;
     let (status, headers, v) = call(admin, "GET", "/api/v1/clients", None, None).await;
@@ -327,7 +328,7 @@ fn a_public_admin_bind_without_keys_refuses_to_start() {
 
 #[tokio::test]
 async fn sys_topics_are_retained_and_reach_mqtt_and_stomp_subscribers() {
-    let b = Broker::start("[admin]\nsys_interval = \"1s\"\n");
+    let b = Broker::start_with("", &[("FERRY_ADMIN__SYS_INTERVAL", "1s")]);
     let admin = b.addr("admin");
     wait_for(|| b.logs().iter().any(|l| l.contains("ferry started")));
     std::thread::sleep(Duration::from_millis(1200));

@@ -252,7 +252,7 @@ impl Admin {
         for (topic, value) in changed {
             let Ok(topic) = TopicName::new(&topic) else { continue };
             let message = Message::new(topic, Bytes::from(value.into_bytes()), QoS::AtMostOnce, true);
-            self.router.publish(Arc::new(message), now);
+            self.router.publish_own(Arc::new(message), now);
             n += 1;
         }
         self.stats.sys_published.fetch_add(n as u64, Ordering::Relaxed);

@@ -196,6 +196,17 @@ impl Router {
     /// deliveries queued.
     pub fn publish(&self, message: Arc<Message>, now: Instant) -> usize {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
+        self.route(message, now, true)
+    }
+
+    /// [`Router::publish`] for the broker's own messages (`$SYS`): routed and retained
+    /// the same way, but not counted as published or unrouted (as Mosquitto does not
+    /// count its `$SYS` messages as received).
+    pub fn publish_own(&self, message: Arc<Message>, now: Instant) -> usize {
+        self.route(message, now, false)
+    }
+
+    fn route(&self, message: Arc<Message>, now: Instant, counted: bool) -> usize {
         if message.retain {
             if message.payload.is_empty() {
                 self.retained.remove(&message.topic);
@@ -229,7 +240,7 @@ impl Router {
         for s in shared.drain(..) {
             queued += self.deliver(&message, std::slice::from_ref(&s), now);
         }
-        if targets.is_empty() && groups.is_empty() {
+        if counted && targets.is_empty() && groups.is_empty() {
             self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
         }
         queued

@@ -40,6 +40,17 @@ impl BrokerSources for AdapterSources {
     }
 }
 
+/// Re-reads the admin API keys on every SIGHUP (the old keys stay if the file is bad).
+pub async fn reload_on_sighup(admin: Arc<Admin>, mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        match admin.reload_keys() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "admin API keys reloaded"),
+            Err(e) => tracing::warn!(error = %e, "admin API keys not reloaded; the old ones stay"),
+        }
+    }
+}
+
 /// Samples the charts every `admin.sample_interval` and publishes `$SYS` every
 /// `admin.sys_interval` (0: never).
 pub async fn tick(admin: Arc<Admin>) {

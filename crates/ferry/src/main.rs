@@ -233,6 +233,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let ticker = tokio::spawn(tick(mqtt));
     let admin_ticker = tokio::spawn(admin::tick(admin.clone()));
+    let admin_hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let admin_reloader = tokio::spawn(admin::reload_on_sighup(admin.clone(), admin_hangups));
     let reloader = tokio::spawn(security::reload_on_sighup(gate.clone(), hangups));
     let watcher = settings
         .auth
@@ -243,6 +245,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     info!(signal, grace = ?settings.shutdown.grace_period, "shutting down");
     ticker.abort();
     admin_ticker.abort();
+    admin_reloader.abort();
     reloader.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
