@@ -112,10 +112,11 @@ impl Page {
         })
     }
 
-    fn answer(&self, items: Vec<Value>) -> HttpResponse {
+    /// One page of `items`: only the page's items are turned into JSON.
+    fn answer<T>(&self, items: impl ExactSizeIterator<Item = T>, json: impl Fn(T) -> Value) -> HttpResponse {
         let count = items.len();
         let start = (self.page - 1).saturating_mul(self.limit);
-        let data: Vec<Value> = items.into_iter().skip(start).take(self.limit).collect();
+        let data: Vec<Value> = items.skip(start).take(self.limit).map(json).collect();
         let hasnext = start.saturating_add(self.limit) < count;
         ok(
             StatusCode::OK,
@@ -218,13 +219,11 @@ async fn handle(admin: Arc<Admin>, req: HttpRequest) -> HttpResponse {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            let items = admin
-                .sources
-                .sessions()
-                .into_iter()
-                .map(|s| json!({"clientid": &*s.client_id, "connected": s.connection.is_some(), "connection": s.connection, "queued": s.queued}))
-                .collect();
-            page.answer(items)
+            let items = admin.sources.sessions().into_iter();
+            page.answer(
+                items,
+                |s| json!({"clientid": &*s.client_id, "connected": s.connection.is_some(), "connection": s.connection, "queued": s.queued}),
+            )
         }
         ("clients", "", &Method::GET) => clients(&admin, &q),
         ("clients", "", _) => method_not_allowed("GET"),
@@ -278,9 +277,11 @@ async fn handle(admin: Arc<Admin>, req: HttpRequest) -> HttpResponse {
                 .into_iter()
                 .filter(|s| client.as_deref().is_none_or(|c| s.client_id.as_deref() == Some(c)))
                 .filter(|s| topic.as_deref().is_none_or(|t| s.filter == t))
-                .map(|s| json!({"topic": s.filter, "clientid": s.client_id.as_deref(), "qos": s.qos, "group": s.group.as_deref()}))
-                .collect();
-            page.answer(items)
+                .collect::<Vec<_>>();
+            page.answer(
+                items.into_iter(),
+                |s| json!({"topic": s.filter, "clientid": s.client_id.as_deref(), "qos": s.qos, "group": s.group.as_deref()}),
+            )
         }
         ("retained", "", m) if *m == Method::GET || *m == Method::DELETE => retained_many(&admin, &req, &q, now),
         ("retained", "", _) => method_not_allowed("GET, DELETE"),
@@ -337,7 +338,7 @@ fn clients(admin: &Admin, q: &[(String, String)]) -> HttpResponse {
     let items = admin
         .connections
         .summaries()
-        .iter()
+        .into_iter()
         .filter(|c| {
             protocol
                 .as_deref()
@@ -349,9 +350,8 @@ fn clients(admin: &Admin, q: &[(String, String)]) -> HttpResponse {
             like.as_deref()
                 .is_none_or(|l| c.client_id.as_deref().is_some_and(|id| id.contains(l)))
         })
-        .map(client_json)
-        .collect();
-    page.answer(items)
+        .collect::<Vec<ConnectionSummary>>();
+    page.answer(items.iter(), client_json)
 }
 
 fn retained_many(admin: &Admin, req: &HttpRequest, q: &[(String, String)], now: Instant) -> HttpResponse {
@@ -385,6 +385,5 @@ fn retained_many(admin: &Admin, req: &HttpRequest, q: &[(String, String)], now: 
         Ok(p) => p,
         Err(r) => return r,
     };
-    let items = list.iter().map(|r| json::message(&r.message, true, r.message.qos, now)).collect();
-    page.answer(items)
+    page.answer(list.iter(), |r| json::message(&r.message, true, r.message.qos, now))
 }
