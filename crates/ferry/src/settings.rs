@@ -288,6 +288,30 @@ mod tests {
     }
 
     #[test]
+    fn admin_and_http_api_settings_from_the_environment() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("FERRY_LISTENERS__ADMIN__BIND", "127.0.0.1:19000"),
+                ("FERRY_ADMIN__ADMIN_KEYS", "ops,root"),
+                ("FERRY_ADMIN__SYS_INTERVAL", "0s"),
+                ("FERRY_HTTP_API__SSE_QUEUE", "5"),
+                ("FERRY_HTTP_API__ENABLED", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listeners.admin.bind.to_string(), "127.0.0.1:19000");
+        assert_eq!(s.admin.admin_keys, ["ops", "root"]);
+        assert!(s.admin.sys_interval.is_zero());
+        assert_eq!(s.http_api.sse_queue, 5);
+        assert!(!s.http_api.enabled);
+        let err = Settings::load_from(None, env(&[("FERRY_HTTP_API__SSE_QUEUE", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http_api.sse_queue"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused_by_name() {
         let (_d, path) = write("[websocket]\nmax_mesage_size = 10\n");
         let err = Settings::load_from(Some(&path), env(&[])).unwrap_err().to_string();
