@@ -148,6 +148,8 @@ enabled = false
 bind = "127.0.0.1:$F_STOMP"
 [listeners.stomps]
 enabled = false
+[listeners.admin]
+enabled = false
 EOF
 
 cat >"$WORK/mosquitto.conf" <<EOF

@@ -33,6 +33,12 @@ bind = "127.0.0.1:0"
 bind = "127.0.0.1:0"
 [listeners.stomps]
 bind = "127.0.0.1:0"
+[listeners.admin]
+bind = "127.0.0.1:0"
+# No $SYS unless a test asks for it (FERRY_ADMIN__SYS_INTERVAL): its retained topics
+# would count in the tests' figures and retained limits.
+[admin]
+sys_interval = "0s"
 "#;
 
 /// A running broker process.

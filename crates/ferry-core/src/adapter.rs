@@ -82,6 +82,9 @@ pub struct ConnectionInfo {
     /// What the transport learnt of the client before the protocol began (a bearer token
     /// from the WebSocket upgrade, a verified client certificate); `None` when nothing.
     pub credentials: Option<Arc<TransportCredentials>>,
+    /// What operators see of the connection (client details, counters, a kick request):
+    /// read by the admin API through [`crate::monitor::Connections`].
+    pub monitor: crate::monitor::ConnectionMonitor,
 }
 
 /// A verified TLS client certificate, as far as authentication needs it.
@@ -357,6 +360,11 @@ pub trait Session: Send {
     /// The broker is shutting down: last words to the peer (an MQTT 5 DISCONNECT, a
     /// STOMP ERROR) may be written to `out`. The transport closes the connection after.
     fn on_shutdown(&mut self, _now: Instant, _out: &mut Output) {}
+
+    /// An administrator asked to close this connection (the admin API's kick): last
+    /// words to the peer (an MQTT 5 DISCONNECT 0x98, a STOMP ERROR) may be written to
+    /// `out`. The transport closes the connection after.
+    fn on_kick(&mut self, _now: Instant, _out: &mut Output) {}
 
     /// The connection is over, for whatever reason: it started closing (the session
     /// asked to, the peer did, or the transport gave up on it) or it is gone. Called

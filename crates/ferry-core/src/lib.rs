@@ -7,6 +7,8 @@
 //!   canonical one) and the subscription trie that matches a topic without scanning.
 //! * [`message`], [`outbox`], [`router`]: a published message shared by every
 //!   subscriber, each session's bounded queue, and the router between them.
+//! * [`monitor`]: read-only views for operators (connections, subscriptions, retained
+//!   messages) as plain structs, and the registry of open connections.
 //! * [`compact_map`]: the small map used where most maps hold an entry or a few.
 //! * [`retained`]: an object-safe store the router calls synchronously inside
 //!   `Router::publish` (a durable one must write behind); [`sessions`]: the live session
@@ -23,6 +25,7 @@
 pub mod adapter;
 pub mod compact_map;
 pub mod message;
+pub mod monitor;
 pub mod outbox;
 pub mod retained;
 pub mod router;
@@ -38,6 +41,7 @@ pub use adapter::{
 };
 pub use compact_map::CompactMap;
 pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId};
+pub use monitor::{ClientDetails, ConnectionMonitor, ConnectionSummary, Connections, SubscriptionSummary};
 pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};
 pub use retained::{MemoryRetained, RetainedFull, RetainedStore, Weighed};
 pub use router::{Router, SubscribeOptions, Subscriber};

@@ -14,9 +14,10 @@ use std::time::Instant;
 use parking_lot::RwLock;
 
 use crate::message::{Message, QoS, SessionId};
+use crate::monitor::{RetainedSummary, SubscriptionSummary};
 use crate::outbox::{Delivery, Outbox, Pushed};
 use crate::retained::{MemoryRetained, RetainedStore};
-use crate::topic::{Subscription, TopicFilter};
+use crate::topic::{Subscription, TopicFilter, TopicName};
 use crate::tree::SubscriptionTree;
 
 /// The options a subscriber chose (MQTT 5 subscription options; MQTT 3.1.1 and STOMP
@@ -52,14 +53,22 @@ enum Key {
 
 #[derive(Debug, Clone)]
 enum Entry {
-    Direct(Subscriber),
+    /// A session's own subscription, with the client the adapter named for it.
+    Direct(Subscriber, Option<Arc<str>>),
     Group(Arc<SharedGroup>),
+}
+
+/// A member of a shared group, with the client the adapter named for it.
+#[derive(Debug, Clone)]
+struct Member {
+    sub: Subscriber,
+    client: Option<Arc<str>>,
 }
 
 /// The members of one `$share/GROUP/filter`, served round-robin.
 #[derive(Debug, Default)]
 struct SharedGroup {
-    members: RwLock<Vec<Subscriber>>,
+    members: RwLock<Vec<Member>>,
     next: AtomicUsize,
 }
 
@@ -71,7 +80,7 @@ impl SharedGroup {
             return None;
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % members.len();
-        Some(members[i].clone())
+        Some(members[i].sub.clone())
     }
 }
 
@@ -121,10 +130,17 @@ impl Router {
     /// Add or replace `subscriber`'s subscription to `subscription`. Returns true when
     /// it replaced one the session already had on the same filter.
     pub fn subscribe(&self, subscription: &Subscription, subscriber: Subscriber) -> bool {
+        self.subscribe_as(subscription, subscriber, None)
+    }
+
+    /// [`Router::subscribe`], naming the client that holds the subscription (an MQTT
+    /// client id), for [`Router::subscriptions`]. The name is an `Arc` the adapter already
+    /// holds: no copy per subscription.
+    pub fn subscribe_as(&self, subscription: &Subscription, subscriber: Subscriber, client: Option<Arc<str>>) -> bool {
         let mut tree = self.tree.write();
         match subscription {
             Subscription::Plain(filter) => tree
-                .insert(filter, Key::Session(subscriber.session), Entry::Direct(subscriber))
+                .insert(filter, Key::Session(subscriber.session), Entry::Direct(subscriber, client))
                 .is_some(),
             Subscription::Shared(shared) => {
                 let key = Key::Group(shared.group.clone());
@@ -137,13 +153,13 @@ impl Router {
                     }
                 };
                 let mut members = group.members.write();
-                match members.iter_mut().find(|m| m.session == subscriber.session) {
+                match members.iter_mut().find(|m| m.sub.session == subscriber.session) {
                     Some(existing) => {
-                        *existing = subscriber;
+                        *existing = Member { sub: subscriber, client };
                         true
                     }
                     None => {
-                        members.push(subscriber);
+                        members.push(Member { sub: subscriber, client });
                         false
                     }
                 }
@@ -164,7 +180,7 @@ impl Router {
                 let (found, empty) = {
                     let mut members = group.members.write();
                     let before = members.len();
-                    members.retain(|m| m.session != session);
+                    members.retain(|m| m.sub.session != session);
                     (members.len() != before, members.is_empty())
                 };
                 if empty {
@@ -180,6 +196,17 @@ impl Router {
     /// deliveries queued.
     pub fn publish(&self, message: Arc<Message>, now: Instant) -> usize {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
+        self.route(message, now, true)
+    }
+
+    /// [`Router::publish`] for the broker's own messages (`$SYS`): routed and retained
+    /// the same way, but not counted as published or unrouted (as Mosquitto does not
+    /// count its `$SYS` messages as received).
+    pub fn publish_own(&self, message: Arc<Message>, now: Instant) -> usize {
+        self.route(message, now, false)
+    }
+
+    fn route(&self, message: Arc<Message>, now: Instant, counted: bool) -> usize {
         if message.retain {
             if message.payload.is_empty() {
                 self.retained.remove(&message.topic);
@@ -192,7 +219,7 @@ impl Router {
         {
             let tree = self.tree.read();
             tree.for_each_match(&message.topic, |_, entry| match entry {
-                Entry::Direct(s) => targets.push(s.clone()),
+                Entry::Direct(s, _) => targets.push(s.clone()),
                 Entry::Group(g) => groups.push(g.clone()),
             });
         }
@@ -213,7 +240,7 @@ impl Router {
         for s in shared.drain(..) {
             queued += self.deliver(&message, std::slice::from_ref(&s), now);
         }
-        if targets.is_empty() && groups.is_empty() {
+        if counted && targets.is_empty() && groups.is_empty() {
             self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
         }
         queued
@@ -274,6 +301,70 @@ impl Router {
     /// The number of retained messages.
     pub fn retained_count(&self) -> usize {
         self.retained.len()
+    }
+
+    /// Every subscription, copied out (the tree's read lock is held while copying, each
+    /// shared group's members lock after it: tree → members), sorted by filter.
+    pub fn subscriptions(&self) -> Vec<SubscriptionSummary> {
+        let mut out = Vec::new();
+        let mut groups = Vec::new();
+        {
+            let tree = self.tree.read();
+            tree.for_each(|filter, key, entry| match (key, entry) {
+                (_, Entry::Direct(s, client)) => out.push(SubscriptionSummary {
+                    filter: filter.to_owned(),
+                    group: None,
+                    client_id: client.clone(),
+                    qos: s.options.qos as u8,
+                }),
+                (Key::Group(name), Entry::Group(g)) => groups.push((filter.to_owned(), name.clone(), g.clone())),
+                (Key::Session(_), Entry::Group(_)) => {}
+            });
+        }
+        for (filter, name, group) in groups {
+            for m in group.members.read().iter() {
+                out.push(SubscriptionSummary {
+                    filter: filter.clone(),
+                    group: Some(name.clone()),
+                    client_id: m.client.clone(),
+                    qos: m.sub.options.qos as u8,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.filter.cmp(&b.filter));
+        out
+    }
+
+    /// The retained messages whose topics match `filter` (expired ones left out),
+    /// copied out and sorted by topic.
+    pub fn retained_list(&self, filter: &TopicFilter, now: Instant) -> Vec<RetainedSummary> {
+        let mut out: Vec<RetainedSummary> = self
+            .retained
+            .matching(filter)
+            .into_iter()
+            .filter(|(_, m)| !m.is_expired(now))
+            .map(|(topic, message)| RetainedSummary {
+                topic: topic.as_str().to_owned(),
+                message,
+            })
+            .collect();
+        out.sort_by(|a, b| a.topic.cmp(&b.topic));
+        out
+    }
+
+    /// The retained message of `topic`, if any.
+    pub fn retained_get(&self, topic: &TopicName) -> Option<Arc<Message>> {
+        self.retained.get(topic)
+    }
+
+    /// Forgets the retained message of `topic`; true if there was one.
+    pub fn retained_remove(&self, topic: &TopicName) -> bool {
+        self.retained.remove(topic).is_some()
+    }
+
+    /// The bytes the retained store holds.
+    pub fn retained_bytes(&self) -> usize {
+        self.retained.total_bytes()
     }
 }
 

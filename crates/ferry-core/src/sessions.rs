@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::adapter::Wakeup;
 use crate::message::{next_session_id, SessionId};
+use crate::monitor::SessionSummary;
 use crate::outbox::{Outbox, OutboxLimits};
 
 /// The connection currently serving a session.
@@ -104,6 +105,11 @@ pub trait SessionStore<S>: Send + Sync {
     /// Sessions known, online or not.
     fn len(&self) -> usize;
 
+    /// Every known session, copied out for operators (the default: none listed).
+    fn summaries(&self) -> Vec<SessionSummary> {
+        Vec::new()
+    }
+
     /// Whether no session is known.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -129,6 +135,10 @@ impl<S: Default + Send> SessionStore<S> for SessionRegistry<S> {
 
     fn len(&self) -> usize {
         SessionRegistry::len(self)
+    }
+
+    fn summaries(&self) -> Vec<SessionSummary> {
+        SessionRegistry::summaries(self)
     }
 }
 
@@ -246,6 +256,22 @@ impl<S: Default> SessionRegistry<S> {
     /// Sessions known, online or not.
     pub fn len(&self) -> usize {
         self.sessions.lock().len()
+    }
+
+    /// Every known session, sorted by client id. The map's lock is held only to copy
+    /// the slots out; each slot's `owner` is read after it is released.
+    pub fn summaries(&self) -> Vec<SessionSummary> {
+        let slots: Vec<Arc<SessionSlot<S>>> = self.sessions.lock().values().cloned().collect();
+        let mut out: Vec<SessionSummary> = slots
+            .iter()
+            .map(|slot| SessionSummary {
+                client_id: slot.client_id.clone(),
+                connection: slot.owner().map(|o| o.connection),
+                queued: slot.outbox.len(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        out
     }
 
     /// Whether no session is known.

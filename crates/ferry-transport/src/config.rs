@@ -51,6 +51,10 @@ pub struct Listeners {
     pub stomp: ListenerConfig,
     /// STOMP over TLS; needs `[tls]` and a STOMP adapter.
     pub stomps: ListenerConfig,
+    /// The admin API and dashboard (HTTP); started when the binary registers routes for
+    /// it. Loopback by default: bound elsewhere, the binary refuses to start without
+    /// API keys.
+    pub admin: ListenerConfig,
 }
 
 impl Default for Listeners {
@@ -69,6 +73,7 @@ impl Default for Listeners {
             mqtts: on(8883),
             stomp: on(61613),
             stomps: on(61614),
+            admin: ListenerConfig::new(SocketAddr::from(([127, 0, 0, 1], 18083))),
         }
     }
 }

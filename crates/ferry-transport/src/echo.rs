@@ -61,6 +61,7 @@ mod tests {
             subprotocol: None,
             wakeup: ferry_core::Wakeup::new(),
             credentials: None,
+            monitor: Default::default(),
         });
         let mut s = EchoAdapter.open(&info, Instant::now());
         let mut out = Output::default();

@@ -1,5 +1,6 @@
-//! The HTTP side of the WebSocket listeners (hyper 1.x): `GET /healthz`, `GET /metrics`,
-//! WebSocket upgrades on any path, 404 for everything else.
+//! The HTTP side of the WebSocket and admin listeners (hyper 1.x): WebSocket upgrades on
+//! any path of a public listener, the routes of the [`HttpRouter`](crate::routes::HttpRouter)
+//! (`/healthz`, `/metrics`, and whatever the binary registers), 404 for everything else.
 //!
 //! On an upgrade from a trusted proxy the client's address comes from `X-Forwarded-For`
 //! and is admitted then (see the server's `accept`); a bearer token (`Authorization:
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, CONNECTION, CONTENT_TYPE, HOST, RETRY_AFTER, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
@@ -19,7 +20,7 @@ use hyper::header::{
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
@@ -29,12 +30,18 @@ use crate::connection::{serve, Start};
 use crate::credentials;
 use crate::proxy;
 use crate::registry::Negotiated;
+use crate::routes::{Body, BodyError, HttpRequest};
 use crate::server::{Secure, Shared};
 use crate::ws::deflate;
 use crate::ws::handshake::{self, Accepted, HandshakePolicy};
-use ferry_core::{Carrier, ConnectionInfo, Wakeup};
+use ferry_core::{Carrier, ConnectionInfo, ConnectionMonitor, Wakeup};
 
-type Body = Full<Bytes>;
+/// Now in milliseconds since the Unix epoch, for a connection's `connected_at`.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// One HTTP connection, as its requests see it.
 struct HttpConn {
@@ -78,7 +85,7 @@ pub(crate) async fn serve_http<S>(
         service_fn(move |req| {
             let shared = shared.clone();
             let conn = conn.clone();
-            async move { Ok::<_, Infallible>(route(req, &conn, shared)) }
+            async move { Ok::<_, Infallible>(route(req, &conn, shared).await) }
         })
     };
     let conn = http1::Builder::new()
@@ -108,7 +115,7 @@ pub(crate) async fn serve_http<S>(
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body.into()));
+    let mut resp = Response::new(Body::full(body));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -126,7 +133,7 @@ fn host_problem(req: &Request<Incoming>) -> Option<&'static str> {
     }
 }
 
-fn route(mut req: Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) -> Response<Body> {
+async fn route(mut req: Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) -> Response<Body> {
     if let Some(problem) = host_problem(&req) {
         info!(peer = %conn.peer, listener = conn.listener, reason = problem, "HTTP request refused");
         shared.metrics.refused("http_host");
@@ -135,19 +142,56 @@ fn route(mut req: Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) -> Re
         resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         return resp;
     }
-    if handshake::is_websocket_attempt(req.headers()) {
+    let upgrades = conn.listener != "admin";
+    if upgrades && handshake::is_websocket_attempt(req.headers()) {
         return upgrade(&mut req, conn, shared);
     }
-    match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/metrics") => {
-            let mut resp = text(StatusCode::OK, shared.metrics.render());
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-            resp
+    let Some(routes) = shared.routes.find(conn.listener, req.uri().path()) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    shared.metrics.http_request(routes.name());
+    let peer = client_address(req.headers(), conn, &shared);
+    let origin = req.headers().get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin_allowed = shared.origins.allows(origin);
+    let (parts, body) = req.into_parts();
+    let limit = routes.max_body();
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = if declared.is_some_and(|n| n > limit as u64) {
+        Err(BodyError::TooLarge { limit })
+    } else {
+        match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge { limit }),
+            Err(_) => Err(BodyError::Unreadable),
         }
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    if matches!(body, Err(BodyError::TooLarge { .. })) {
+        shared.metrics.refused("http_body_too_large");
     }
+    let request = HttpRequest {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+        peer,
+        listener: conn.listener,
+        tls: conn.secure.is_tls(),
+        origin_allowed,
+    };
+    let answer = routes.handle(request).await;
+    let mut resp = Response::new(Body::from(answer.body));
+    *resp.status_mut() = answer.status;
+    *resp.headers_mut() = answer.headers;
+    if declared.is_some_and(|n| n > limit as u64) {
+        // The unread body cannot be skipped: close after answering.
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// The client's address: from `X-Forwarded-For` when the request came from a trusted
@@ -266,7 +310,7 @@ fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) ->
             return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
         }
     };
-    let mut resp = resp.map(|_| Full::new(Bytes::new()));
+    let mut resp = resp.map(|_| Body::full(Bytes::new()));
     if let Some(name) = subprotocol {
         resp.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(name));
     }
@@ -291,6 +335,7 @@ fn upgrade(req: &mut Request<Incoming>, conn: &HttpConn, shared: Arc<Shared>) ->
         subprotocol,
         wakeup: Wakeup::new(),
         credentials,
+        monitor: ConnectionMonitor::new(unix_ms()),
     };
     let timeout = shared.config.http.handshake_timeout;
     let task_shared = shared.clone();

@@ -17,6 +17,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     code: u16,
 }
@@ -28,6 +33,7 @@ pub struct Metrics {
     active: Family<ListenerLabel, Gauge>,
     refused: Family<ReasonLabel, Counter>,
     closes: Family<CodeLabel, Counter>,
+    http_requests: Family<RouteLabel, Counter>,
     tasks: Gauge,
     lingered: Counter,
     linger_discarded: Counter,
@@ -41,6 +47,12 @@ impl Default for Metrics {
         let active = Family::<ListenerLabel, Gauge>::default();
         let refused = Family::<ReasonLabel, Counter>::default();
         let closes = Family::<CodeLabel, Counter>::default();
+        let http_requests = Family::<RouteLabel, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests handed to a registered route (health, metrics, admin, messaging, dashboard), per route",
+            http_requests.clone(),
+        );
         let tasks = Gauge::default();
         registry.register(
             "connections_opened",
@@ -83,6 +95,7 @@ impl Default for Metrics {
             active,
             refused,
             closes,
+            http_requests,
             tasks,
             lingered,
             linger_discarded,
@@ -120,6 +133,11 @@ impl Metrics {
     /// Count a connection refused before its session started.
     pub fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Count an HTTP request handed to the routes named `route`.
+    pub fn http_request(&self, route: &'static str) {
+        self.http_requests.get_or_create(&RouteLabel { route }).inc();
     }
 
     /// Count a close frame sent with `code`.

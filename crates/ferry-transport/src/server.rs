@@ -28,8 +28,10 @@ use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::proxy;
 use crate::registry::Registry;
+use crate::routes::HttpRouter;
 use crate::tls;
 use crate::ws::deflate::negotiate::ContextBudget;
+use ferry_core::Connections;
 
 /// State every connection task shares.
 pub(crate) struct Shared {
@@ -48,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) linger: Arc<LingerPolicy>,
     /// The dedicated deflate contexts (context takeover) all connections share.
     pub(crate) deflate_budget: Arc<ContextBudget>,
+    /// The HTTP routes of the HTTP listeners.
+    pub(crate) routes: HttpRouter,
     next_id: AtomicU64,
 }
 
@@ -104,6 +108,23 @@ struct Listener {
     proxy_protocol: bool,
 }
 
+/// Everything [`Server::start_parts`] starts from.
+pub struct ServerParts {
+    /// The transport's configuration.
+    pub config: TransportConfig,
+    /// The protocol adapters.
+    pub registry: Registry,
+    /// The transport's metrics (served by a [`MetricsRoutes`](crate::routes::MetricsRoutes)
+    /// when the binary registers one).
+    pub metrics: Arc<Metrics>,
+    /// Admission, bearer tokens, byte rates.
+    pub gate: Arc<Gatekeeper>,
+    /// The HTTP routes.
+    pub routes: HttpRouter,
+    /// Where every open connection is listed.
+    pub connections: Arc<Connections>,
+}
+
 /// A running transport.
 pub struct Server {
     shared: Arc<Shared>,
@@ -134,9 +155,33 @@ impl Server {
         metrics: Metrics,
         gate: Arc<Gatekeeper>,
     ) -> Result<Server, TransportError> {
+        let metrics = Arc::new(metrics);
+        let routes = HttpRouter::with_defaults(metrics.clone());
+        Self::start_parts(ServerParts {
+            config,
+            registry,
+            metrics,
+            gate,
+            routes,
+            connections: Arc::new(Connections::new()),
+        })
+        .await
+    }
+
+    /// Starts the transport from all its parts: the HTTP routes the binary registered
+    /// (the `admin` listener runs only when some route serves it) and the registry of
+    /// open connections it lists each connection in.
+    pub async fn start_parts(parts: ServerParts) -> Result<Server, TransportError> {
+        let ServerParts {
+            config,
+            registry,
+            metrics,
+            gate,
+            routes,
+            connections,
+        } = parts;
         let http_tls = tls::acceptor(&config.tls, &[b"http/1.1"])?;
         let stream_tls = tls::acceptor(&config.tls, &[])?;
-        let metrics = Arc::new(metrics);
         let linger = Arc::new(LingerPolicy {
             timeout: config.listeners.linger_timeout,
             max_bytes: config.listeners.linger_max_bytes,
@@ -152,7 +197,8 @@ impl Server {
             gate,
             refusals: RefusalLog::default(),
             shutdown: CancellationToken::new(),
-            live: LiveConnections::default(),
+            live: LiveConnections::new(connections),
+            routes,
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),
             config,
@@ -160,8 +206,10 @@ impl Server {
         let l = &shared.config.listeners;
         let mqtt = shared.registry.by_name("mqtt");
         let stomp = shared.registry.by_name("stomp");
-        let plans: [(&'static str, &ListenerConfig, Option<Service>, bool); 6] = [
+        let admin = shared.routes.serves("admin").then_some(Service::Http);
+        let plans: [(&'static str, &ListenerConfig, Option<Service>, bool); 7] = [
             ("ws", &l.ws, Some(Service::Http), false),
+            ("admin", &l.admin, admin, false),
             ("wss", &l.wss, Some(Service::Http), true),
             ("mqtt", &l.mqtt, mqtt.clone().map(Service::Protocol), false),
             ("mqtts", &l.mqtts, mqtt.map(Service::Protocol), true),
@@ -329,7 +377,9 @@ fn admit(
     shared: &Shared,
 ) -> Result<(Admission, Duration), Denied> {
     let deferred = matches!(listener.service, Service::Http) && shared.trusts(peer.ip());
-    let (gate, wait) = if deferred {
+    // The admin listener is not counted against the broker's connection limits: an
+    // operator can still get in when the broker is full.
+    let (gate, wait) = if deferred || listener.name == "admin" {
         (None, Duration::ZERO)
     } else {
         let (guard, wait) = admission::admit(&shared.gate, peer.ip())?;
@@ -439,6 +489,7 @@ fn stream_info(peer: SocketAddr, listener: &'static str, secure: Secure, shared:
         subprotocol: None,
         wakeup: Wakeup::new(),
         credentials: secure.credentials().cloned(),
+        monitor: ferry_core::ConnectionMonitor::new(crate::http::unix_ms()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `ferry`: the broker binary. Reads the settings, starts the transport with the
 //! protocol adapters, and shuts down gracefully on SIGINT/SIGTERM.
 
+mod admin;
 mod logging;
 mod metrics;
 mod passwd;
@@ -15,10 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferry_auth::{Authenticator, Gatekeeper};
-use ferry_core::{MemoryRetained, Router};
+use ferry_core::{Connections, MemoryRetained, Router};
 use ferry_mqtt::{MqttAdapter, MqttBroker};
 use ferry_stomp::StompAdapter;
-use ferry_transport::{Metrics, Registry, Server};
+use ferry_transport::routes::{HealthRoutes, MetricsRoutes};
+use ferry_transport::{HttpRouter, Metrics, Registry, Server, ServerParts};
 use tracing::{info, warn};
 
 use crate::settings::Settings;
@@ -104,9 +106,18 @@ fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     runtime.block_on(serve(settings))
 }
 
-/// The protocol adapters, sharing one router, the MQTT state that needs ticks, and
-/// the metrics that read them.
-fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> (Registry, Arc<MqttBroker>, Metrics) {
+/// What [`adapters`] builds.
+struct Wired {
+    registry: Registry,
+    mqtt: Arc<MqttBroker>,
+    metrics: Metrics,
+    admin: Arc<ferry_admin::Admin>,
+    connections: Arc<Connections>,
+}
+
+/// The protocol adapters, sharing one router, the MQTT state that needs ticks, the
+/// admin side over them, and the metrics that read them.
+fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired> {
     let retained = MemoryRetained::with_limits(settings.limits.max_retained_messages, settings.limits.max_retained_bytes);
     let router = Arc::new(Router::new(Arc::new(retained)));
     let mqtt = Arc::new(MqttAdapter::with_gatekeeper(router.clone(), settings.mqtt.clone(), gate.clone()));
@@ -116,14 +127,71 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> (Registry, Arc<MqttB
     let stomp_broker = stomp.broker();
     registry.register(mqtt);
     registry.register(stomp);
+    let connections = Arc::new(Connections::new());
+    let admin = ferry_admin::Admin::new(ferry_admin::AdminParts {
+        router: router.clone(),
+        connections: connections.clone(),
+        gate: gate.clone(),
+        sources: Arc::new(admin::AdapterSources {
+            mqtt: broker.clone(),
+            stomp: stomp_broker.clone(),
+        }),
+        settings: settings.admin.clone(),
+        http_api: settings.http_api.clone(),
+        admin_bind: settings.listeners.admin.bind,
+        started: Instant::now(),
+    })
+    .context("cannot start the admin API")?;
     let mut metrics = Metrics::default();
     metrics.register_collector(Box::new(metrics::BrokerCollector {
         router,
         mqtt: broker.clone(),
         stomp: stomp_broker,
         gate: gate.clone(),
+        admin: admin.clone(),
     }));
-    (registry, broker, metrics)
+    Ok(Wired {
+        registry,
+        mqtt: broker,
+        metrics,
+        admin,
+        connections,
+    })
+}
+
+/// The HTTP routes: `/healthz` everywhere, `/metrics` and HTTP messaging on the public
+/// listeners, the admin API and dashboard on the admin listener.
+fn http_routes(metrics: &Arc<Metrics>, admin: &Arc<ferry_admin::Admin>, settings: &Settings) -> HttpRouter {
+    let mut routes = HttpRouter::new();
+    routes.add("ws", Arc::new(HealthRoutes));
+    routes.add("ws", Arc::new(MetricsRoutes::new(metrics.clone())));
+    routes.add("ws", admin.messaging_routes());
+    if settings.listeners.admin.enabled {
+        routes.add("admin", Arc::new(HealthRoutes));
+        for r in admin.admin_routes() {
+            routes.add("admin", r);
+        }
+    }
+    routes
+}
+
+/// The listeners as the admin API shows them.
+fn listener_infos(bound: &[(&'static str, std::net::SocketAddr)]) -> Vec<ferry_admin::ListenerInfo> {
+    bound
+        .iter()
+        .map(|&(name, address)| ferry_admin::ListenerInfo {
+            name,
+            address,
+            protocol: match name {
+                "ws" | "wss" => "MQTT and STOMP over WebSocket; HTTP publish and events",
+                "mqtt" | "mqtts" => "MQTT",
+                "stomp" | "stomps" => "STOMP",
+                "admin" => "admin API and dashboard",
+                _ => "",
+            },
+            tls: matches!(name, "wss" | "mqtts" | "stomps"),
+        })
+        .collect()
 }
 
 /// Time-driven work of the adapters (session expiry, delayed wills), once a second.
@@ -141,9 +209,32 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signals = Signals::new()?;
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let gate = security::gatekeeper(&settings, tokio::runtime::Handle::current())?;
-    let (registry, mqtt, metrics) = adapters(&settings, &gate);
-    let server = Server::start_with(settings.transport(), registry, metrics, gate.clone()).await?;
+    let Wired {
+        registry,
+        mqtt,
+        metrics,
+        admin,
+        connections,
+    } = adapters(&settings, &gate)?;
+    let metrics = Arc::new(metrics);
+    let routes = http_routes(&metrics, &admin, &settings);
+    let server = Server::start_parts(ServerParts {
+        config: settings.transport(),
+        registry,
+        metrics,
+        gate: gate.clone(),
+        routes,
+        connections,
+    })
+    .await?;
+    admin.set_listeners(listener_infos(server.local_addrs()));
+    if let Some((_, addr)) = server.local_addrs().iter().find(|(name, _)| *name == "admin") {
+        info!("dashboard at http://{addr}/");
+    }
     let ticker = tokio::spawn(tick(mqtt));
+    let admin_ticker = tokio::spawn(admin::tick(admin.clone()));
+    let admin_hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let admin_reloader = tokio::spawn(admin::reload_on_sighup(admin.clone(), admin_hangups));
     let reloader = tokio::spawn(security::reload_on_sighup(gate.clone(), hangups));
     let watcher = settings
         .auth
@@ -153,6 +244,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signal = signals.wait().await;
     info!(signal, grace = ?settings.shutdown.grace_period, "shutting down");
     ticker.abort();
+    admin_ticker.abort();
+    admin_reloader.abort();
     reloader.abort();
     if let Some(watcher) = watcher {
         watcher.abort();

@@ -23,6 +23,8 @@ pub struct BrokerCollector {
     pub stomp: Arc<StompBroker>,
     /// Authentication, ACL and limits.
     pub gate: Arc<Gatekeeper>,
+    /// The admin API, `$SYS` and HTTP messaging.
+    pub admin: Arc<ferry_admin::Admin>,
 }
 
 impl std::fmt::Debug for BrokerCollector {
@@ -43,6 +45,46 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: usize) 
 
 impl Collector for BrokerCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let a = &self.admin.stats;
+        counter(
+            &mut e,
+            "http_publishes",
+            "HTTP publishes accepted (admin and public listeners)",
+            &a.http_publishes,
+        )?;
+        counter(
+            &mut e,
+            "http_publishes_refused",
+            "HTTP publishes refused: bad body, too large (http_api.max_body, http_api.max_payload), credentials, ACL, rate",
+            &a.http_publish_refused,
+        )?;
+        gauge(
+            &mut e,
+            "sse_streams",
+            "Server-Sent Event streams open (at most http_api.max_streams)",
+            usize::try_from(a.sse_streams.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+        )?;
+        counter(&mut e, "sse_streams_opened", "Server-Sent Event streams opened", &a.sse_opened)?;
+        counter(&mut e, "sse_events", "Events written to Server-Sent Event streams", &a.sse_events)?;
+        counter(
+            &mut e,
+            "sse_dropped",
+            "Events dropped because a stream's queue was full (http_api.sse_queue), counted when the stream closes",
+            &a.sse_dropped,
+        )?;
+        counter(&mut e, "admin_kicks", "Clients closed through the admin API", &a.kicks)?;
+        counter(
+            &mut e,
+            "admin_auth_refused",
+            "Admin API requests refused for want of a valid key or role",
+            &a.auth_refused,
+        )?;
+        counter(
+            &mut e,
+            "sys_published",
+            "$SYS messages published (admin.sys_interval)",
+            &a.sys_published,
+        )?;
         let r = &self.router.stats;
         counter(&mut e, "messages_published", "Messages published, all protocols", &r.published)?;
         counter(&mut e, "deliveries", "Deliveries queued to subscribers", &r.delivered)?;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ferry_admin::{AdminSettings, HttpApiSettings};
 use ferry_auth::{AuthSettings, LimitSettings};
 use ferry_mqtt::MqttConfig;
 use ferry_stomp::StompConfig;
@@ -42,6 +43,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `[limits]`: connections, rates, retained messages.
     pub limits: LimitSettings,
+    /// `[admin]`: the admin API, dashboard and `$SYS`.
+    pub admin: AdminSettings,
+    /// `[http_api]`: HTTP publish and Server-Sent Events on the public listeners.
+    pub http_api: HttpApiSettings,
 }
 
 /// Log output format.
@@ -125,6 +130,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("http.allowed_origins")
                 .with_list_parse_key("auth.jwt.algorithms")
+                .with_list_parse_key("admin.admin_keys")
                 .source(Some(env)),
         );
         let merged = builder.build().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -175,6 +181,12 @@ impl Settings {
                 "invalid configuration: limits.ipv6_prefix_len must be at most 128 (is {})",
                 self.limits.ipv6_prefix_len
             );
+        }
+        if self.admin.max_samples == 0 || self.admin.max_page_size == 0 {
+            bail!("invalid configuration: admin.max_samples and admin.max_page_size must be at least 1");
+        }
+        if self.http_api.sse_queue == 0 || self.http_api.sse_heartbeat.is_zero() {
+            bail!("invalid configuration: http_api.sse_queue and http_api.sse_heartbeat must be above 0");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bail!(
@@ -273,6 +285,30 @@ mod tests {
         assert_eq!(s.limits.max_connections, 7);
         let s = Settings::load_from(None, env(&[("FERRY_AUTH__ALLOW_ANONYMOUS", "true")])).unwrap();
         assert_eq!(s.auth.allow_anonymous, ferry_auth::config::AnonymousPolicy::Allow);
+    }
+
+    #[test]
+    fn admin_and_http_api_settings_from_the_environment() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("FERRY_LISTENERS__ADMIN__BIND", "127.0.0.1:19000"),
+                ("FERRY_ADMIN__ADMIN_KEYS", "ops,root"),
+                ("FERRY_ADMIN__SYS_INTERVAL", "0s"),
+                ("FERRY_HTTP_API__SSE_QUEUE", "5"),
+                ("FERRY_HTTP_API__ENABLED", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listeners.admin.bind.to_string(), "127.0.0.1:19000");
+        assert_eq!(s.admin.admin_keys, ["ops", "root"]);
+        assert!(s.admin.sys_interval.is_zero());
+        assert_eq!(s.http_api.sse_queue, 5);
+        assert!(!s.http_api.enabled);
+        let err = Settings::load_from(None, env(&[("FERRY_HTTP_API__SSE_QUEUE", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http_api.sse_queue"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const bin = process.env.FERRY_TEST_BIN ?? join(root, 'target', 'debug', 'ferry');
+const bin = process.env.FERRY_TEST_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'ferry');
 const started = new Set();
 const dirs = new Set();
 process.on('exit', () => {
@@ -25,14 +25,16 @@ export function tempDir(prefix = 'ferry-') {
   return dir;
 }
 
-const listeners = ['ws', 'wss', 'mqtt', 'mqtts', 'stomp', 'stomps']
+const listeners = ['ws', 'wss', 'mqtt', 'mqtts', 'stomp', 'stomps', 'admin']
   .map((l) => `[listeners.${l}]\nbind = "127.0.0.1:0"\n`).join('');
 
 /** Start a broker; resolves to { addrs: {ws: 'host:port', ...}, stop() }. */
 export async function startBroker(extraToml = '') {
   const config = join(tempDir(), 'ferry.toml');
   writeFileSync(config, `[log]\nlevel = "info"\nformat = "json"\n${listeners}${extraToml}`);
-  const child = spawn(bin, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // FERRY_TEST_BIN is the harness's own: the broker would take it for a setting.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'FERRY_TEST_BIN'));
+  const child = spawn(bin, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env });
   started.add(child);
   const addrs = {};
   const lines = createInterface({ input: child.stderr });

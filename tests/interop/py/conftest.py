@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-BIN = os.environ.get("FERRY_TEST_BIN", str(ROOT / "target" / "debug" / "ferry"))
+BIN = os.environ.get("FERRY_TEST_BIN", str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug" / "ferry"))
 LISTENERS = "".join(
-    f'[listeners.{name}]\nbind = "127.0.0.1:0"\n' for name in ("ws", "wss", "mqtt", "mqtts", "stomp", "stomps")
+    f'[listeners.{name}]\nbind = "127.0.0.1:0"\n' for name in ("ws", "wss", "mqtt", "mqtts", "stomp", "stomps", "admin")
 )
 
 

@@ -30,6 +30,8 @@ bind = "127.0.0.1:0"
 bind = "127.0.0.1:0"
 [listeners.stomps]
 bind = "127.0.0.1:0"
+[listeners.admin]
+bind = "127.0.0.1:0"
 "#;
 
 /// The `ferry` binary of this workspace, built once (same profile as the tests).

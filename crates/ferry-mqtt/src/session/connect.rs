@@ -255,6 +255,16 @@ impl MqttSession {
         }
         w.packet(&Packet::ConnAck(ack), version);
         self.broker.stats.connects.fetch_add(1, Ordering::Relaxed);
+        self.info.monitor.set_client(ferry_core::ClientDetails {
+            protocol: "mqtt",
+            version: match version {
+                crate::codec::Version::V3_1 => "3.1",
+                crate::codec::Version::V3_1_1 => "3.1.1",
+                crate::codec::Version::V5 => "5.0",
+            },
+            client_id: client_id.clone(),
+            user: identity.username.as_deref().map(Arc::from),
+        });
         debug!(conn = self.info.id, client = %client_id, ?version, session_present, keep_alive, "MQTT client connected");
         self.phase = Phase::Connected(Box::new(Connected {
             version,

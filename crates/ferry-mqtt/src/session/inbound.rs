@@ -87,6 +87,7 @@ impl MqttSession {
             .with_expiry(expiry)
             .with_publisher(c.slot.id);
         let routed = self.broker.router.publish(Arc::new(message), now);
+        ferry_core::monitor::ConnectionCounters::bump(&self.info.monitor.counters.messages_in);
         let mut ack = Ack::new(p.pkid);
         if routed == 0 && version.is_v5() {
             ack.reason = ReasonCode::NO_MATCHING_SUBSCRIBERS;

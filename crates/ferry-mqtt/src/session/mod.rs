@@ -429,6 +429,18 @@ impl Session for MqttSession {
         w.flush(out);
     }
 
+    fn on_kick(&mut self, _now: Instant, out: &mut Output) {
+        let mut w = Writer::default();
+        self.server_disconnect(
+            ReasonCode::ADMINISTRATIVE_ACTION,
+            "closed by an administrator",
+            End::Abnormal,
+            &mut w,
+            out,
+        );
+        w.flush(out);
+    }
+
     fn on_closed(&mut self, _clean: bool, now: Instant) {
         let Phase::Connected(c) = std::mem::replace(&mut self.phase, Phase::Closed) else {
             return;

@@ -120,6 +120,7 @@ impl MqttSession {
                         continue;
                     }
                     self.broker.stats.publishes_out.fetch_add(1, Ordering::Relaxed);
+                    ferry_core::monitor::ConnectionCounters::bump(&self.info.monitor.counters.messages_out);
                     w.frame(frame, out);
                     continue;
                 }
@@ -149,6 +150,7 @@ impl MqttSession {
                 drop(state);
                 sent_qos12 += 1;
                 self.broker.stats.publishes_out.fetch_add(1, Ordering::Relaxed);
+                ferry_core::monitor::ConnectionCounters::bump(&self.info.monitor.counters.messages_out);
                 w.frame(frame, out);
             }
             if let Some(first) = stopped {

@@ -67,13 +67,14 @@ impl MqttSession {
                 .subscriptions
                 .insert(request.filter.to_string(), (subscription.clone(), options));
             drop(state);
-            self.broker.router.subscribe(
+            self.broker.router.subscribe_as(
                 &subscription,
                 Subscriber {
                     session: c.slot.id,
                     outbox: c.slot.outbox.clone(),
                     options,
                 },
+                Some(c.client_id.clone()),
             );
             codes.push(ReasonCode::granted(request.qos));
             let send_retained = match request.retain_handling {

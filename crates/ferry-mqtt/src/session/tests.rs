@@ -101,6 +101,7 @@ impl Conn {
             subprotocol: None,
             wakeup: Wakeup::new(),
             credentials: None,
+            monitor: Default::default(),
         };
         Conn {
             session: MqttSession::new(broker.clone(), Arc::new(info), now),

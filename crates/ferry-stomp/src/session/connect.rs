@@ -187,6 +187,12 @@ impl StompSession {
             ?heart_beat,
             "STOMP client connected"
         );
+        self.info.monitor.set_client(ferry_core::ClientDetails {
+            protocol: "stomp",
+            version: version.as_str(),
+            client_id: std::sync::Arc::from(name.as_str()),
+            user: identity.username.as_deref().map(std::sync::Arc::from),
+        });
         let expires = gate.expiry_deadline(&identity, now);
         let bucket = gate.message_bucket(now).map(Box::new);
         self.phase = Phase::Connected(Box::new(Connected {

@@ -116,6 +116,7 @@ impl Connected {
                 }
             }
         }
+        ferry_core::monitor::ConnectionCounters::add(&ctx.info.monitor.counters.messages_out, sent);
         sent
     }
 

@@ -414,6 +414,20 @@ impl Session for StompSession {
         self.finish_call(&mut w, now, out);
     }
 
+    fn on_kick(&mut self, now: Instant, out: &mut Output) {
+        if self.closing {
+            return;
+        }
+        let mut w = Writer::new(self.info.carrier);
+        let frame = Frame::new(Command::Error)
+            .with_header("message", "closed by an administrator")
+            .with_header("content-type", "text/plain")
+            .with_body("an administrator closed this connection\n");
+        w.frame(&frame, self.version(), out);
+        self.closing = true;
+        self.finish_call(&mut w, now, out);
+    }
+
     fn on_closed(&mut self, _clean: bool, _now: Instant) {
         self.closing = true;
         let Phase::Connected(c) = &mut self.phase else {

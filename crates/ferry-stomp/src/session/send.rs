@@ -142,6 +142,7 @@ impl Connected {
                     .with_properties(properties)
                     .with_publisher(self.publisher);
                 ctx.broker.router.publish(Arc::new(message), ctx.now);
+                ferry_core::monitor::ConnectionCounters::bump(&ctx.info.monitor.counters.messages_in);
             }
             Target::Queue(name) => ctx.broker.queues.send(&name, queued(body, content_type, headers))?,
             Target::Temp(token) => ctx.broker.queues.temp_queue(&token).push(queued(body, content_type, headers))?,

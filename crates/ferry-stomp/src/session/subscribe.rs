@@ -216,13 +216,14 @@ impl Connected {
                     });
                 }
                 let subscription = Subscription::Plain(filter);
-                ctx.broker.router.subscribe(
+                ctx.broker.router.subscribe_as(
                     &subscription,
                     Subscriber {
                         session: identity,
                         outbox: outbox.clone(),
                         options: SubscribeOptions { qos, ..Default::default() },
                     },
+                    Some(Arc::from(self.name.as_str())),
                 );
                 outbox.attach(wakeup);
                 Source::Topic {

@@ -57,6 +57,7 @@ impl Client {
             subprotocol: None,
             wakeup: wakeup.clone(),
             credentials,
+            monitor: Default::default(),
         };
         let now = Instant::now();
         Client {

@@ -10,6 +10,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tracing::debug;
 
+use ferry_core::monitor::ConnectionCounters;
+
 use super::byte_rate::ByteRate;
 use super::read::{read_some, write_out, ReadSize, READ_MIN};
 use super::{Conn, Reading};
@@ -111,6 +113,7 @@ where
                                     rate.consumed(now, n);
                                 }
                                 read_size.adapt(n);
+                                ConnectionCounters::add(&conn.info.monitor.counters.bytes_in, n);
                                 conn.link.on_received(now);
                                 conn.on_read(&mut reading, &mut input, &mut out);
                                 if input.is_empty() {

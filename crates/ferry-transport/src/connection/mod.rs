@@ -25,6 +25,8 @@ use ferry_core::{Adapter, Carrier, CloseCode, CloseRequest, ConnectionInfo, Inpu
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 
+use ferry_core::monitor::ConnectionCounters;
+
 use crate::admission::Admission;
 use crate::outbuf::OutBuf;
 use crate::registry::Sniffed;
@@ -140,7 +142,7 @@ impl Conn {
             Start::Sniff => Proto::Sniffing(Vec::new()),
         };
         // Rung (through `info.wakeup`) when shutdown begins; delisted on drop.
-        shared.live.enlist(info.id, &info.wakeup);
+        shared.live.enlist(&info);
         Self {
             link: Link::new(info.carrier == Carrier::WebSocket, now),
             info,
@@ -204,6 +206,9 @@ impl Conn {
     }
 
     fn on_wake(&mut self, out: &mut OutBuf) {
+        if self.info.monitor.take_kick() {
+            return self.on_kick(out);
+        }
         if let Some(Proto::Running(session)) = self.proto.as_mut() {
             let mut output = Output::default();
             session.on_wake(Instant::now(), &mut output);
@@ -220,6 +225,21 @@ impl Conn {
             session.on_shutdown(Instant::now(), &mut output);
         }
         output.close(CloseRequest::new(CloseCode::GOING_AWAY, "server shutting down"));
+        self.apply(output, out);
+    }
+
+    /// An administrator asked to close the connection: the session's last words, then
+    /// close 1008.
+    fn on_kick(&mut self, out: &mut OutBuf) {
+        if !self.link.is_open() {
+            return;
+        }
+        info!(conn = self.info.id, peer = %self.info.peer, "closed by an administrator");
+        let mut output = Output::default();
+        if let Some(Proto::Running(session)) = self.proto.as_mut() {
+            session.on_kick(Instant::now(), &mut output);
+        }
+        output.close(CloseRequest::policy("closed by an administrator"));
         self.apply(output, out);
     }
 
@@ -333,6 +353,8 @@ impl Conn {
     /// Write a session's output and act on its close request.
     fn apply(&mut self, output: Output, out: &mut OutBuf) {
         let ws = self.ws();
+        let written: usize = output.writes.iter().map(|w| w.data.len()).sum();
+        ConnectionCounters::add(&self.info.monitor.counters.bytes_out, written);
         let mut close = output.close;
         for w in output.writes {
             if ws {
