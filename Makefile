@@ -39,10 +39,9 @@ autobahn:
 
 FUZZ_SECONDS ?= 60
 
-## fuzz: the MQTT and STOMP decoders under cargo-fuzz, FUZZ_SECONDS each (default 60)
+## fuzz: every cargo-fuzz target (the MQTT and STOMP decoders, the WebSocket frames, a session), FUZZ_SECONDS each (default 60)
 fuzz:
-	bash fuzz/run.sh mqtt_decode $(FUZZ_SECONDS)
-	bash fuzz/run.sh stomp_decode $(FUZZ_SECONDS)
+	bash fuzz/run.sh all $(FUZZ_SECONDS)
 
 ## lint: formatting and clippy, warnings are errors
 lint:

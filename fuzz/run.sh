@@ -3,6 +3,7 @@
 #
 #   fuzz/run.sh TARGET SECONDS [libFuzzer options...]
 #   fuzz/run.sh mqtt_decode 300
+#   fuzz/run.sh all 60          # every target in turn, 60 s each
 #   SANITIZER=none fuzz/run.sh mqtt_decode 60 -jobs=2 -workers=2
 #
 # Installs cargo-fuzz on first use. The machine has only a stable Rust toolchain, and
@@ -22,6 +23,15 @@ case $seconds in
 esac
 
 cd "$(dirname "$0")"
+
+# The targets, in the order `all` runs them.
+targets=(mqtt_decode stomp_decode ws_frames session_bytes)
+if [ "$target" = all ]; then
+  for t in "${targets[@]}"; do
+    bash ./run.sh "$t" "$seconds" "$@"
+  done
+  exit 0
+fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
