@@ -100,11 +100,19 @@ impl Subscriber {
 }
 
 fn decode_mqtt(s: &mut Subscriber) {
-    while let Some(_packet) = s.mqtt.decode(&mut s.buf).unwrap_or_else(|e| panic!("the broker wrote bad MQTT 5: {e:?}")) {}
+    while let Some(_packet) = s
+        .mqtt
+        .decode(&mut s.buf)
+        .unwrap_or_else(|e| panic!("the broker wrote bad MQTT 5: {e:?}"))
+    {}
 }
 
 fn decode_stomp(s: &mut Subscriber) {
-    while let Some(Decoded::Frame(_) | Decoded::HeartBeat) = s.stomp.decode(&mut s.buf).unwrap_or_else(|e| panic!("the broker wrote bad STOMP 1.2: {e:?}")) {}
+    while let Some(Decoded::Frame(_) | Decoded::HeartBeat) = s
+        .stomp
+        .decode(&mut s.buf)
+        .unwrap_or_else(|e| panic!("the broker wrote bad STOMP 1.2: {e:?}"))
+    {}
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -37,7 +37,10 @@ fn parts(setting: Setting) -> (FrameReader, Assembler) {
     let reader = FrameReader::new(setting.limit);
     let assembler = Assembler::new(setting.limit);
     if setting.deflate {
-        (reader.with_deflate(), assembler.with_inflater(MessageInflater::shared(), FIRST_LIMIT))
+        (
+            reader.with_deflate(),
+            assembler.with_inflater(MessageInflater::shared(), FIRST_LIMIT),
+        )
     } else {
         (reader, assembler)
     }
@@ -106,29 +109,43 @@ fn client_frame(out: &mut Vec<u8>, fin: bool, compressed: bool, opcode: u8, payl
 }
 
 fn round_trip(setting: Setting, message: &[u8]) {
-    let setting = Setting {
-        limit: LARGE,
-        ..setting
-    };
+    let setting = Setting { limit: LARGE, ..setting };
     // Inflated, the first message may not pass FIRST_LIMIT.
     let original = Bytes::copy_from_slice(&message[..message.len().min(FIRST_LIMIT)]);
     let compressed = if setting.deflate {
-        MessageDeflater::shared(6, 0, 15).compress(&original).expect("a shared deflater does not fail")
+        MessageDeflater::shared(6, 0, 15)
+            .compress(&original)
+            .expect("a shared deflater does not fail")
     } else {
         None
     };
     let wire = compressed.as_ref().unwrap_or(&original);
     let key = [0x37, 0xfa, 0x21, 0x3d];
     let mut stream = Vec::new();
-    let pieces: Vec<&[u8]> = if wire.is_empty() { vec![&[][..]] } else { wire.chunks(setting.chunk).collect() };
+    let pieces: Vec<&[u8]> = if wire.is_empty() {
+        vec![&[][..]]
+    } else {
+        wire.chunks(setting.chunk).collect()
+    };
     for (i, piece) in pieces.iter().enumerate() {
         let opcode = if i == 0 { 0x2 } else { 0x0 };
-        client_frame(&mut stream, i + 1 == pieces.len(), i == 0 && compressed.is_some(), opcode, piece, key);
+        client_frame(
+            &mut stream,
+            i + 1 == pieces.len(),
+            i == 0 && compressed.is_some(),
+            opcode,
+            piece,
+            key,
+        );
     }
     let (events, violation) = events(setting, &stream, stream.len());
     assert_eq!(violation, None, "a well-formed message refused");
     let whole: Vec<&Event> = events.iter().filter(|e| **e != Event::Partial).collect();
-    assert_eq!(whole, [&Event::Message(MessageKind::Binary, original)], "the message changed on its way");
+    assert_eq!(
+        whole,
+        [&Event::Message(MessageKind::Binary, original)],
+        "the message changed on its way"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
