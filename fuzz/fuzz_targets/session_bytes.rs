@@ -48,6 +48,7 @@ fn info(carrier: Carrier, listener: &'static str) -> (Arc<ConnectionInfo>, Wakeu
         subprotocol: None,
         wakeup: wakeup.clone(),
         credentials: None,
+        monitor: Default::default(),
     };
     (Arc::new(info), wakeup)
 }
