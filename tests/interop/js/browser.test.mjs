@@ -178,3 +178,37 @@ test('MQTT.js, stompjs and an EventSource in the browser see each other', { time
   }
   await page.screenshot({ path: join(out, 'three-clients.png') });
 });
+
+test('Chromium exchanges compressed STOMP messages with a Ferry that has permessage-deflate on', { timeout: 60000 }, async () => {
+  const compressing = await startBroker('[websocket.compression]\nenabled = true\nthreshold = 64\n');
+  try {
+    const page = await newPage(900, 600);
+    // A page of an http origin (about:blank's origin is "null", which the origin check refuses).
+    await page.goto(`http://${compressing.addrs.ws}/healthz`);
+    const result = await page.evaluate((addr) => new Promise((resolve, reject) => {
+      // Chromium offers permessage-deflate on every WebSocket; the page speaks STOMP 1.2 itself.
+      const ws = new WebSocket(`ws://${addr}/stomp`, ['v12.stomp']);
+      const body = JSON.stringify({ readings: Array.from({ length: 40 }, (_, i) => ({ room: `r${i}`, celsius: 20 + (i % 7) / 10 })) });
+      const timer = setTimeout(() => reject(new Error('no MESSAGE in time')), 15000);
+      ws.onerror = () => reject(new Error('websocket error'));
+      ws.onopen = () => {
+        ws.send('CONNECT\naccept-version:1.2\nhost:/\n\n\0');
+        ws.send('SUBSCRIBE\nid:0\ndestination:/topic/browser.deflate\nreceipt:sub\n\n\0');
+      };
+      ws.onmessage = (e) => {
+        const frame = String(e.data);
+        if (frame.startsWith('RECEIPT')) ws.send(`SEND\ndestination:/topic/browser.deflate\n\n${body}\0`);
+        if (frame.startsWith('MESSAGE')) {
+          clearTimeout(timer);
+          const got = frame.slice(frame.indexOf('\n\n') + 2, frame.lastIndexOf('\0'));
+          resolve({ extensions: ws.extensions, same: got === body, length: body.length });
+          ws.close();
+        }
+      };
+    }), compressing.addrs.ws);
+    assert.match(result.extensions, /^permessage-deflate/, 'the extension was negotiated');
+    assert.ok(result.same, `the ${result.length}-byte body came back whole`);
+  } finally {
+    await compressing.stop();
+  }
+});
