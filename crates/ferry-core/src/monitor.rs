@@ -1,4 +1,4 @@
-//! Read-only views of the broker for operators, in the manner of nats-server's
+//! Read-only views of the broker for operators, in the manner of the NATS server's
 //! `monitor.go`: plain structs copied out of the live state, and the small pieces of
 //! live state they are read from.
 //!
