@@ -141,7 +141,7 @@ impl Conn {
             Start::Open(adapter) => Proto::Running(adapter.open(&info, now)),
             Start::Sniff => Proto::Sniffing(Vec::new()),
         };
-        // Rung (through `info.wakeup`) when shutdown begins; delisted on drop.
+        // Rung (through `info.wakeup`) when shutdown begins; delisted when the session ends, or on drop.
         shared.live.enlist(&info);
         Self {
             link: Link::new(info.carrier == Carrier::WebSocket, now),
@@ -247,12 +247,15 @@ impl Conn {
     /// closing (from then on the session is never called again: no input, no wake-ups,
     /// no timers), not after the close handshake or the final flush, so that it lets go
     /// of what it holds (queue consumers, its session slot, its will) instead of keeping
-    /// it for up to `websocket.close_timeout`.
+    /// it for up to `websocket.close_timeout`. The connection leaves the registry then
+    /// too: to an operator a closing client is gone (a kicked client is no longer listed
+    /// by the time its last words reach it), even while its socket lingers.
     fn end_session(&mut self) {
         if self.ended {
             return;
         }
         self.ended = true;
+        self.shared.live.delist(self.info.id);
         if let Some(Proto::Running(session)) = self.proto.as_mut() {
             session.on_closed(self.link.clean(), Instant::now());
         }
