@@ -295,13 +295,11 @@ async fn handle(admin: Arc<Admin>, req: HttpRequest) -> HttpResponse {
                     Some(m) => ok(StatusCode::OK, &json::message(&m, true, m.qos, now)),
                     None => error(StatusCode::NOT_FOUND, "not_found", format!("no retained message on {topic:?}")),
                 },
-                Method::DELETE => {
-                    if admin.router.retained_remove(&name) {
-                        HttpResponse::new(StatusCode::NO_CONTENT, json::JSON, "")
-                    } else {
-                        error(StatusCode::NOT_FOUND, "not_found", format!("no retained message on {topic:?}"))
-                    }
-                }
+                Method::DELETE => match admin.router.retained_remove(&name) {
+                    Ok(true) => HttpResponse::new(StatusCode::NO_CONTENT, json::JSON, ""),
+                    Ok(false) => error(StatusCode::NOT_FOUND, "not_found", format!("no retained message on {topic:?}")),
+                    Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()),
+                },
                 _ => method_not_allowed("GET, DELETE"),
             }
         }
@@ -318,7 +316,7 @@ async fn handle(admin: Arc<Admin>, req: HttpRequest) -> HttpResponse {
                 }
                 Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
             };
-            crate::messaging::publish(&admin, &body, None, now)
+            crate::messaging::publish(&admin, &body, None, now).await
         }
         ("publish", _, _) => method_not_allowed("POST"),
         ("stats" | "whoami" | "samples" | "listeners" | "sessions" | "subscriptions", "", _) => method_not_allowed("GET"),
@@ -375,7 +373,10 @@ fn retained_many(admin: &Admin, req: &HttpRequest, q: &[(String, String)], now: 
         let mut deleted = 0;
         for r in &list {
             if let Ok(t) = TopicName::new(&r.topic) {
-                deleted += usize::from(admin.router.retained_remove(&t));
+                match admin.router.retained_remove(&t) {
+                    Ok(removed) => deleted += usize::from(removed),
+                    Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()),
+                }
             }
         }
         info!(filter = filter.as_str(), deleted, "retained messages cleared through the admin API");

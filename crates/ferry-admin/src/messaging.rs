@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use ferry_auth::{AuthFailure, ConnectAttempt, Identity};
 use ferry_core::{
-    next_session_id, Delivery, Outbox, OutboxLimits, QoS, SessionId, SubscribeOptions, Subscriber, Subscription, TopicFilter,
-    TransportCredentials, Wakeup,
+    next_session_id, Delivery, Journal, Lsn, Outbox, OutboxLimits, QoS, SessionId, StorageUnavailable, SubscribeOptions, Subscriber,
+    Subscription, TopicFilter, TransportCredentials, Wakeup,
 };
 use ferry_transport::{BodyError, BodyStream, HandlerFuture, HttpRequest, HttpResponse, HttpRoutes};
 use hyper::header::{HeaderValue, CACHE_CONTROL};
@@ -96,7 +96,9 @@ fn preflight() -> HttpResponse {
 }
 
 /// Publishes a JSON publish body as `publisher` (the ACL was checked by the caller).
-pub(crate) fn publish(admin: &Admin, body: &[u8], identity: Option<&Identity>, now: Instant) -> HttpResponse {
+/// A retained message is answered once it is durable (storage on), as an MQTT PUBACK
+/// would be.
+pub(crate) async fn publish(admin: &Admin, body: &[u8], identity: Option<&Identity>, now: Instant) -> HttpResponse {
     let message = match json::publish_message(body, admin.http_api.max_payload, now) {
         Ok(m) => m,
         Err(BadPublish::Invalid(why)) => {
@@ -123,15 +125,40 @@ pub(crate) fn publish(admin: &Admin, body: &[u8], identity: Option<&Identity>, n
         }
     }
     let id = admin.next_id();
-    let queued = admin.router.publish(Arc::new(message), now);
+    let published = match admin.router.publish_durable(Arc::new(message), now) {
+        Ok(p) => p,
+        Err(e) => {
+            admin.stats.http_publish_refused.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string());
+        }
+    };
+    if let (Some(lsn), Some(journal)) = (published.durable_at, admin.router.journal()) {
+        if let Err(e) = until_durable(journal.as_ref(), lsn).await {
+            admin.stats.http_publish_refused.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string());
+        }
+    }
     admin.stats.http_publishes.fetch_add(1, Ordering::Relaxed);
-    if queued > 0 {
+    if published.deliveries > 0 {
         ok(StatusCode::OK, &json!({"id": id.to_string()}))
     } else {
         ok(
             StatusCode::ACCEPTED,
             &json!({"id": id.to_string(), "reason_code": 16, "message": "no_matching_subscribers"}),
         )
+    }
+}
+
+/// Waits until the journal has `lsn` on disk, or says why it never will.
+async fn until_durable(journal: &dyn Journal, lsn: Lsn) -> Result<(), StorageUnavailable> {
+    let wakeup = Wakeup::new();
+    loop {
+        if journal.durable_lsn() >= lsn {
+            return Ok(());
+        }
+        journal.health()?;
+        journal.when_durable(lsn, wakeup.clone());
+        wakeup.woken().await;
     }
 }
 
@@ -247,7 +274,7 @@ async fn public_publish(admin: Arc<Admin>, req: HttpRequest) -> HttpResponse {
         r.headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
-    publish(&admin, &body, Some(&identity), now)
+    publish(&admin, &body, Some(&identity), now).await
 }
 
 async fn events(admin: Arc<Admin>, req: HttpRequest) -> HttpResponse {

@@ -11,8 +11,10 @@
 //!   messages) as plain structs, and the registry of open connections.
 //! * [`compact_map`]: the small map used where most maps hold an entry or a few.
 //! * [`retained`]: an object-safe store the router calls synchronously inside
-//!   `Router::publish` (a durable one must write behind); [`sessions`]: the live session
-//!   registry, not yet a persistence seam (ARCHITECTURE.md, "A new store").
+//!   `Router::publish`; [`journal`]: the persistence seam, where the router writes the
+//!   retained changes that must survive and adapters learn when to acknowledge;
+//!   [`sessions`]: the live session registry, not yet journaled (ARCHITECTURE.md,
+//!   "Storage").
 //!
 //! Lock order: session registry → a session's owner → its outbox; router tree → a shared
 //! group's members. An adapter may hold a session slot's `state` while it calls the
@@ -24,6 +26,7 @@
 
 pub mod adapter;
 pub mod compact_map;
+pub mod journal;
 pub mod message;
 pub mod monitor;
 pub mod outbox;
@@ -40,6 +43,7 @@ pub use adapter::{
     Subprotocol, TransportCredentials, Wakeup,
 };
 pub use compact_map::CompactMap;
+pub use journal::{HeldAcks, Journal, Lsn, Published, StorageUnavailable};
 pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId};
 pub use monitor::{ClientDetails, ConnectionMonitor, ConnectionSummary, Connections, SubscriptionSummary};
 pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};

@@ -2,8 +2,8 @@
 //! whose filter matches.
 //!
 //! [`RetainedStore`] is the interface, object-safe so the router can hold an
-//! `Arc<dyn RetainedStore<M>>` (it is called inside `Router::publish`: a durable store
-//! must write behind).
+//! `Arc<dyn RetainedStore<M>>` (it is called inside `Router::publish`). Durability is
+//! the router's [`Journal`](crate::journal::Journal), not the store's business.
 //! [`MemoryRetained`] keeps everything in memory, in a trie of topic levels: finding the
 //! messages that match `a/+/c` follows `a`, then every child of `a`, then `c`, without
 //! looking at topics elsewhere in the tree.
@@ -84,6 +84,15 @@ pub trait RetainedStore<M>: Send + Sync {
     /// Calls `f` with every retained message whose topic matches `filter` (MQTT §4.7,
     /// including the `$` rule), in no particular order.
     fn for_each_matching(&self, filter: &TopicFilter, f: &mut dyn FnMut(&TopicName, &M));
+
+    /// Calls `f` with every retained message, `$` topics included (for a snapshot). The
+    /// same locking rule as [`for_each_matching`](Self::for_each_matching) holds. The
+    /// default visits what `#` matches (no `$` topics).
+    fn for_each(&self, f: &mut dyn FnMut(&TopicName, &M)) {
+        if let Ok(all) = TopicFilter::new("#") {
+            self.for_each_matching(&all, f);
+        }
+    }
 
     /// The retained messages matching `filter`, copied out (cheap when `M` is an `Arc` or
     /// `Bytes`): what a new subscription is sent, without holding any lock while sending.
@@ -384,6 +393,13 @@ impl<M: Weighed + Send + Sync> RetainedStore<M> for MemoryRetained<M> {
 
     fn for_each_matching(&self, filter: &TopicFilter, f: &mut dyn FnMut(&TopicName, &M)) {
         self.trie.read().for_each_matching(filter, f)
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&TopicName, &M)) {
+        let trie = self.trie.read();
+        for entry in trie.nodes.iter().filter_map(|n| n.message.as_ref()) {
+            f(&entry.topic, &entry.message);
+        }
     }
 
     fn len(&self) -> usize {

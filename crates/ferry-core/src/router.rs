@@ -5,13 +5,22 @@
 //! Publishing takes the tree's read lock only while collecting the matching
 //! subscriptions (no `.await` exists in the core, so none is ever held across one), then
 //! pushes outside it. Each subscriber gets the same `Arc<Message>`: the payload is never
-//! copied. Lock order: tree → a shared group's members; outbox locks are taken alone.
+//! copied. Lock order: retained order → (the retained store, the journal's queue);
+//! tree → a shared group's members; outbox locks are taken alone.
+//!
+//! With a [`Journal`], a client's retained message (set or cleared) is written to it
+//! while the retained order lock is held, so the journal's order of records on a topic
+//! is the order in which they changed memory (a snapshot taken under the same lock
+//! covers every record before its position). The publisher's acknowledgement waits for
+//! the record's position ([`Published::durable_at`]); deliveries do not.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+
+use crate::journal::{Journal, Lsn, Published, StorageUnavailable};
 
 use crate::message::{Message, QoS, SessionId};
 use crate::monitor::{RetainedSummary, SubscriptionSummary};
@@ -107,6 +116,11 @@ pub struct RouterStats {
 pub struct Router {
     tree: RwLock<SubscriptionTree<Key, Entry>>,
     retained: Arc<dyn RetainedStore<Arc<Message>>>,
+    /// Where retained changes are written down, if storage is on.
+    journal: Option<Arc<dyn Journal>>,
+    /// Held while a retained change is made in memory and journaled (see the module
+    /// docs), and while a snapshot's position is taken.
+    retained_order: Mutex<()>,
     /// Counters.
     pub stats: RouterStats,
 }
@@ -123,8 +137,21 @@ impl Router {
         Self {
             tree: RwLock::new(SubscriptionTree::new()),
             retained,
+            journal: None,
+            retained_order: Mutex::new(()),
             stats: RouterStats::default(),
         }
+    }
+
+    /// The same router, journaling retained changes to `journal` (storage on).
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The journal, if storage is on.
+    pub fn journal(&self) -> Option<&Arc<dyn Journal>> {
+        self.journal.as_ref()
     }
 
     /// Add or replace `subscriber`'s subscription to `subscription`. Returns true when
@@ -193,27 +220,79 @@ impl Router {
 
     /// Route `message` to every matching subscription and update the retained store
     /// when its retain flag is set (an empty payload deletes). Returns the number of
-    /// deliveries queued.
+    /// deliveries queued. A retained change the journal refuses is neither kept nor
+    /// delivered (see [`Router::publish_durable`] to tell).
     pub fn publish(&self, message: Arc<Message>, now: Instant) -> usize {
+        self.publish_durable(message, now).map_or(0, |p| p.deliveries)
+    }
+
+    /// [`Router::publish`] for a publisher that acknowledges: says which journal
+    /// position the acknowledgement must wait for, or that the message needs the disk
+    /// and the journal is poisoned (then nothing was kept or delivered: refuse it).
+    pub fn publish_durable(&self, message: Arc<Message>, now: Instant) -> Result<Published, StorageUnavailable> {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
-        self.route(message, now, true)
+        let durable_at = if message.retain { self.retain(&message, true)? } else { None };
+        Ok(Published {
+            deliveries: self.route(message, now, true),
+            durable_at,
+        })
     }
 
     /// [`Router::publish`] for the broker's own messages (`$SYS`): routed and retained
     /// the same way, but not counted as published or unrouted (as Mosquitto does not
-    /// count its `$SYS` messages as received).
+    /// count its `$SYS` messages as received), and never journaled (the broker
+    /// publishes them again after a restart).
     pub fn publish_own(&self, message: Arc<Message>, now: Instant) -> usize {
+        if message.retain {
+            // Not journaled: cannot fail.
+            let _ = self.retain(&message, false);
+        }
         self.route(message, now, false)
     }
 
-    fn route(&self, message: Arc<Message>, now: Instant, counted: bool) -> usize {
-        if message.retain {
-            if message.payload.is_empty() {
-                self.retained.remove(&message.topic);
-            } else if self.retained.try_set(message.topic.clone(), message.clone()).is_err() {
+    /// Applies a retained message's set or clear to the store, and to the journal when
+    /// `journaled` and storage is on. Returns the journal position of the change.
+    fn retain(&self, message: &Arc<Message>, journaled: bool) -> Result<Option<Lsn>, StorageUnavailable> {
+        let journal = self.journal.as_ref().filter(|_| journaled);
+        if let Some(journal) = journal {
+            journal.health()?;
+        }
+        let _order = journal.map(|_| self.retained_order.lock());
+        if message.payload.is_empty() {
+            let previous = self.retained.remove(&message.topic);
+            let (Some(journal), Some(previous)) = (journal, previous) else {
+                return Ok(None);
+            };
+            return match journal.retained_clear(&message.topic) {
+                Ok(lsn) => Ok(Some(lsn)),
+                Err(e) => {
+                    // Not durable: as if it never happened.
+                    self.retained.set(message.topic.clone(), previous);
+                    Err(e)
+                }
+            };
+        }
+        let previous = match self.retained.try_set(message.topic.clone(), message.clone()) {
+            Ok(previous) => previous,
+            Err(_) => {
                 self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+        };
+        let Some(journal) = journal else { return Ok(None) };
+        match journal.retained_set(message) {
+            Ok(lsn) => Ok(Some(lsn)),
+            Err(e) => {
+                match previous {
+                    Some(previous) => self.retained.set(message.topic.clone(), previous),
+                    None => self.retained.remove(&message.topic),
+                };
+                Err(e)
             }
         }
+    }
+
+    fn route(&self, message: Arc<Message>, now: Instant, counted: bool) -> usize {
         let mut targets: Vec<Subscriber> = Vec::new();
         let mut groups: Vec<Arc<SharedGroup>> = Vec::new();
         {
@@ -357,9 +436,33 @@ impl Router {
         self.retained.get(topic)
     }
 
-    /// Forgets the retained message of `topic`; true if there was one.
-    pub fn retained_remove(&self, topic: &TopicName) -> bool {
-        self.retained.remove(topic).is_some()
+    /// Forgets the retained message of `topic` (journaled when storage is on); true if
+    /// there was one.
+    pub fn retained_remove(&self, topic: &TopicName) -> Result<bool, StorageUnavailable> {
+        let Some(journal) = &self.journal else {
+            return Ok(self.retained.remove(topic).is_some());
+        };
+        journal.health()?;
+        let _order = self.retained_order.lock();
+        let Some(previous) = self.retained.remove(topic) else {
+            return Ok(false);
+        };
+        if let Err(e) = journal.retained_clear(topic) {
+            self.retained.set(topic.clone(), previous);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Every retained message, with what `position` returns, both taken under the
+    /// retained order lock: the messages hold every journaled retained change up to the
+    /// position `position` reads (the snapshot's position), and perhaps some after it.
+    pub fn retained_snapshot<R>(&self, position: impl FnOnce() -> R) -> (R, Vec<Arc<Message>>) {
+        let _order = self.retained_order.lock();
+        let at = position();
+        let mut all = Vec::with_capacity(self.retained.len());
+        self.retained.for_each(&mut |_, m| all.push(m.clone()));
+        (at, all)
     }
 
     /// The bytes the retained store holds.

@@ -88,7 +88,7 @@ pub struct Claim<S> {
 
 /// The live registry of sessions, by client id. Not a persistence seam: it hands out
 /// live slots, and `S` is changed in place under `SessionSlot::state` (ARCHITECTURE.md,
-/// "A new store").
+/// "Storage").
 pub trait SessionStore<S>: Send + Sync {
     /// Give `client_id`'s session to `owner` (see [`SessionRegistry::claim`]).
     fn claim(&self, client_id: &str, owner: Owner, clean_start: bool) -> Claim<S>;
