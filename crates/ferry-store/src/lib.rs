@@ -36,7 +36,7 @@
 //! Modules: `frame` (record framing), `segment` (file headers, segment files), `writer`
 //! (the writer thread), `durable` (waiters), `snapshot`, `recovery`, `repair`, `inspect`,
 //! `io` (the file-system seam, with a fault-injecting wrapper for tests), `lock`,
-//! `config`, `error`. Lock order: queue → (nothing); segments → (nothing); waiters →
+//! `config`, `error`; `records` and `journal` (the broker's records over the log). Lock order: queue → (nothing); segments → (nothing); waiters →
 //! (nothing); no lock is held during I/O or while a callback runs.
 
 mod config;
@@ -45,7 +45,9 @@ mod error;
 pub mod frame;
 mod inspect;
 pub mod io;
+mod journal;
 mod lock;
+pub mod records;
 mod recovery;
 mod repair;
 pub mod segment;
@@ -57,6 +59,7 @@ pub use config::{StoreConfig, SyncMode, MIN_SEGMENT_BYTES};
 pub use durable::{Durable, DurableCallback};
 pub use error::{Lsn, Poisoned, Result, StoreError, VisitError};
 pub use inspect::{inspect, Inspection, SegmentSummary, SnapshotSummary};
+pub use journal::{BrokerJournal, Restored};
 pub use lock::LOCK_FILE;
 pub use recovery::{Replayed, Source};
 pub use repair::{repair, RepairReport};

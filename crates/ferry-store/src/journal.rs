@@ -1,0 +1,274 @@
+//! [`BrokerJournal`]: the core's [`Journal`] seam over the log. It encodes the core's
+//! changes as records ([`crate::records`]), rebuilds the core's in-memory state from
+//! the snapshot and the log when the broker starts, and writes snapshots of that state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_core::{Journal, Lsn, MemoryRetained, Message, RetainedStore, Router, StorageUnavailable, TopicName, Wakeup};
+use tracing::info;
+
+use crate::records::{self, Decoded, RETAINED_CLEAR, RETAINED_SET};
+use crate::{Recovery, SnapshotInfo, Store, StoreConfig, StoreError};
+
+/// What [`BrokerJournal::open`] restored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// What the log's recovery found and did.
+    pub recovery: Recovery,
+    /// Retained messages now in the store.
+    pub retained: usize,
+    /// Retained messages left out because they expired while the broker was down.
+    pub expired: u64,
+    /// How long opening and replaying took.
+    pub took: Duration,
+}
+
+/// The broker's journal: a [`Store`] written to through the core's [`Journal`] calls.
+pub struct BrokerJournal {
+    store: Store,
+}
+
+impl std::fmt::Debug for BrokerJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerJournal").field("dir", &self.store.dir()).finish()
+    }
+}
+
+/// Whether a poisoning reason is a full disk or the size limit.
+fn is_full(reason: &str) -> bool {
+    reason.contains("max_disk_bytes") || reason.contains("No space left") || reason.contains("disk full")
+}
+
+fn unavailable(e: StoreError) -> StorageUnavailable {
+    match e {
+        StoreError::Poisoned(p) => StorageUnavailable {
+            full: is_full(&p.reason),
+            reason: p.reason,
+        },
+        other => StorageUnavailable {
+            full: false,
+            reason: Arc::from(other.to_string()),
+        },
+    }
+}
+
+impl BrokerJournal {
+    /// Opens the store in `config.dir` (see [`Store::open`]) and replays it into
+    /// `retained`: the snapshot first, then the log after it.
+    pub fn open(config: StoreConfig, retained: &MemoryRetained<Arc<Message>>) -> crate::Result<(Self, Restored)> {
+        Self::open_with(config, Arc::new(crate::io::StdIo), retained)
+    }
+
+    /// [`BrokerJournal::open`] over the file-system layer `io` (tests inject faults).
+    pub fn open_with(
+        config: StoreConfig,
+        io: Arc<dyn crate::io::StorageIo>,
+        retained: &MemoryRetained<Arc<Message>>,
+    ) -> crate::Result<(Self, Restored)> {
+        let started = Instant::now();
+        let mut expired = 0;
+        let (store, recovery) = Store::open_with(config, io, |record| {
+            match records::decode(record.kind, record.body)? {
+                Decoded::RetainedSet(topic, Some(message)) => {
+                    retained.set(topic, Arc::new(*message));
+                }
+                Decoded::RetainedSet(topic, None) => {
+                    // Expired while the broker was down; a later record may set it again.
+                    retained.remove(&topic);
+                    expired += 1;
+                }
+                Decoded::RetainedClear(topic) => {
+                    retained.remove(&topic);
+                }
+            }
+            Ok(())
+        })?;
+        let restored = Restored {
+            recovery,
+            retained: retained.len(),
+            expired,
+            took: started.elapsed(),
+        };
+        Ok((Self { store }, restored))
+    }
+
+    /// The store underneath, for its counters and health.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Writes a snapshot of `router`'s durable state if the log has grown enough since
+    /// the last one ([`StoreConfig::snapshot_after_bytes`]), deleting the segments it
+    /// covers. Blocking (it writes and syncs files): call it off the async threads.
+    pub fn snapshot_if_due(&self, router: &Router) -> crate::Result<Option<SnapshotInfo>> {
+        if !self.store.snapshot_due() {
+            return Ok(None);
+        }
+        self.snapshot(router).map(Some)
+    }
+
+    /// Writes a snapshot of `router`'s durable state now (nothing if no record was
+    /// written since the last one).
+    pub fn snapshot(&self, router: &Router) -> crate::Result<SnapshotInfo> {
+        let (lsn, all) = router.retained_snapshot(|| self.store.last_lsn());
+        let now = Instant::now();
+        let mut w = self.store.begin_snapshot(lsn)?;
+        let mut body = Vec::new();
+        for m in all.iter().filter(|m| !m.is_expired(now)) {
+            body.clear();
+            records::encode_retained_set(m, &mut body);
+            w.push(RETAINED_SET, &body)?;
+        }
+        let info = w.finish()?;
+        info!(lsn, retained = all.len(), "storage: snapshot written");
+        Ok(info)
+    }
+
+    /// Writes what is queued and stops the writer; the error if the store was poisoned.
+    pub fn close(self) -> Result<(), crate::Poisoned> {
+        self.store.close()
+    }
+}
+
+impl Journal for BrokerJournal {
+    fn retained_set(&self, message: &Message) -> Result<Lsn, StorageUnavailable> {
+        let mut body = Vec::with_capacity(32 + message.topic.as_str().len() + message.payload.len());
+        records::encode_retained_set(message, &mut body);
+        self.store.append(RETAINED_SET, &body).map_err(unavailable)
+    }
+
+    fn retained_clear(&self, topic: &TopicName) -> Result<Lsn, StorageUnavailable> {
+        let mut body = Vec::with_capacity(8 + topic.as_str().len());
+        records::encode_retained_clear(topic, &mut body);
+        self.store.append(RETAINED_CLEAR, &body).map_err(unavailable)
+    }
+
+    fn durable_lsn(&self) -> Lsn {
+        self.store.durable_lsn()
+    }
+
+    fn when_durable(&self, lsn: Lsn, wakeup: Wakeup) {
+        self.store.on_durable(lsn, move |_| wakeup.wake());
+    }
+
+    fn health(&self) -> Result<(), StorageUnavailable> {
+        self.store.health().map_err(|p| StorageUnavailable {
+            full: is_full(&p.reason),
+            reason: p.reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ferry_core::{QoS, TopicFilter};
+
+    fn retained(topic: &str, payload: &'static [u8]) -> Arc<Message> {
+        Arc::new(Message::new(
+            TopicName::new(topic).unwrap(),
+            Bytes::from_static(payload),
+            QoS::AtLeastOnce,
+            true,
+        ))
+    }
+
+    fn open(dir: &std::path::Path) -> (Arc<BrokerJournal>, Arc<MemoryRetained<Arc<Message>>>, Router, Restored) {
+        let memory = Arc::new(MemoryRetained::new());
+        let (journal, restored) = BrokerJournal::open(StoreConfig::new(dir), &memory).unwrap();
+        let journal = Arc::new(journal);
+        let router = Router::new(memory.clone()).with_journal(journal.clone());
+        (journal, memory, router, restored)
+    }
+
+    fn topics(memory: &MemoryRetained<Arc<Message>>) -> Vec<(String, Bytes)> {
+        let mut all: Vec<_> = memory
+            .matching(&TopicFilter::new("#").unwrap())
+            .into_iter()
+            .map(|(t, m)| (t.to_string(), m.payload.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn retained_changes_survive_a_reopen_through_the_router() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _, router, restored) = open(dir.path());
+        assert_eq!(restored.retained, 0);
+        let now = Instant::now();
+        let a = router.publish_durable(retained("a", b"1"), now).unwrap();
+        router.publish_durable(retained("b", b"2"), now).unwrap();
+        router.publish_durable(retained("a", b"3"), now).unwrap();
+        let clear = router.publish_durable(retained("b", b""), now).unwrap();
+        let none = router.publish_durable(retained("never/set", b""), now).unwrap();
+        assert!(a.durable_at.is_some() && clear.durable_at > a.durable_at);
+        assert_eq!(none.durable_at, None, "clearing nothing writes nothing");
+        let last = clear.durable_at.unwrap();
+        journal.store().wait_durable(last).unwrap();
+        drop(router);
+        Arc::try_unwrap(journal).unwrap().close().unwrap();
+        let (_, memory, _, restored) = open(dir.path());
+        assert_eq!(restored.recovery.log_records, 4);
+        assert_eq!(topics(&memory), [("a".to_owned(), Bytes::from_static(b"3"))]);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_log_and_later_records_replay_on_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _, router, _) = open(dir.path());
+        let now = Instant::now();
+        for i in 0..100u32 {
+            let topic = format!("t/{}", i % 10);
+            let m = Arc::new(Message::new(
+                TopicName::new(&topic).unwrap(),
+                Bytes::from(i.to_string()),
+                QoS::AtMostOnce,
+                true,
+            ));
+            router.publish_durable(m, now).unwrap();
+        }
+        let info = journal.snapshot(&router).unwrap();
+        assert_eq!(info.records, 10);
+        router.publish_durable(retained("t/0", b""), now).unwrap();
+        let last = router.publish_durable(retained("$app/x", b"dollar"), now).unwrap();
+        journal.store().wait_durable(last.durable_at.unwrap()).unwrap();
+        drop(router);
+        Arc::try_unwrap(journal).unwrap().close().unwrap();
+        let (_, memory, _, restored) = open(dir.path());
+        assert_eq!(restored.recovery.snapshot_records, 10);
+        assert_eq!(restored.recovery.log_records, 2);
+        assert_eq!(restored.retained, 10, "t/1..t/9 and $app/x");
+        let t = topics(&memory);
+        assert_eq!(t.len(), 9, "# leaves out $app/x");
+        assert_eq!(t[0], ("t/1".to_owned(), Bytes::from_static(b"91")));
+        assert!(memory.get(&TopicName::new("$app/x").unwrap()).is_some());
+    }
+
+    #[test]
+    fn a_poisoned_journal_refuses_and_leaves_memory_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = crate::io::FaultyIo::new();
+        let faults = io.faults();
+        let memory = Arc::new(MemoryRetained::new());
+        let (journal, _) = BrokerJournal::open_with(StoreConfig::new(dir.path()), Arc::new(io), &memory).unwrap();
+        let journal = Arc::new(journal);
+        let router = Router::new(memory.clone()).with_journal(journal.clone());
+        let now = Instant::now();
+        let first = router.publish_durable(retained("kept", b"1"), now).unwrap();
+        journal.store().wait_durable(first.durable_at.unwrap()).unwrap();
+        faults.fail_sync(1);
+        let second = router.publish_durable(retained("lost", b"2"), now).unwrap();
+        assert!(journal.store().wait_durable(second.durable_at.unwrap()).is_err());
+        let e = journal.health().unwrap_err();
+        assert!(!e.full);
+        let refused = router.publish_durable(retained("kept", b"3"), now).unwrap_err();
+        assert_eq!(refused, e);
+        assert_eq!(memory.get(&TopicName::new("kept").unwrap()).unwrap().payload, "1");
+        // What needs no disk still goes.
+        let live = Arc::new(Message::new(TopicName::new("live").unwrap(), Bytes::new(), QoS::AtLeastOnce, false));
+        assert!(router.publish_durable(live, now).is_ok());
+    }
+}
