@@ -33,6 +33,10 @@ pub struct MqttStats {
     pub protocol_errors: AtomicU64,
     /// Connections closed for a keep-alive timeout.
     pub keep_alive_timeouts: AtomicU64,
+    /// Acknowledgements held until the journal had their record on disk.
+    pub acks_held: AtomicU64,
+    /// Publishes refused because they needed the disk and storage was unavailable.
+    pub storage_refused: AtomicU64,
     /// Will messages published.
     pub wills: AtomicU64,
     /// PUBLISH packets received.

@@ -284,6 +284,7 @@ impl MqttSession {
             ended: None,
             expires_at: gate.expiry_deadline(&identity, now),
             bucket: gate.message_bucket(now).map(Box::new),
+            held: None,
             identity,
         }));
         self.resend_inflight(now, w);

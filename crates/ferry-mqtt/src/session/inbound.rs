@@ -1,6 +1,11 @@
 //! PUBLISH from the client: topic aliases, validation, routing through the core, and
 //! the acknowledgement of each QoS (PUBACK; PUBREC, then PUBCOMP on PUBREL) with
 //! exactly-once kept by the session's set of unreleased QoS 2 packet ids.
+//!
+//! With storage on, the PUBACK or PUBREC of a retained message waits until the journal
+//! has the change on disk ([`MqttSession::acknowledge`]); if the journal fails, the
+//! publish is refused instead: MQTT 5 with PUBACK/PUBREC 0x80 (0x97 for a full disk),
+//! MQTT 3.1.1, which has no refusal, by closing the connection without the ack.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use ferry_auth::SecurityStats;
-use ferry_core::{Expiry, Message, Output, QoS, TopicName};
+use ferry_core::{Expiry, Lsn, Message, Output, QoS, StorageUnavailable, TopicName};
 use tracing::info;
 
 use super::{End, MqttSession, Phase, Writer};
@@ -51,8 +56,7 @@ impl MqttSession {
             drop(state);
             if duplicate {
                 // Already routed: only acknowledge again (exactly once).
-                w.packet(&Packet::PubRec(Ack::new(p.pkid)), version);
-                return;
+                return self.acknowledge(Packet::PubRec(Ack::new(p.pkid)), None, w);
             }
             if full && version.is_v5() {
                 return self.violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded", w, out);
@@ -67,13 +71,13 @@ impl MqttSession {
             }
             match p.qos {
                 QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => w.packet(&Packet::PubAck(ack), version),
+                QoS::AtLeastOnce => self.acknowledge(Packet::PubAck(ack), None, w),
                 QoS::ExactlyOnce => {
                     // A failing PUBREC ends a 5.0 exchange; 3.1.1 goes on to PUBREL.
                     if !version.is_v5() {
                         c.slot.state.lock().incoming_qos2.insert(p.pkid);
                     }
-                    w.packet(&Packet::PubRec(ack), version);
+                    self.acknowledge(Packet::PubRec(ack), None, w);
                 }
             }
             return;
@@ -86,18 +90,21 @@ impl MqttSession {
             .with_properties(convert::properties_in(&p.properties))
             .with_expiry(expiry)
             .with_publisher(c.slot.id);
-        let routed = self.broker.router.publish(Arc::new(message), now);
+        let published = match self.broker.router.publish_durable(Arc::new(message), now) {
+            Ok(published) => published,
+            Err(e) => return self.refuse_unstored(p.qos, p.pkid, &e, w, out),
+        };
         ferry_core::monitor::ConnectionCounters::bump(&self.info.monitor.counters.messages_in);
         let mut ack = Ack::new(p.pkid);
-        if routed == 0 && version.is_v5() {
+        if published.deliveries == 0 && version.is_v5() {
             ack.reason = ReasonCode::NO_MATCHING_SUBSCRIBERS;
         }
         match p.qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => w.packet(&Packet::PubAck(ack), version),
+            QoS::AtLeastOnce => self.acknowledge(Packet::PubAck(ack), published.durable_at, w),
             QoS::ExactlyOnce => {
                 c.slot.state.lock().incoming_qos2.insert(p.pkid);
-                w.packet(&Packet::PubRec(ack), version);
+                self.acknowledge(Packet::PubRec(ack), published.durable_at, w);
             }
         }
     }
@@ -109,6 +116,90 @@ impl MqttSession {
         if !known && c.version.is_v5() {
             comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
-        w.packet(&Packet::PubComp(comp), c.version);
+        self.acknowledge(Packet::PubComp(comp), None, w);
+    }
+
+    /// Sends `ack` now, or holds it until the journal has `durable_at` on disk (and
+    /// behind any ack already held, to keep their order).
+    pub(super) fn acknowledge(&mut self, ack: Packet, durable_at: Option<Lsn>, w: &mut Writer) {
+        let Phase::Connected(c) = &mut self.phase else { return };
+        let journal = self.broker.router.journal();
+        let wait_for = match (journal, durable_at) {
+            (Some(journal), Some(lsn)) if journal.durable_lsn() < lsn => Some((journal, lsn)),
+            _ => None,
+        };
+        let nothing_held = c.held.as_ref().is_none_or(|h| h.is_empty());
+        match wait_for {
+            None if nothing_held => w.packet(&ack, c.version),
+            None => c.held.get_or_insert_default().hold(0, ack),
+            Some((journal, lsn)) => {
+                self.broker.stats.acks_held.fetch_add(1, Ordering::Relaxed);
+                journal.when_durable(lsn, self.info.wakeup.clone());
+                c.held.get_or_insert_default().hold(lsn, ack);
+            }
+        }
+    }
+
+    /// Sends the held acknowledgements whose records are now durable; if the journal
+    /// failed, refuses the rest.
+    pub(super) fn release_acks(&mut self, w: &mut Writer, out: &mut Output) {
+        let Phase::Connected(c) = &mut self.phase else { return };
+        let Some(held) = c.held.as_mut().filter(|h| !h.is_empty()) else {
+            return;
+        };
+        let Some(journal) = self.broker.router.journal() else { return };
+        let durable = journal.durable_lsn();
+        let version = c.version;
+        held.release(durable, |ack| w.packet(&ack, version));
+        if held.is_empty() {
+            return;
+        }
+        let Err(e) = journal.health() else { return };
+        let refused: Vec<(Lsn, Packet)> = held.drain().collect();
+        for (lsn, ack) in refused {
+            match ack {
+                Packet::PubAck(a) if lsn > durable => self.refuse_unstored(QoS::AtLeastOnce, a.pkid, &e, w, out),
+                Packet::PubRec(a) if lsn > durable => {
+                    if let Phase::Connected(c) = &self.phase {
+                        c.slot.state.lock().incoming_qos2.remove(&a.pkid);
+                    }
+                    self.refuse_unstored(QoS::ExactlyOnce, a.pkid, &e, w, out)
+                }
+                other => {
+                    if let Phase::Connected(c) = &self.phase {
+                        w.packet(&other, c.version);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refuses a publish that needed the disk while the journal cannot take it: MQTT 5
+    /// answers PUBACK/PUBREC 0x80 (0x97 for a full disk) with the reason; MQTT 3.1.1 has
+    /// no refusal, so the connection is closed without an acknowledgement.
+    fn refuse_unstored(&mut self, qos: QoS, pkid: u16, e: &StorageUnavailable, w: &mut Writer, out: &mut Output) {
+        let Phase::Connected(c) = &self.phase else { return };
+        self.broker.stats.storage_refused.fetch_add(1, Ordering::Relaxed);
+        info!(conn = self.info.id, client = %c.client_id, error = %e, "publish refused: storage unavailable");
+        let version = c.version;
+        if !version.is_v5() {
+            if qos != QoS::AtMostOnce {
+                self.server_disconnect(ReasonCode::UNSPECIFIED_ERROR, "storage unavailable", End::Abnormal, w, out);
+            }
+            return;
+        }
+        let mut ack = Ack::new(pkid);
+        ack.reason = if e.full {
+            ReasonCode::QUOTA_EXCEEDED
+        } else {
+            ReasonCode::UNSPECIFIED_ERROR
+        };
+        ack.properties
+            .push(crate::codec::Property::ReasonString(ByteString::from(e.to_string())));
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => w.packet(&Packet::PubAck(ack), version),
+            QoS::ExactlyOnce => w.packet(&Packet::PubRec(ack), version),
+        }
     }
 }

@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::{Identity, PendingVerdict, SecurityStats, Verdict};
-use ferry_core::{CloseCode, CloseRequest, ConnectionInfo, Input, Message, MessageKind, Output, Owner, Session, SessionSlot};
+use ferry_core::{CloseCode, CloseRequest, ConnectionInfo, HeldAcks, Input, Message, MessageKind, Output, Owner, Session, SessionSlot};
 use tracing::{debug, info};
 
 use crate::broker::MqttBroker;
@@ -66,6 +66,10 @@ struct Connected {
     /// The client's PUBLISH rate (`limits.messages_per_second`); `None`: no limit. Boxed
     /// so that an idle connection without a limit stays small.
     bucket: Option<Box<TokenBucket>>,
+    /// Acknowledgements waiting for the journal (storage on): a PUBACK or PUBREC for a
+    /// retained change goes once it is on disk, and every acknowledgement after it
+    /// waits behind it. Boxed on first use.
+    held: Option<Box<HeldAcks<Packet>>>,
 }
 
 impl Connected {
@@ -368,6 +372,7 @@ impl Session for MqttSession {
         if matches!(self.phase, Phase::Authenticating(_)) {
             self.advance_auth(now, &mut w, out);
         } else if !self.check_taken_over(&mut w, out) {
+            self.release_acks(&mut w, out);
             self.pump(now, &mut w, out);
         }
         w.flush(out);
