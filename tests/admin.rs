@@ -304,6 +304,7 @@ fn a_public_admin_bind_without_keys_refuses_to_start() {
         .arg("--config")
         .arg(&path)
         .env("FERRY_LISTENERS__ADMIN__BIND", "0.0.0.0:0")
+        .env("FERRY_STORAGE__DIR", dir.path().join("data"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -52,8 +52,11 @@ fn unknown_keys_and_bad_values_are_refused_naming_the_key() {
 
 #[test]
 fn runs_without_a_configuration_file() {
-    // Built-in defaults, with the ports moved to loopback by environment only.
+    // Built-in defaults, with the ports moved to loopback by environment only, and the
+    // data directory in a temporary one.
+    let data = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(ferry_bin())
+        .env("FERRY_STORAGE__DIR", data.path().join("data"))
         .envs([
             ("FERRY_LISTENERS__WS__BIND", "127.0.0.1:0"),
             ("FERRY_LISTENERS__WSS__ENABLED", "false"),

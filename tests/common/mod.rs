@@ -72,6 +72,10 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Each broker keeps its data in its own temporary directory (two brokers on
+        // one directory: the second refuses to start); a test that restarts a broker
+        // on the same data passes FERRY_STORAGE__DIR itself.
+        cmd.env("FERRY_STORAGE__DIR", dir.path().join("data"));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -156,6 +160,14 @@ impl Broker {
         assert!(status.success());
     }
 
+    /// Kill the process with SIGKILL and reap it: no shutdown of any kind runs.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Send SIGHUP (reload the auth files).
     pub fn signal_hup(&self) {
         let status = Command::new("kill").arg("-HUP").arg(self.pid().to_string()).status().expect("kill");
@@ -192,10 +204,13 @@ impl Drop for Broker {
     }
 }
 
-/// Run `ferry` with arguments to completion; returns (status, stdout, stderr).
+/// Run `ferry` with arguments to completion; returns (status, stdout, stderr). A broker
+/// it starts keeps its data in a temporary directory unless `env` names one.
 pub fn ferry_command(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let data = tempfile::tempdir().expect("temp dir");
     let mut cmd = Command::new(ferry_bin());
     cmd.args(args).stdin(Stdio::null());
+    cmd.env("FERRY_STORAGE__DIR", data.path().join("data"));
     for (k, v) in env {
         cmd.env(k, v);
     }

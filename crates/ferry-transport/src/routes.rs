@@ -188,7 +188,7 @@ impl HttpRouter {
     /// the binary registers nothing).
     pub fn with_defaults(metrics: Arc<Metrics>) -> Self {
         let mut r = Self::new();
-        r.add("ws", Arc::new(HealthRoutes));
+        r.add("ws", Arc::new(HealthRoutes::default()));
         r.add("ws", Arc::new(MetricsRoutes::new(metrics)));
         r
     }
@@ -227,9 +227,29 @@ impl HttpRouter {
     }
 }
 
-/// `GET`/`HEAD /healthz`: `ok` while the broker runs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HealthRoutes;
+/// What `/healthz` asks before answering: `Err(reason)` makes it answer 503 with it.
+pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// `GET`/`HEAD /healthz`: `ok` while the broker runs and every check passes; 503 with
+/// the reasons when one fails (storage poisoned, say).
+#[derive(Clone, Default)]
+pub struct HealthRoutes {
+    checks: Vec<HealthCheck>,
+}
+
+impl std::fmt::Debug for HealthRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthRoutes").field("checks", &self.checks.len()).finish()
+    }
+}
+
+impl HealthRoutes {
+    /// `/healthz` that also asks `check`.
+    pub fn with_check(mut self, check: HealthCheck) -> Self {
+        self.checks.push(check);
+        self
+    }
+}
 
 impl HttpRoutes for HealthRoutes {
     fn name(&self) -> &'static str {
@@ -242,7 +262,14 @@ impl HttpRoutes for HealthRoutes {
 
     fn handle(&self, request: HttpRequest) -> HandlerFuture {
         let resp = match request.method {
-            Method::GET | Method::HEAD => HttpResponse::text(StatusCode::OK, "ok\n"),
+            Method::GET | Method::HEAD => {
+                let failed: Vec<String> = self.checks.iter().filter_map(|c| c().err()).collect();
+                if failed.is_empty() {
+                    HttpResponse::text(StatusCode::OK, "ok\n")
+                } else {
+                    HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {}\n", failed.join("; ")))
+                }
+            }
             _ => HttpResponse::text(StatusCode::NOT_FOUND, "not found\n"),
         };
         Box::pin(std::future::ready(resp))
@@ -345,7 +372,7 @@ mod tests {
             }
         }
         r.add("admin", Arc::new(Fallback));
-        r.add("admin", Arc::new(HealthRoutes));
+        r.add("admin", Arc::new(HealthRoutes::default()));
         assert_eq!(r.find("ws", "/healthz").map(|r| r.name()), Some("health"));
         assert_eq!(r.find("wss", "/metrics").map(|r| r.name()), Some("metrics"));
         assert!(r.find("ws", "/healthz/x").is_none());

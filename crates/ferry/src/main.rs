@@ -7,6 +7,7 @@ mod metrics;
 mod passwd;
 mod security;
 mod settings;
+mod storage_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use ferry_auth::{Authenticator, Gatekeeper};
 use ferry_core::{Connections, MemoryRetained, Router};
 use ferry_mqtt::{MqttAdapter, MqttBroker};
 use ferry_stomp::StompAdapter;
+use ferry_store::BrokerJournal;
 use ferry_transport::routes::{HealthRoutes, MetricsRoutes};
 use ferry_transport::{HttpRouter, Metrics, Registry, Server, ServerParts};
 use tracing::{info, warn};
@@ -67,6 +69,28 @@ enum Command {
         /// The user name.
         user: String,
     },
+    /// Look at or repair a data directory (`storage.dir`).
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// What the directory holds: snapshot, segments, records by kind, bytes, problems.
+    /// Read-only; works on a running broker's directory.
+    Inspect {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// Move whatever stops the directory from opening (corruption in the log, an
+    /// unreadable or foreign file) into DIR/quarantine/, never deleting anything, so
+    /// that the broker starts from what is intact. Not while a broker uses it.
+    Repair {
+        /// The data directory.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +98,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Passwd { delete, file, user }) => passwd::run(&file, &user, delete),
+        Some(Command::Storage {
+            command: StorageCommand::Inspect { dir },
+        }) => storage_cli::inspect(&dir),
+        Some(Command::Storage {
+            command: StorageCommand::Repair { dir },
+        }) => storage_cli::repair(&dir),
         Some(Command::Run) | None => run(cli.config),
     };
     match result {
@@ -113,13 +143,51 @@ struct Wired {
     metrics: Metrics,
     admin: Arc<ferry_admin::Admin>,
     connections: Arc<Connections>,
+    router: Arc<Router>,
+    journal: Option<Arc<BrokerJournal>>,
+}
+
+/// Opens the journal in `storage.dir` and restores what it holds into `retained`.
+fn open_storage(settings: &Settings, retained: &MemoryRetained<Arc<ferry_core::Message>>) -> anyhow::Result<Arc<BrokerJournal>> {
+    let dir = &settings.storage.dir;
+    let (journal, restored) = BrokerJournal::open(settings.storage.store_config(), retained).with_context(|| {
+        format!(
+            "cannot open storage in {} (storage.dir); `ferry storage inspect {0}` shows what is there, `ferry storage repair {0}` moves a damaged part aside",
+            dir.display()
+        )
+    })?;
+    if restored.recovery.truncated_bytes > 0 {
+        warn!(
+            dir = %dir.display(),
+            bytes = restored.recovery.truncated_bytes,
+            "storage: a torn record at the end of the log (a crash mid-write) was cut off; nothing acknowledged was in it"
+        );
+    }
+    info!(
+        dir = %dir.display(),
+        retained = restored.retained,
+        expired = restored.expired,
+        snapshot_records = restored.recovery.snapshot_records,
+        log_records = restored.recovery.log_records,
+        took_ms = u64::try_from(restored.took.as_millis()).unwrap_or(u64::MAX),
+        "storage: restored"
+    );
+    Ok(Arc::new(journal))
 }
 
 /// The protocol adapters, sharing one router, the MQTT state that needs ticks, the
 /// admin side over them, and the metrics that read them.
 fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired> {
-    let retained = MemoryRetained::with_limits(settings.limits.max_retained_messages, settings.limits.max_retained_bytes);
-    let router = Arc::new(Router::new(Arc::new(retained)));
+    let retained = Arc::new(MemoryRetained::with_limits(
+        settings.limits.max_retained_messages,
+        settings.limits.max_retained_bytes,
+    ));
+    let journal = settings.storage.enabled.then(|| open_storage(settings, &retained)).transpose()?;
+    let mut router = Router::new(retained);
+    if let Some(journal) = &journal {
+        router = router.with_journal(journal.clone());
+    }
+    let router = Arc::new(router);
     let mqtt = Arc::new(MqttAdapter::with_gatekeeper(router.clone(), settings.mqtt.clone(), gate.clone()));
     let stomp = Arc::new(StompAdapter::with_gatekeeper(router.clone(), settings.stomp.clone(), gate.clone()));
     let mut registry = Registry::new();
@@ -144,7 +212,8 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
     .context("cannot start the admin API")?;
     let mut metrics = Metrics::default();
     metrics.register_collector(Box::new(metrics::BrokerCollector {
-        router,
+        router: router.clone(),
+        journal: journal.clone(),
         mqtt: broker.clone(),
         stomp: stomp_broker,
         gate: gate.clone(),
@@ -156,18 +225,31 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
         metrics,
         admin,
         connections,
+        router,
+        journal,
     })
 }
 
 /// The HTTP routes: `/healthz` everywhere, `/metrics` and HTTP messaging on the public
 /// listeners, the admin API and dashboard on the admin listener.
-fn http_routes(metrics: &Arc<Metrics>, admin: &Arc<ferry_admin::Admin>, settings: &Settings) -> HttpRouter {
+fn http_routes(
+    metrics: &Arc<Metrics>,
+    admin: &Arc<ferry_admin::Admin>,
+    journal: Option<&Arc<BrokerJournal>>,
+    settings: &Settings,
+) -> HttpRouter {
+    let mut health = HealthRoutes::default();
+    if let Some(journal) = journal {
+        let journal = journal.clone();
+        health = health.with_check(Arc::new(move || journal.store().health().map_err(|p| p.to_string())));
+    }
+    let health = Arc::new(health);
     let mut routes = HttpRouter::new();
-    routes.add("ws", Arc::new(HealthRoutes));
+    routes.add("ws", health.clone());
     routes.add("ws", Arc::new(MetricsRoutes::new(metrics.clone())));
     routes.add("ws", admin.messaging_routes());
     if settings.listeners.admin.enabled {
-        routes.add("admin", Arc::new(HealthRoutes));
+        routes.add("admin", health);
         for r in admin.admin_routes() {
             routes.add("admin", r);
         }
@@ -194,6 +276,22 @@ fn listener_infos(bound: &[(&'static str, std::net::SocketAddr)]) -> Vec<ferry_a
         .collect()
 }
 
+/// Snapshots of the durable state when the log has grown enough, checked every
+/// `storage.snapshot_check_interval`, written on a blocking thread.
+async fn snapshots(journal: Arc<BrokerJournal>, router: Arc<Router>, every: Duration) {
+    let mut every = tokio::time::interval(every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let (journal, router) = (journal.clone(), router.clone());
+        match tokio::task::spawn_blocking(move || journal.snapshot_if_due(&router)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "storage: snapshot failed"),
+            Err(e) => warn!(error = %e, "storage: snapshot task failed"),
+        }
+    }
+}
+
 /// Time-driven work of the adapters (session expiry, delayed wills), once a second.
 async fn tick(mqtt: Arc<MqttBroker>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -215,9 +313,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         metrics,
         admin,
         connections,
+        router,
+        journal,
     } = adapters(&settings, &gate)?;
     let metrics = Arc::new(metrics);
-    let routes = http_routes(&metrics, &admin, &settings);
+    let routes = http_routes(&metrics, &admin, journal.as_ref(), &settings);
     let server = Server::start_parts(ServerParts {
         config: settings.transport(),
         registry,
@@ -232,6 +332,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         info!("dashboard at http://{addr}/");
     }
     let ticker = tokio::spawn(tick(mqtt));
+    let snapshotter = journal
+        .clone()
+        .map(|j| tokio::spawn(snapshots(j, router.clone(), settings.storage.snapshot_check_interval)));
     let admin_ticker = tokio::spawn(admin::tick(admin.clone()));
     let admin_hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let admin_reloader = tokio::spawn(admin::reload_on_sighup(admin.clone(), admin_hangups));
@@ -244,6 +347,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signal = signals.wait().await;
     info!(signal, grace = ?settings.shutdown.grace_period, "shutting down");
     ticker.abort();
+    if let Some(s) = snapshotter {
+        s.abort();
+    }
     admin_ticker.abort();
     admin_reloader.abort();
     reloader.abort();
@@ -255,6 +361,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     } else {
         warn!("grace period over with connections still open; exiting anyway");
     }
+    if let Some(journal) = journal {
+        // Everything appended is written before the process goes (the writer thread
+        // would be cut off at exit otherwise).
+        let store = journal.store();
+        match store.wait_durable_timeout(store.last_lsn(), Duration::from_secs(10)) {
+            Some(Ok(())) => info!(dir = %settings.storage.dir.display(), "storage: everything on disk"),
+            Some(Err(e)) => warn!(error = %e, "storage: poisoned at shutdown"),
+            None => warn!("storage: the last writes did not finish in time"),
+        }
+    }
+    drop(router);
     Ok(())
 }
 

@@ -25,6 +25,8 @@ pub struct BrokerCollector {
     pub gate: Arc<Gatekeeper>,
     /// The admin API, `$SYS` and HTTP messaging.
     pub admin: Arc<ferry_admin::Admin>,
+    /// The journal, when storage is on.
+    pub journal: Option<Arc<ferry_store::BrokerJournal>>,
 }
 
 impl std::fmt::Debug for BrokerCollector {
@@ -41,6 +43,49 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: &Atom
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: usize) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn counter_of(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// The journal's counters (`storage_*`).
+fn storage(e: &mut DescriptorEncoder, journal: &ferry_store::BrokerJournal) -> Result<(), std::fmt::Error> {
+    let store = journal.store();
+    let s = store.stats();
+    let poisoned = usize::from(store.health().is_err());
+    gauge(
+        e,
+        "storage_poisoned",
+        "1 once a write or sync failed or the disk (storage.max_disk_bytes) is full: what needs the disk is refused",
+        poisoned,
+    )?;
+    counter_of(e, "storage_records_written", "Records written to the log", s.records)?;
+    counter_of(e, "storage_bytes_written", "Bytes written to the log", s.bytes)?;
+    counter_of(e, "storage_batches", "Group commits: one write and one sync each", s.batches)?;
+    counter_of(e, "storage_syncs", "fdatasync calls on log segments", s.syncs)?;
+    let as_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    gauge(
+        e,
+        "storage_disk_bytes",
+        "Bytes the store holds on disk (segments and snapshot); at most storage.max_disk_bytes",
+        as_usize(s.disk_bytes),
+    )?;
+    gauge(e, "storage_segments", "Log segment files on disk", s.segments)?;
+    gauge(
+        e,
+        "storage_queued_bytes",
+        "Bytes waiting for the next group commit",
+        as_usize(s.queued_bytes),
+    )?;
+    gauge(
+        e,
+        "storage_bytes_since_snapshot",
+        "Log bytes since the last snapshot (one is taken past storage.snapshot_after_bytes)",
+        as_usize(s.bytes_since_snapshot),
+    )?;
+    gauge(e, "storage_durable_lsn", "The last log position on disk", as_usize(s.durable_lsn))
 }
 
 impl Collector for BrokerCollector {
@@ -114,6 +159,9 @@ impl Collector for BrokerCollector {
             "Retained messages on new topics not kept: limits.max_retained_messages or max_retained_bytes reached",
             &r.retained_refused,
         )?;
+        if let Some(journal) = &self.journal {
+            storage(&mut e, journal)?;
+        }
         let m = &self.mqtt.stats;
         gauge(
             &mut e,
@@ -154,6 +202,18 @@ impl Collector for BrokerCollector {
             &m.keep_alive_timeouts,
         )?;
         counter(&mut e, "mqtt_wills", "MQTT will messages published", &m.wills)?;
+        counter(
+            &mut e,
+            "mqtt_acks_held",
+            "MQTT PUBACKs and PUBRECs held until the journal had their retained message on disk",
+            &m.acks_held,
+        )?;
+        counter(
+            &mut e,
+            "mqtt_publishes_refused_storage",
+            "MQTT publishes refused because they needed the disk and storage was unavailable",
+            &m.storage_refused,
+        )?;
         counter(&mut e, "mqtt_publishes_received", "MQTT PUBLISH packets received", &m.publishes_in)?;
         counter(&mut e, "mqtt_publishes_sent", "MQTT PUBLISH packets sent", &m.publishes_out)?;
         counter(

@@ -47,6 +47,71 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// `[http_api]`: HTTP publish and Server-Sent Events on the public listeners.
     pub http_api: HttpApiSettings,
+    /// `[storage]`: what survives a restart, and where.
+    pub storage: StorageSettings,
+}
+
+/// When a record counts as durable (`storage.sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncSetting {
+    /// After `write()` and `fdatasync`: survives kill -9 and power loss.
+    #[default]
+    Fsync,
+    /// After `write()`: survives kill -9, not a power loss.
+    Os,
+}
+
+/// `[storage]`: the write-ahead log that keeps retained messages across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Off: everything in memory, forgotten on restart.
+    pub enabled: bool,
+    /// The data directory (relative to the working directory), created 0700.
+    pub dir: std::path::PathBuf,
+    /// `fsync` or `os`.
+    pub sync: SyncSetting,
+    /// Size of each preallocated segment file, in bytes.
+    pub segment_bytes: u64,
+    /// The most bytes the store may use on disk; reaching it refuses what needs the
+    /// disk as a full disk does.
+    pub max_disk_bytes: u64,
+    /// Log bytes written since the last snapshot beyond which a snapshot is taken.
+    pub snapshot_after_bytes: u64,
+    /// How often the broker checks whether a snapshot is due.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_check_interval: Duration,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        let store = ferry_store::StoreConfig::new("data");
+        Self {
+            enabled: true,
+            dir: store.dir,
+            sync: SyncSetting::Fsync,
+            segment_bytes: store.segment_bytes,
+            max_disk_bytes: store.max_disk_bytes,
+            snapshot_after_bytes: store.snapshot_after_bytes,
+            snapshot_check_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl StorageSettings {
+    /// The store's configuration.
+    pub fn store_config(&self) -> ferry_store::StoreConfig {
+        let mut c = ferry_store::StoreConfig::new(&self.dir);
+        c.sync = match self.sync {
+            SyncSetting::Fsync => ferry_store::SyncMode::Fsync,
+            SyncSetting::Os => ferry_store::SyncMode::Os,
+        };
+        c.segment_bytes = self.segment_bytes;
+        c.max_disk_bytes = self.max_disk_bytes;
+        c.snapshot_after_bytes = self.snapshot_after_bytes;
+        c
+    }
 }
 
 /// Log output format.

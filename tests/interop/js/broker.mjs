@@ -29,11 +29,15 @@ const listeners = ['ws', 'wss', 'mqtt', 'mqtts', 'stomp', 'stomps', 'admin']
   .map((l) => `[listeners.${l}]\nbind = "127.0.0.1:0"\n`).join('');
 
 /** Start a broker; resolves to { addrs: {ws: 'host:port', ...}, stop() }. */
-export async function startBroker(extraToml = '') {
+export async function startBroker(extraToml = '', extraEnv = {}) {
   const config = join(tempDir(), 'ferry.toml');
   writeFileSync(config, `[log]\nlevel = "info"\nformat = "json"\n${listeners}${extraToml}`);
   // FERRY_TEST_BIN is the harness's own: the broker would take it for a setting.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'FERRY_TEST_BIN'));
+  // Each broker keeps its data in a temporary directory of its own, unless the test
+  // restarts one on the same data (FERRY_STORAGE__DIR in extraEnv).
+  env.FERRY_STORAGE__DIR = join(tempDir(), 'data');
+  Object.assign(env, extraEnv);
   const child = spawn(bin, ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env });
   started.add(child);
   const addrs = {};
@@ -54,6 +58,14 @@ export async function startBroker(extraToml = '') {
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+      started.delete(child);
+    },
+    /** SIGKILL: no shutdown of any kind runs. */
+    async kill9() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
         await once(child, 'exit');
       }
       started.delete(child);

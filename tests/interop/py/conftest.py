@@ -20,11 +20,14 @@ LISTENERS = "".join(
 class Broker:
     """A running broker: `addrs` maps listener names to (host, port)."""
 
-    def __init__(self, extra_toml=""):
+    def __init__(self, extra_toml="", data_dir=None):
         self.dir = tempfile.TemporaryDirectory()
         config = Path(self.dir.name) / "ferry.toml"
         config.write_text(f'[log]\nlevel = "info"\nformat = "json"\n{LISTENERS}{extra_toml}')
-        self.proc = subprocess.Popen([BIN, "--config", str(config)], stdin=subprocess.DEVNULL,
+        # Each broker keeps its data in its own temporary directory, unless a test
+        # restarts one on the same data (data_dir).
+        env = dict(os.environ, FERRY_STORAGE__DIR=str(data_dir or Path(self.dir.name) / "data"))
+        self.proc = subprocess.Popen([BIN, "--config", str(config)], stdin=subprocess.DEVNULL, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.addrs = {}
         started = threading.Event()

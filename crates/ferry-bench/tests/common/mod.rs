@@ -94,6 +94,8 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            // Its own data directory: two brokers cannot share one.
+            .env("FERRY_STORAGE__DIR", dir.path().join("data"))
             .spawn()
             .expect("start ferry");
         let stderr = child.stderr.take().expect("stderr");

@@ -1,0 +1,44 @@
+// Retained messages set by MQTT.js survive kill -9 of the real broker: once MQTT.js has
+// its PUBACK (the publish callback), the message is on disk, and a client of the
+// restarted broker on the same data directory gets it with its MQTT 5 properties.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { startBroker, tempDir } from './broker.mjs';
+
+function connect(broker, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(`ws://${broker.addrs.ws}/mqtt`, { reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+    client.once('connect', () => resolve(client));
+    client.once('error', reject);
+  });
+}
+
+test('a retained message acknowledged to MQTT.js is back after kill -9 and a restart', async () => {
+  const data = join(tempDir(), 'data');
+  const first = await startBroker('', { FERRY_STORAGE__DIR: data });
+  const setter = await connect(first, { protocolVersion: 5 });
+  const properties = { contentType: 'application/json', userProperties: { site: 'north' } };
+  for (const [topic, payload] of [['dash/temp', '{"t":21}'], ['dash/hum', '{"h":40}'], ['dash/hum', '']]) {
+    await new Promise((resolve, reject) =>
+      setter.publish(topic, payload, { qos: 1, retain: true, properties }, (e) => (e ? reject(e) : resolve())));
+  }
+  await first.kill9();
+  setter.end(true);
+
+  const second = await startBroker('', { FERRY_STORAGE__DIR: data });
+  const reader = await connect(second, { protocolVersion: 5 });
+  const got = [];
+  reader.on('message', (topic, payload, packet) => got.push({ topic, payload: payload.toString(), packet }));
+  await reader.subscribeAsync('dash/#', { qos: 1 });
+  const deadline = Date.now() + 5000;
+  while (got.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(got.map((m) => [m.topic, m.payload]), [['dash/temp', '{"t":21}']], 'the cleared topic stays cleared');
+  assert.equal(got[0].packet.retain, true);
+  assert.equal(got[0].packet.properties.contentType, 'application/json');
+  assert.equal(got[0].packet.properties.userProperties.site, 'north');
+  await reader.endAsync();
+  await second.stop();
+});
