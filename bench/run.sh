@@ -20,7 +20,7 @@
 #                    publishers paced at 150% of the single process's rate (default 0.90)
 #   BENCH_BROKER_CPU / BENCH_LOAD_CPU  cores for the brokers / the load processes
 #   BENCH_ROWS       regular expression: only the rows whose id matches (fanout-q0,
-#                    fanout-q1, fanin-q0, pairs-q0, latency, stomp-fanout, stomp-pairs,
+#                    fanout-q1, fanin-q0, pairs-q0, retained-q1, latency, stomp-fanout, stomp-pairs,
 #                    slow, conns, deflate)
 #   BENCH_SKIP_BUILD 1 to use the binaries already in target/release
 set -euo pipefail
@@ -150,6 +150,10 @@ bind = "127.0.0.1:$F_STOMP"
 enabled = false
 [listeners.admin]
 enabled = false
+# Storage on, as by default (sync = "fsync"): the retained-q1 row acknowledges each
+# PUBLISH after its record is on disk; Mosquitto below keeps everything in memory.
+[storage]
+dir = "$WORK/data"
 EOF
 
 cat >"$WORK/mosquitto.conf" <<EOF
@@ -287,6 +291,7 @@ ROWS=(
     "fanout-q1|fanout --clients 100 --qos 1|1"
     "fanin-q0|fanin --clients 100 --qos 0|0"
     "pairs-q0|pairs --clients 100 --qos 0|1"
+    "retained-q1|pairs --clients 100 --qos 1 --retain|0"
     "latency|fanout --clients 100 --qos 0 --rate 100|0"
 )
 STOMP_ROWS=(

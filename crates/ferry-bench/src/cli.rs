@@ -45,6 +45,12 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = AckMode::Auto)]
     pub ack: AckMode,
 
+    /// MQTT publishers set the retain flag: every publication replaces its topic's
+    /// retained message (with storage on, a journal record each, and a QoS 1/2 ack that
+    /// waits for the disk).
+    #[arg(long)]
+    pub retain: bool,
+
     /// STOMP publishers ask for a RECEIPT per SEND (their in-flight window counts
     /// unreceipted SENDs). Default: on unless `--ack auto`.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]

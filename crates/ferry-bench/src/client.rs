@@ -50,6 +50,8 @@ pub struct SessionSpec {
     pub ack: AckMode,
     /// STOMP: ask for a RECEIPT per SEND.
     pub receipts: bool,
+    /// MQTT: publish with the retain flag.
+    pub retain: bool,
 }
 
 impl SessionSpec {

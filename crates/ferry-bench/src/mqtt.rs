@@ -74,6 +74,7 @@ pub async fn open(
         version,
         topic: ByteString::from(publish_to),
         qos,
+        retain: spec.retain,
         next_pkid: 0,
         framing,
         scratch: BytesMut::new(),
@@ -110,6 +111,7 @@ pub struct MqttTx {
     version: Version,
     topic: ByteString,
     qos: QoS,
+    retain: bool,
     next_pkid: u16,
     framing: Framing,
     scratch: BytesMut,
@@ -121,6 +123,7 @@ impl MqttTx {
     /// identifier is never reused while still in flight.
     pub fn publish(&mut self, payload: Bytes, out: &mut BytesMut) -> Result<bool, ClientError> {
         let mut publish = Publish::new(self.topic.clone(), self.qos, payload);
+        publish.retain = self.retain;
         let confirmed = self.qos != QoS::AtMostOnce;
         if confirmed {
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);

@@ -77,6 +77,7 @@ impl Env {
                 qos: if protocol == Protocol::Mqtt { args.qos } else { 0 },
                 ack: args.ack,
                 receipts: args.stomp_receipts(),
+                retain: args.retain,
             };
             let framing = match protocol {
                 Protocol::Mqtt => Framing::WsBinary,
