@@ -428,3 +428,53 @@ async fn storage_off_keeps_nothing() {
     drop(b);
     assert!(!data.exists(), "no data directory when storage is off");
 }
+
+#[tokio::test]
+async fn snapshots_keep_the_disk_bounded_and_restore_the_latest_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [
+        ("FERRY_STORAGE__SEGMENT_BYTES", "65536"),
+        ("FERRY_STORAGE__SNAPSHOT_AFTER_BYTES", "131072"),
+        ("FERRY_STORAGE__SNAPSHOT_CHECK_INTERVAL", "50ms"),
+    ];
+    let b = broker_on_with(&data, &env);
+    let mut c = Client::connect(&b, "steady").await;
+    let pad = "p".repeat(200);
+    // About 2.4 MB of log: 37 segments' worth without snapshots.
+    for batch in 0..100u32 {
+        for i in batch * 100..(batch + 1) * 100 {
+            let topic = format!("s/{}", i % 10);
+            c.client.publish(topic, QoS::AtLeastOnce, true, format!("{i}:{pad}")).await.unwrap();
+        }
+        let mut acks = 0;
+        while acks < 100 {
+            if matches!(c.next().await, Packet::PubAck(_)) {
+                acks += 1;
+            }
+        }
+    }
+    // Let the last snapshot check run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.logs().iter().any(|l| l.contains("storage: snapshot written")));
+    let segments = metric(b.addr("ws"), "ferry_storage_segments").await.unwrap();
+    let disk = metric(b.addr("ws"), "ferry_storage_disk_bytes").await.unwrap();
+    assert!(segments <= 5.0, "{segments} segments: the snapshots reclaim the log");
+    assert!(disk <= 6.0 * 65536.0, "{disk} bytes on disk");
+    drop(c);
+    drop(b);
+    let (status, out, err) = ferry_command(&["storage", "inspect", data.to_str().unwrap()], &[]);
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("snapshot          at LSN"), "{out}");
+    let b = broker_on(&data);
+    let mut reader = Client::connect(&b, "after-snapshots").await;
+    let got = reader.retained("s/#").await;
+    assert_eq!(got.len(), 10);
+    for (topic, p) in got {
+        let last = 9_990 + topic.trim_start_matches("s/").parse::<u32>().unwrap();
+        assert!(
+            p.payload.starts_with(format!("{last}:").as_bytes()),
+            "{topic}: the last value is back"
+        );
+    }
+}
