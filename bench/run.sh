@@ -21,7 +21,7 @@
 #   BENCH_BROKER_CPU / BENCH_LOAD_CPU  cores for the brokers / the load processes
 #   BENCH_ROWS       regular expression: only the rows whose id matches (fanout-q0,
 #                    fanout-q1, fanin-q0, pairs-q0, retained-q1, latency, stomp-fanout, stomp-pairs,
-#                    slow, conns, deflate)
+#                    slow, conns, deflate, admin)
 #   BENCH_SKIP_BUILD 1 to use the binaries already in target/release
 set -euo pipefail
 
@@ -131,7 +131,7 @@ wait_port() {
 }
 
 # ---------------------------------------------------------------- brokers
-read -r F_WS F_TCP F_STOMP M_WS M_TCP <<<"$(free_ports 5)"
+read -r F_WS F_TCP F_STOMP M_WS M_TCP F_ADMIN <<<"$(free_ports 6)"
 
 cat >"$WORK/ferry.toml" <<EOF
 [log]
@@ -176,6 +176,8 @@ EOF
 FERRY_PID=""
 MOSQ_PID=""
 start_ferry() {
+    # Every run starts from an empty data directory, as the reference Mosquitto does.
+    rm -rf "$WORK/data"
     taskset -c "$BROKER_CPU" "$FERRY" --config "$WORK/ferry.toml" >>"$OUT/ferry.log" 2>&1 &
     FERRY_PID=$!
     PIDS+=("$FERRY_PID")
@@ -480,8 +482,20 @@ if [[ " $TRANSPORTS " == *" ws "* && conns =~ $ONLY ]]; then
     done
 fi
 
+# What operating Ferry costs it: the dashboard's CPU, the clients API with
+# BENCH_CONNS connections (bench/admin.sh; Ferry only).
+if [[ admin =~ $ONLY ]]; then
+    log "admin (dashboard CPU, clients API with $CONNS connections)"
+    # shellcheck source=bench/admin.sh
+    source "$ROOT/bench/admin.sh"
+fi
+
 {
     echo "ferry-bench results $STAMP on $(hostname): $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
         "brokers on CPU $BROKER_CPU, load on CPU $LOAD_CPU; mosquitto $MOSQUITTO_VERSION; $DURATION s per run, median of $REPS"
     python3 "$ROOT/bench/report.py" "$OUT"
+    if [[ -f "$OUT/admin.txt" ]]; then
+        echo
+        cat "$OUT/admin.txt"
+    fi
 } | tee "$OUT/table.md"
