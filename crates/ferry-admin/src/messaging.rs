@@ -435,11 +435,19 @@ impl EventStream {
                 if self.check && !self.admin.gate.may_receive(&self.identity, d.message.topic.as_str()) {
                     continue;
                 }
-                let data = json::message(&d.message, d.retain, d.qos, now);
+                // A live QoS 0 message without expiry reads the same in every stream:
+                // encoded once, shared (as MQTT shares its PUBLISH frames).
+                let data = if !d.retain && d.qos == QoS::AtMostOnce && d.message.expiry.is_none() {
+                    d.message.encoded(ferry_core::SSE_JSON_SLOT, |m| {
+                        Bytes::from(json::message(m, false, QoS::AtMostOnce, now).to_string())
+                    })
+                } else {
+                    Bytes::from(json::message(&d.message, d.retain, d.qos, now).to_string())
+                };
                 buf.put_slice(b"event: message\nid: ");
                 buf.put_slice(self.admin.next_id().to_string().as_bytes());
                 buf.put_slice(b"\ndata: ");
-                buf.put_slice(data.to_string().as_bytes());
+                buf.put_slice(&data);
                 buf.put_slice(b"\n\n");
                 self.admin.stats.sse_events.fetch_add(1, Ordering::Relaxed);
             }

@@ -44,7 +44,7 @@ pub use adapter::{
 };
 pub use compact_map::CompactMap;
 pub use journal::{HeldAcks, Journal, Lsn, Published, StorageUnavailable};
-pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId};
+pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId, SSE_JSON_SLOT};
 pub use monitor::{ClientDetails, ConnectionMonitor, ConnectionSummary, Connections, SubscriptionSummary};
 pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};
 pub use retained::{MemoryRetained, RetainedFull, RetainedStore, Weighed};

@@ -90,8 +90,12 @@ impl Expiry {
     }
 }
 
-/// Number of encoding slots a message caches (see [`Message::encoded`]).
-pub const ENCODING_SLOTS: usize = 4;
+/// Number of encoding slots a message caches (see [`Message::encoded`]): MQTT takes
+/// 0–3 (3.1.1 or 5, retain or not), [`SSE_JSON_SLOT`] is the event stream's JSON.
+pub const ENCODING_SLOTS: usize = 5;
+
+/// The encoding slot of a message's JSON as Server-Sent Events carry it (ferry-admin).
+pub const SSE_JSON_SLOT: usize = 4;
 
 /// A message in flight through the broker.
 #[derive(Debug)]
