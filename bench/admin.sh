@@ -3,7 +3,10 @@
 #   1. dashboard: the broker's CPU over ADMIN_IDLE seconds idle, then over as long with
 #      the dashboard open in a headless Chromium (it polls the API every 2 s); the
 #      difference, as a share of one core.
-#   2. clients API: with BENCH_CONNS idle MQTT connections (ferry-bench conns), the time
+#   2. HTTP messaging (ferry-http-bench): POST /api/v1/publish requests/s from 100
+#      keep-alive connections to one MQTT subscriber, and Server-Sent Events fan-out
+#      1→100 delivered events/s from one MQTT publisher.
+#   3. clients API: with BENCH_CONNS idle MQTT connections (ferry-bench conns), the time
 #      of GET /api/v1/clients?limit=1000 (median of 10) and of a scrape of every page.
 # Sourced by bench/run.sh, which provides FERRY, BENCH, OUT, the CPUs and CONNS; writes
 # $OUT/admin.txt.
@@ -59,6 +62,14 @@ print(f'- dashboard: broker CPU idle {share(idle):.2f}% of a core, with the dash
     else
         echo "- dashboard: skipped (needs Debian's chromium and tests/interop/node_modules: run make test once)"
     fi
+
+    admin_broker
+    for mode in publish sse; do
+        taskset -c "$LOAD_CPU" "$HTTP_BENCH" "$mode" --http "127.0.0.1:$F_WS" --mqtt "127.0.0.1:$F_TCP" \
+            --clients 100 --duration "${DURATION}s" 2>>"$OUT/http-bench.log" | sed 's/^/- /' ||
+            echo "- $mode: FAILED (see $OUT/http-bench.log)"
+    done
+    stop "$ADMIN_PID"
 
     admin_broker
     taskset -c "$LOAD_CPU" "$BENCH" conns --url "tcp://127.0.0.1:$F_TCP" --clients "$CONNS" --connect-concurrency 200 \

@@ -103,8 +103,10 @@ fi
 # Private copies: a rebuild of target/ during the run must not swap the binaries.
 cp target/release/ferry "$WORK/ferry"
 cp target/release/ferry-bench "$WORK/ferry-bench"
+cp target/release/ferry-http-bench "$WORK/ferry-http-bench"
 FERRY="$WORK/ferry"
 BENCH="$WORK/ferry-bench"
+HTTP_BENCH="$WORK/ferry-http-bench"
 
 # Brokers hold up to BENCH_CONNS connections.
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
