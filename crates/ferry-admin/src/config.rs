@@ -41,7 +41,7 @@ impl Default for AdminSettings {
             sys_interval: Duration::from_secs(10),
             sample_interval: Duration::from_secs(1),
             max_samples: 600,
-            max_page_size: 1000,
+            max_page_size: 10_000,
             max_body: 1024 * 1024,
         }
     }
