@@ -29,6 +29,17 @@ fn broker_on_with(data: &Path, env: &[(&str, &str)]) -> Broker {
     Broker::start_with("", &all)
 }
 
+/// A broker whose store fills up after about 64 KiB (room for the first segment only).
+fn small_store_broker(data: &Path) -> Broker {
+    broker_on_with(
+        data,
+        &[
+            ("FERRY_STORAGE__SEGMENT_BYTES", "65536"),
+            ("FERRY_STORAGE__MAX_DISK_BYTES", "131072"),
+        ],
+    )
+}
+
 fn options(b: &Broker, id: &str) -> MqttOptions {
     let addr = b.addr("mqtt");
     let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
@@ -297,14 +308,7 @@ async fn a_second_broker_on_the_same_directory_refuses_to_start() {
 async fn a_full_store_refuses_retained_publishes_and_says_so_on_healthz() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    // Room for the first segment only: the store fills up after about 64 KiB.
-    let b = broker_on_with(
-        &data,
-        &[
-            ("FERRY_STORAGE__SEGMENT_BYTES", "65536"),
-            ("FERRY_STORAGE__MAX_DISK_BYTES", "131072"),
-        ],
-    );
+    let b = small_store_broker(&data);
     let mut c = Client::connect(&b, "filler").await;
     let big = "x".repeat(8 * 1024);
     let mut refused = None;
@@ -339,13 +343,7 @@ async fn a_full_store_refuses_retained_publishes_and_says_so_on_healthz() {
 async fn an_mqtt_3_client_is_disconnected_instead_of_acknowledged_when_storage_is_full() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let b = broker_on_with(
-        &data,
-        &[
-            ("FERRY_STORAGE__SEGMENT_BYTES", "65536"),
-            ("FERRY_STORAGE__MAX_DISK_BYTES", "131072"),
-        ],
-    );
+    let b = small_store_broker(&data);
     let addr = b.addr("mqtt");
     let mut o = rumqttc::MqttOptions::new("v3-filler", addr.ip().to_string(), addr.port());
     o.set_keep_alive(Duration::from_secs(10));

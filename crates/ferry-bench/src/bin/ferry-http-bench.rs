@@ -7,8 +7,7 @@
 //!   over TCP) kept at most `--window` messages ahead of the slowest stream, so that no
 //!   stream's queue overflows. Prints delivered events/s (all streams together).
 //!
-//! Loopback only; MQTT is written by hand (CONNECT, SUBSCRIBE, PUBLISH of MQTT 3.1.1 are a
-//! few bytes each).
+//! Loopback only; the MQTT packets are encoded with Ferry's own codec (ferry-mqtt).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use bytes::{Bytes, BytesMut};
 use clap::{Parser, ValueEnum};
+use ferry_mqtt::codec::{encode, ByteString, Connect, Packet, Properties, Publish, QoS, Subscribe, Subscription, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -60,38 +61,20 @@ fn loopback(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn mqtt_string(s: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn mqtt_packet(head: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![head];
-    let mut n = body.len();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
+/// `packet` encoded for MQTT 3.1.1.
+fn mqtt_bytes(packet: &Packet) -> anyhow::Result<Vec<u8>> {
+    let mut out = BytesMut::new();
+    encode(packet, Version::V3_1_1, &mut out).map_err(|e| anyhow::anyhow!("cannot encode: {e}"))?;
+    Ok(out.to_vec())
 }
 
 /// An MQTT 3.1.1 connection, CONNACK read.
 async fn mqtt_connect(addr: SocketAddr, client_id: &str) -> anyhow::Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await.context("MQTT connect")?;
     s.set_nodelay(true)?;
-    let mut body = Vec::new();
-    mqtt_string("MQTT", &mut body);
-    body.extend_from_slice(&[4, 0x02, 0, 0]); // 3.1.1, clean session, no keep-alive
-    mqtt_string(client_id, &mut body);
-    s.write_all(&mqtt_packet(0x10, &body)).await?;
+    let mut connect = Connect::new(Version::V3_1_1, client_id);
+    connect.keep_alive = 0;
+    s.write_all(&mqtt_bytes(&Packet::Connect(connect))?).await?;
     let mut connack = [0u8; 4];
     s.read_exact(&mut connack).await?;
     if connack[0] != 0x20 || connack[3] != 0 {
@@ -234,10 +217,12 @@ async fn publish(args: &Args) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
     let mut sub = mqtt_connect(args.mqtt, "http-bench-sub").await?;
-    let mut body = vec![0, 1];
-    mqtt_string(TOPIC, &mut body);
-    body.push(0);
-    sub.write_all(&mqtt_packet(0x82, &body)).await?;
+    let subscribe = Subscribe {
+        pkid: 1,
+        subscriptions: vec![Subscription::new(TOPIC, QoS::AtMostOnce)],
+        properties: Properties::new(),
+    };
+    sub.write_all(&mqtt_bytes(&Packet::Subscribe(subscribe))?).await?;
     let mut suback = [0u8; 5];
     sub.read_exact(&mut suback).await?;
     let counter = tokio::spawn(count_publishes(sub, delivered.clone(), stop.clone()));
@@ -279,10 +264,11 @@ async fn sse(args: &Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut publisher = mqtt_connect(args.mqtt, "http-bench-pub").await?;
-    let mut body = Vec::new();
-    mqtt_string(TOPIC, &mut body);
-    body.extend_from_slice(PAYLOAD.as_bytes());
-    let one = mqtt_packet(0x30, &body);
+    let one = mqtt_bytes(&Packet::Publish(Publish::new(
+        ByteString::from_static(TOPIC),
+        QoS::AtMostOnce,
+        Bytes::from_static(PAYLOAD.as_bytes()),
+    )))?;
     let window = args.window;
     let pub_stop = stop.clone();
     let pub_counts = counts.clone();
