@@ -288,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn routing_keys_map_to_mqtt_topics_as_design_says() {
+    fn routing_keys_map_to_mqtt_topics_as_architecture_says() {
         assert_eq!(topic_name("sensors.room1.temp").unwrap().as_str(), "sensors/room1/temp");
         assert_eq!(topic_filter("sensors.*.temp").unwrap().as_str(), "sensors/+/temp");
         assert_eq!(topic_filter("sensors.#").unwrap().as_str(), "sensors/#");
