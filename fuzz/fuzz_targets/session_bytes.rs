@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use ferry_core::{Adapter, Carrier, ConnectionInfo, Input, MessageKind, Output, Router, Session, Wakeup};
+use ferry_core::{Adapter, Carrier, ConnectionInfo, Input, MessageKind, Output, Router, Connection, Wakeup};
 use ferry_mqtt::codec::{Decoder as MqttDecoder, Version as MqttVersion};
 use ferry_mqtt::{MqttAdapter, MqttConfig};
 use ferry_stomp::{Decoded, Decoder as StompDecoder, Limits, StompAdapter, StompConfig, Version as StompVersion};
@@ -55,7 +55,7 @@ fn info(carrier: Carrier, listener: &'static str) -> (Arc<ConnectionInfo>, Wakeu
 
 /// A connection already subscribed, whose output is decoded as its client would.
 struct Subscriber {
-    session: Box<dyn Session>,
+    session: Box<dyn Connection>,
     buf: BytesMut,
     decode: fn(&mut Subscriber),
     mqtt: MqttDecoder,

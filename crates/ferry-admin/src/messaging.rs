@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use ferry_auth::{AuthFailure, ConnectAttempt, Identity};
 use ferry_core::{
-    next_session_id, Delivery, Journal, Lsn, Outbox, OutboxLimits, QoS, SessionId, StorageUnavailable, SubscribeOptions, Subscriber,
+    next_subscriber_id, Delivery, Journal, Lsn, Outbox, OutboxLimits, QoS, SubscriberId, StorageUnavailable, SubscribeOptions, Subscriber,
     Subscription, TopicFilter, TransportCredentials, Wakeup,
 };
 use ferry_transport::{BodyError, BodyStream, HandlerFuture, HttpRequest, HttpResponse, HttpRoutes};
@@ -355,7 +355,7 @@ const BATCH: usize = 64;
 /// One event stream: a QoS 0 subscriber of its own, drained as hyper polls the body.
 struct EventStream {
     admin: Arc<Admin>,
-    session: SessionId,
+    session: SubscriberId,
     subscriptions: Vec<Subscription>,
     outbox: Arc<Outbox>,
     wakeup: Wakeup,
@@ -376,7 +376,7 @@ impl EventStream {
             max_bytes: 0,
         }));
         let wakeup = Wakeup::new();
-        let session = next_session_id();
+        let session = next_subscriber_id();
         // Retained messages first, then live ones.
         for f in &filters {
             for m in admin.router.retained_matching(f, now) {

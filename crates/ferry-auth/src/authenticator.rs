@@ -12,7 +12,8 @@ use thiserror::Error;
 
 use crate::acl::{Acl, AclError, Action, Decision, Explanation};
 use crate::config::{AnonymousPolicy, AuthSettings, CertUsername};
-use crate::identity::{AuthFailure, AuthMethod, BadCredentials, Credentials, Identity, NotAuthorized, TlsIdentity};
+use crate::identity::{AuthFailure, AuthMethod, BadCredentials, Credentials, Identity, NotAuthorized};
+use ferry_core::ClientCert;
 use crate::jwt::{looks_like_token, JwtConfigError, JwtVerifier};
 use crate::password::{CheckFailure, PasswordFile, PasswordFileError};
 
@@ -328,7 +329,7 @@ impl Authenticator {
 }
 
 /// The user name a client certificate gives, if configured and present.
-fn cert_name(tls: &TlsIdentity, mode: CertUsername) -> Option<&str> {
+fn cert_name(tls: &ClientCert, mode: CertUsername) -> Option<&str> {
     let name = match mode {
         CertUsername::Off => None,
         CertUsername::CommonName => tls.common_name.as_deref(),

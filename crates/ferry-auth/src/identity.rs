@@ -8,9 +8,7 @@ use thiserror::Error;
 use crate::acl::TokenGrants;
 use crate::jwt::TokenError;
 
-/// The client certificate of a TLS connection, as the transport read it (the core's
-/// [`ferry_core::ClientCert`]).
-pub type TlsIdentity = ferry_core::ClientCert;
+use ferry_core::ClientCert;
 
 /// What a client presents when it connects. The password is never logged, kept or put in
 /// an error.
@@ -27,7 +25,7 @@ pub struct Credentials<'a> {
     /// `access_token` query parameter.
     pub bearer: Option<&'a str>,
     /// The verified client certificate of a TLS connection.
-    pub tls: Option<&'a TlsIdentity>,
+    pub tls: Option<&'a ClientCert>,
 }
 
 impl std::fmt::Debug for Credentials<'_> {

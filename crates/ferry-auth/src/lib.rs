@@ -31,6 +31,6 @@ pub use acl::{Acl, Action, Decision};
 pub use authenticator::{AuthParts, Authenticator, LoadError, Summary};
 pub use config::{AuthSettings, LimitSettings};
 pub use gate::{Admitted, ConnectAttempt, Gatekeeper, Offload, PendingVerdict, Refusal, RunInline, SecurityStats, Verdict, WallClock};
-pub use identity::{AuthFailure, AuthMethod, BadCredentials, Credentials, Identity, NotAuthorized, TlsIdentity, STOMP_ACCESS_REFUSED};
+pub use identity::{AuthFailure, AuthMethod, BadCredentials, Credentials, Identity, NotAuthorized, STOMP_ACCESS_REFUSED};
 pub use jwt::{JwtVerifier, TokenClaims, TokenError};
 pub use password::PasswordFile;

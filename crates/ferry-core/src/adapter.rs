@@ -5,7 +5,7 @@
 //!
 //! * [`Adapter`] is the factory registered once per protocol: its name, the WebSocket
 //!   subprotocols it serves, how to recognise its first bytes, and [`Adapter::open`].
-//! * [`Session`] is one connection's protocol state machine. The transport feeds it
+//! * [`Connection`] is one connection's protocol state machine. The transport feeds it
 //!   [`Input`] and the current time; the session appends what it wants written to an
 //!   [`Output`], which the transport writes in one batch per wake-up.
 //!
@@ -341,7 +341,7 @@ impl Output {
 }
 
 /// One connection's protocol state machine. Sans-IO: no method blocks or does I/O.
-pub trait Session: Send {
+pub trait Connection: Send {
     /// Bytes arrived from the peer.
     fn on_input(&mut self, input: Input, now: Instant, out: &mut Output);
 
@@ -392,7 +392,7 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// A new session for a connection opened at `now`. The session keeps `info` (a
     /// reference count: the transport and the session share one copy).
-    fn open(&self, info: &Arc<ConnectionInfo>, now: Instant) -> Box<dyn Session>;
+    fn open(&self, info: &Arc<ConnectionInfo>, now: Instant) -> Box<dyn Connection>;
 }
 
 #[cfg(test)]

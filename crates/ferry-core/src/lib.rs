@@ -18,7 +18,7 @@
 //!
 //! Lock order: session registry → a session's owner → its outbox; router tree → a shared
 //! group's members. An adapter may hold a session slot's `state` while it calls the
-//! router (`MqttBroker::drop_session`): state → router tree. No lock is held while another
+//! router (`MqttShared::drop_session`): state → router tree. No lock is held while another
 //! component is called back. Every lock and its order: LOCKS.md.
 //!
 //! This crate never touches a socket, never reads the clock (time is passed in) and
@@ -39,12 +39,12 @@ pub mod topic;
 pub mod tree;
 
 pub use adapter::{
-    Adapter, Carrier, ClientCert, CloseCode, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Session, Sniff,
+    Adapter, Carrier, ClientCert, CloseCode, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Connection, Sniff,
     Subprotocol, TransportCredentials, Wakeup,
 };
 pub use compact_map::CompactMap;
 pub use journal::{HeldAcks, Journal, Lsn, Published, StorageUnavailable};
-pub use message::{next_session_id, Expiry, Message, Properties, QoS, SessionId, SSE_JSON_SLOT};
+pub use message::{next_subscriber_id, Expiry, Message, Properties, QoS, SubscriberId, SSE_JSON_SLOT};
 pub use monitor::{ClientDetails, ConnectionMonitor, ConnectionSummary, Connections, SubscriptionSummary};
 pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};
 pub use retained::{MemoryRetained, RetainedFull, RetainedStore, Weighed};

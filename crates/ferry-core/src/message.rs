@@ -36,16 +36,16 @@ impl QoS {
     }
 }
 
-/// Identifies the connection-independent session a message came from or goes to.
-/// The router keys subscriptions by it, so it must be unique across every protocol:
-/// take new ones from [`next_session_id`].
-pub type SessionId = u64;
+/// Identifies a subscriber: what a message came from or goes to, outliving any one
+/// connection (an MQTT session, a STOMP subscription). The router keys subscriptions by it, so it must be unique across every protocol:
+/// take new ones from [`next_subscriber_id`].
+pub type SubscriberId = u64;
 
-/// A new, process-wide unique [`SessionId`] (never 0). Every adapter takes the
+/// A new, process-wide unique [`SubscriberId`] (never 0). Every adapter takes the
 /// identities it subscribes under from here, so that an MQTT session and a STOMP
 /// subscription never share one in the router (where the same id on the same filter
 /// would replace each other's subscription).
-pub fn next_session_id() -> SessionId {
+pub fn next_subscriber_id() -> SubscriberId {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
@@ -112,8 +112,8 @@ pub struct Message {
     pub properties: Properties,
     /// Expiry, if the publisher set one.
     pub expiry: Option<Expiry>,
-    /// The publishing session, for MQTT 5's no-local option; `None` for the broker's own.
-    pub publisher: Option<SessionId>,
+    /// The publishing subscriber, for MQTT 5's no-local option; `None` for the broker's own.
+    pub publisher: Option<SubscriberId>,
     encoded: [OnceLock<Bytes>; ENCODING_SLOTS],
 }
 
@@ -144,8 +144,8 @@ impl Message {
         self
     }
 
-    /// Set the publishing session.
-    pub fn with_publisher(mut self, publisher: SessionId) -> Self {
+    /// Set the publishing subscriber.
+    pub fn with_publisher(mut self, publisher: SubscriberId) -> Self {
         self.publisher = Some(publisher);
         self
     }
@@ -215,9 +215,9 @@ mod tests {
     }
 
     #[test]
-    fn session_ids_are_unique_and_never_zero() {
-        let a = next_session_id();
-        let b = next_session_id();
+    fn subscriber_ids_are_unique_and_never_zero() {
+        let a = next_subscriber_id();
+        let b = next_subscriber_id();
         assert!(a > 0 && b > a);
     }
 

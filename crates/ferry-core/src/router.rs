@@ -22,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::journal::{Journal, Lsn, Published, StorageUnavailable};
 
-use crate::message::{Message, QoS, SessionId};
+use crate::message::{Message, QoS, SubscriberId};
 use crate::monitor::{RetainedSummary, SubscriptionSummary};
 use crate::outbox::{Delivery, Outbox, Pushed};
 use crate::retained::{MemoryRetained, RetainedStore};
@@ -47,7 +47,7 @@ pub struct SubscribeOptions {
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     /// The session.
-    pub session: SessionId,
+    pub session: SubscriberId,
     /// Where its deliveries go.
     pub outbox: Arc<Outbox>,
     /// Its options for this filter.
@@ -56,7 +56,7 @@ pub struct Subscriber {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Session(SessionId),
+    Subscriber(SubscriberId),
     Group(Arc<str>),
 }
 
@@ -167,7 +167,7 @@ impl Router {
         let mut tree = self.tree.write();
         match subscription {
             Subscription::Plain(filter) => tree
-                .insert(filter, Key::Session(subscriber.session), Entry::Direct(subscriber, client))
+                .insert(filter, Key::Subscriber(subscriber.session), Entry::Direct(subscriber, client))
                 .is_some(),
             Subscription::Shared(shared) => {
                 let key = Key::Group(shared.group.clone());
@@ -195,10 +195,10 @@ impl Router {
     }
 
     /// Remove `session`'s subscription to `subscription`; true if it existed.
-    pub fn unsubscribe(&self, subscription: &Subscription, session: SessionId) -> bool {
+    pub fn unsubscribe(&self, subscription: &Subscription, session: SubscriberId) -> bool {
         let mut tree = self.tree.write();
         match subscription {
-            Subscription::Plain(filter) => tree.remove(filter, &Key::Session(session)).is_some(),
+            Subscription::Plain(filter) => tree.remove(filter, &Key::Subscriber(session)).is_some(),
             Subscription::Shared(shared) => {
                 let key = Key::Group(shared.group.clone());
                 let Some(Entry::Group(group)) = tree.get(&shared.filter, &key).cloned() else {
@@ -397,7 +397,7 @@ impl Router {
                     qos: s.options.qos as u8,
                 }),
                 (Key::Group(name), Entry::Group(g)) => groups.push((filter.to_owned(), name.clone(), g.clone())),
-                (Key::Session(_), Entry::Group(_)) => {}
+                (Key::Subscriber(_), Entry::Group(_)) => {}
             });
         }
         for (filter, name, group) in groups {
@@ -484,7 +484,7 @@ mod tests {
         Subscription::parse(filter).unwrap()
     }
 
-    fn session(id: SessionId, qos: QoS) -> Subscriber {
+    fn session(id: SubscriberId, qos: QoS) -> Subscriber {
         Subscriber {
             session: id,
             outbox: Arc::new(Outbox::new(OutboxLimits::default())),

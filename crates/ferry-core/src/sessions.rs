@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::adapter::Wakeup;
-use crate::message::{next_session_id, SessionId};
+use crate::message::{next_subscriber_id, SubscriberId};
 use crate::monitor::SessionSummary;
 use crate::outbox::{Outbox, OutboxLimits};
 
@@ -55,7 +55,7 @@ impl Owner {
 #[derive(Debug)]
 pub struct SessionSlot<S> {
     /// The session's id, used by the router.
-    pub id: SessionId,
+    pub id: SubscriberId,
     /// The client identifier it belongs to.
     pub client_id: Arc<str>,
     /// Deliveries waiting for the client, kept while it is away.
@@ -182,7 +182,7 @@ impl<S: Default> SessionRegistry<S> {
                 let client_id: Arc<str> = Arc::from(client_id);
                 let slot = Arc::new(SessionSlot {
                     // Process-wide, so no other adapter's identity collides in the router.
-                    id: next_session_id(),
+                    id: next_subscriber_id(),
                     client_id: client_id.clone(),
                     outbox: Arc::new(Outbox::new(self.limits)),
                     state: Mutex::new(S::default()),

@@ -1,15 +1,15 @@
 //! The MQTT adapter as the transport sees it: the subprotocols it serves over
-//! WebSocket, how its first bytes look, and a new [`MqttSession`] per connection.
+//! WebSocket, how its first bytes look, and a new [`MqttConnection`] per connection.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_auth::Gatekeeper;
-use ferry_core::{Adapter, ConnectionInfo, MessageKind, Router, Session, Sniff, Subprotocol};
+use ferry_core::{Adapter, ConnectionInfo, MessageKind, Router, Connection, Sniff, Subprotocol};
 
-use crate::broker::MqttBroker;
+use crate::shared::MqttShared;
 use crate::config::MqttConfig;
-use crate::session::MqttSession;
+use crate::session::MqttConnection;
 
 /// WebSocket subprotocol names for MQTT (the README's WebSocket section): `mqtt` for 3.1.1 and 5.0,
 /// `mqttv3.1` as MQTT.js offers it for protocol level 3, and EMQX's aliases. The
@@ -27,7 +27,7 @@ pub const SUBPROTOCOLS: &[Subprotocol] = &[
 
 /// The MQTT protocol, registered once with the transport.
 pub struct MqttAdapter {
-    broker: Arc<MqttBroker>,
+    broker: Arc<MqttShared>,
 }
 
 impl MqttAdapter {
@@ -41,12 +41,12 @@ impl MqttAdapter {
     /// authorized and rate-limited by `gate`.
     pub fn with_gatekeeper(router: Arc<Router>, config: MqttConfig, gate: Arc<Gatekeeper>) -> Self {
         Self {
-            broker: Arc::new(MqttBroker::with_gatekeeper(router, config, gate)),
+            broker: Arc::new(MqttShared::with_gatekeeper(router, config, gate)),
         }
     }
 
-    /// The shared state, for periodic [`MqttBroker::tick`] calls and metrics.
-    pub fn broker(&self) -> Arc<MqttBroker> {
+    /// The shared state, for periodic [`MqttShared::tick`] calls and metrics.
+    pub fn broker(&self) -> Arc<MqttShared> {
         self.broker.clone()
     }
 }
@@ -73,7 +73,7 @@ impl Adapter for MqttAdapter {
         }
     }
 
-    fn open(&self, info: &Arc<ConnectionInfo>, now: Instant) -> Box<dyn Session> {
-        Box::new(MqttSession::new(self.broker.clone(), info.clone(), now))
+    fn open(&self, info: &Arc<ConnectionInfo>, now: Instant) -> Box<dyn Connection> {
+        Box::new(MqttConnection::new(self.broker.clone(), info.clone(), now))
     }
 }

@@ -5,20 +5,20 @@
 //!
 //! * [`session`]: one connection's sans-IO state machine (CONNECT, QoS 0/1/2 both
 //!   ways, subscriptions, retained messages, wills, keep-alive, MQTT 5 properties).
-//! * [`broker`], [`persist`]: state shared by all connections, and what a session keeps
+//! * [`shared`], [`session_state`]: state shared by all connections, and what a session keeps
 //!   between connections.
 //! * [`adapter`]: what the transport registers; [`config`]: the `[mqtt]` settings.
 
 #![forbid(unsafe_code)]
 
 pub mod adapter;
-pub mod broker;
+pub mod shared;
 pub mod codec;
 pub mod config;
 mod convert;
-pub mod persist;
+pub mod session_state;
 pub mod session;
 
 pub use adapter::MqttAdapter;
-pub use broker::MqttBroker;
+pub use shared::MqttShared;
 pub use config::MqttConfig;

@@ -1,15 +1,15 @@
 //! The STOMP adapter as the transport sees it: the subprotocols it serves over
-//! WebSocket, how its first bytes look, and a new [`StompSession`] per connection.
+//! WebSocket, how its first bytes look, and a new [`StompConnection`] per connection.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_auth::Gatekeeper;
-use ferry_core::{Adapter, ConnectionInfo, MessageKind, Router, Session, Sniff, Subprotocol};
+use ferry_core::{Adapter, ConnectionInfo, MessageKind, Router, Connection, Sniff, Subprotocol};
 
-use crate::broker::StompBroker;
+use crate::shared::StompShared;
 use crate::config::StompConfig;
-use crate::session::StompSession;
+use crate::session::StompConnection;
 
 /// WebSocket subprotocol names for STOMP (the README's WebSocket section). stompjs offers the three
 /// versioned ones: the highest wins; the version itself is then settled by
@@ -32,7 +32,7 @@ pub const SUBPROTOCOLS: &[Subprotocol] = &[
 
 /// The STOMP protocol, registered once with the transport.
 pub struct StompAdapter {
-    broker: Arc<StompBroker>,
+    broker: Arc<StompShared>,
 }
 
 impl StompAdapter {
@@ -48,12 +48,12 @@ impl StompAdapter {
     /// fast they may send.
     pub fn with_gatekeeper(router: Arc<Router>, config: StompConfig, gate: Arc<Gatekeeper>) -> Self {
         Self {
-            broker: Arc::new(StompBroker::with_gatekeeper(router, config, gate)),
+            broker: Arc::new(StompShared::with_gatekeeper(router, config, gate)),
         }
     }
 
     /// The shared state, for metrics.
-    pub fn broker(&self) -> Arc<StompBroker> {
+    pub fn broker(&self) -> Arc<StompShared> {
         self.broker.clone()
     }
 }
@@ -113,8 +113,8 @@ impl Adapter for StompAdapter {
         sniff(first_bytes)
     }
 
-    fn open(&self, info: &Arc<ConnectionInfo>, now: Instant) -> Box<dyn Session> {
-        Box::new(StompSession::new(self.broker.clone(), info.clone(), now))
+    fn open(&self, info: &Arc<ConnectionInfo>, now: Instant) -> Box<dyn Connection> {
+        Box::new(StompConnection::new(self.broker.clone(), info.clone(), now))
     }
 }
 

@@ -10,7 +10,7 @@
 //! * [`destination`]: `/topic/`, `/queue/`, `/temp-queue/` and the mapping of routing
 //!   keys onto the core's MQTT-syntax topic tree; [`convert`]: headers ⇄ MQTT 5
 //!   properties; [`queue`]: point-to-point queues, which the core does not have.
-//! * [`adapter`]: what the transport registers; [`broker`]: state shared by all
+//! * [`adapter`]: what the transport registers; [`shared`]: state shared by all
 //!   connections; [`config`]: the `[stomp]` settings; [`error`]: why a session ends
 //!   with an ERROR frame.
 //!
@@ -38,7 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod adapter;
-pub mod broker;
+pub mod shared;
 pub mod codec;
 pub mod config;
 pub mod convert;
@@ -48,8 +48,8 @@ pub mod queue;
 pub mod session;
 
 pub use adapter::StompAdapter;
-pub use broker::StompBroker;
+pub use shared::StompShared;
 pub use codec::{Command, Decoded, Decoder, EncodeError, Frame, Headers, Limits, StompError, Version};
 pub use config::StompConfig;
 pub use error::ProtocolError;
-pub use session::StompSession;
+pub use session::StompConnection;

@@ -5,13 +5,13 @@
 
 use std::time::Instant;
 
-use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Session, Sniff, Subprotocol};
+use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Connection, Sniff, Subprotocol};
 
 /// The echo adapter.
 #[derive(Debug, Default)]
 pub struct EchoAdapter;
 
-struct EchoSession;
+struct EchoConnection;
 
 impl Adapter for EchoAdapter {
     fn name(&self) -> &'static str {
@@ -30,12 +30,12 @@ impl Adapter for EchoAdapter {
         Sniff::NoMatch
     }
 
-    fn open(&self, _info: &std::sync::Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Session> {
-        Box::new(EchoSession)
+    fn open(&self, _info: &std::sync::Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Connection> {
+        Box::new(EchoConnection)
     }
 }
 
-impl Session for EchoSession {
+impl Connection for EchoConnection {
     fn on_input(&mut self, input: Input, _now: Instant, out: &mut Output) {
         match input {
             // The payload is unmasked already; the transport frames it anew.

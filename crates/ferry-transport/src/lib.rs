@@ -5,7 +5,7 @@
 //! The transport knows sockets and frames; adapters know their protocol. A connection
 //! is one task: its loop ([`connection`]'s driver) reads the socket with reads that are
 //! cancel-safe inside one `select!`, cuts WebSocket frames out of what it read with the
-//! sans-IO [`ws`] pieces, drives the adapter's sans-IO [`ferry_core::Session`], and writes
+//! sans-IO [`ws`] pieces, drives the adapter's sans-IO [`ferry_core::Connection`], and writes
 //! its output in one batch per wake-up. No reader task, no channel. See ARCHITECTURE.md.
 
 mod admission;

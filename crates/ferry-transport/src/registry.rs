@@ -124,7 +124,7 @@ pub fn parse_offers<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use ferry_core::{ConnectionInfo, MessageKind, Session, Subprotocol};
+    use ferry_core::{ConnectionInfo, MessageKind, Connection, Subprotocol};
 
     /// A stand-in adapter with real protocol names, for negotiation tests.
     pub(crate) struct Named {
@@ -153,7 +153,7 @@ pub(crate) mod tests {
                 Sniff::Match
             }
         }
-        fn open(&self, _: &std::sync::Arc<ConnectionInfo>, _: std::time::Instant) -> Box<dyn Session> {
+        fn open(&self, _: &std::sync::Arc<ConnectionInfo>, _: std::time::Instant) -> Box<dyn Connection> {
             unimplemented!("negotiation tests open no session")
         }
     }

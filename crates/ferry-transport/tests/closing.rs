@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_core::{Adapter, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Session, Sniff, Subprotocol};
+use ferry_core::{Adapter, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Connection, Sniff, Subprotocol};
 use ferry_transport::config::{ListenerConfig, Listeners};
 use ferry_transport::{Registry, Server, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,7 +22,7 @@ type Closed = Arc<Mutex<Vec<Instant>>>;
 /// A session that answers "bye" with "ok" and a normal close, and records `on_closed`.
 struct Closer(Closed);
 
-impl Session for Closer {
+impl Connection for Closer {
     fn on_input(&mut self, input: Input, _now: Instant, out: &mut Output) {
         if input.bytes().as_ref() == b"bye" {
             out.send(MessageKind::Text, Bytes::from_static(b"ok"));
@@ -52,7 +52,7 @@ impl Adapter for Fixture {
     fn sniff(&self, _first: &[u8]) -> Sniff {
         Sniff::Match
     }
-    fn open(&self, _info: &Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Session> {
+    fn open(&self, _info: &Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Connection> {
         Box::new(Closer(self.0.clone()))
     }
 }

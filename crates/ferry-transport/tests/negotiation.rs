@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Session, Sniff, Subprotocol};
+use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Connection, Sniff, Subprotocol};
 use ferry_transport::config::{ListenerConfig, Listeners};
 use ferry_transport::{Registry, Server, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +23,7 @@ struct Fixture {
 
 struct Greeter(&'static str, Option<&'static str>, MessageKind);
 
-impl Session for Greeter {
+impl Connection for Greeter {
     fn on_input(&mut self, _input: Input, _now: Instant, out: &mut Output) {
         out.send(self.2, Bytes::from(format!("{}:{}", self.0, self.1.unwrap_or("-"))));
     }
@@ -47,7 +47,7 @@ impl Adapter for Fixture {
             (true, true) => Sniff::Match,
         }
     }
-    fn open(&self, info: &std::sync::Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Session> {
+    fn open(&self, info: &std::sync::Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Connection> {
         Box::new(Greeter(self.name, info.subprotocol, self.kind))
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use bytes::Bytes;
 use ferry_auth::jwt::{Algorithm, JwtKey};
 use ferry_auth::{AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, RunInline};
-use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Session, Sniff, Subprotocol};
+use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Connection, Sniff, Subprotocol};
 use ferry_transport::config::{ClientAuth, ListenerConfig, Listeners, TlsConfig};
 use ferry_transport::{Metrics, Registry, Server, TransportConfig};
 use rustls_pki_types::pem::PemObject;
@@ -50,7 +50,7 @@ impl Adapter for Reporter {
             Sniff::NoMatch
         }
     }
-    fn open(&self, info: &std::sync::Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Session> {
+    fn open(&self, info: &std::sync::Arc<ConnectionInfo>, _now: Instant) -> Box<dyn Connection> {
         let creds = info.credentials.as_deref();
         let cn = creds
             .and_then(|c| c.client_cert.as_ref())
@@ -68,7 +68,7 @@ impl Adapter for Reporter {
     }
 }
 
-impl Session for Report {
+impl Connection for Report {
     fn on_input(&mut self, input: Input, _now: Instant, out: &mut Output) {
         let n = match &input {
             Input::Stream(b) | Input::Message(_, b) => b.len(),

@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use ferry_admin::{Admin, BrokerSources};
 use ferry_core::monitor::SessionSummary;
-use ferry_mqtt::MqttBroker;
-use ferry_stomp::StompBroker;
+use ferry_mqtt::MqttShared;
+use ferry_stomp::StompShared;
 
 /// The MQTT sessions and the adapters' counters.
 pub struct AdapterSources {
     /// The MQTT adapter's shared state.
-    pub mqtt: Arc<MqttBroker>,
+    pub mqtt: Arc<MqttShared>,
     /// The STOMP adapter's shared state.
-    pub stomp: Arc<StompBroker>,
+    pub stomp: Arc<StompShared>,
 }
 
 impl BrokerSources for AdapterSources {

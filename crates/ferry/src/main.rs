@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferry_auth::{Authenticator, Gatekeeper};
 use ferry_core::{Connections, MemoryRetained, Router};
-use ferry_mqtt::{MqttAdapter, MqttBroker};
+use ferry_mqtt::{MqttAdapter, MqttShared};
 use ferry_stomp::StompAdapter;
 use ferry_store::BrokerJournal;
 use ferry_transport::routes::{HealthRoutes, MetricsRoutes};
@@ -139,7 +139,7 @@ fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
 /// What [`adapters`] builds.
 struct Wired {
     registry: Registry,
-    mqtt: Arc<MqttBroker>,
+    mqtt: Arc<MqttShared>,
     metrics: Metrics,
     admin: Arc<ferry_admin::Admin>,
     connections: Arc<Connections>,
@@ -293,7 +293,7 @@ async fn snapshots(journal: Arc<BrokerJournal>, router: Arc<Router>, every: Dura
 }
 
 /// Time-driven work of the adapters (session expiry, delayed wills), once a second.
-async fn tick(mqtt: Arc<MqttBroker>) {
+async fn tick(mqtt: Arc<MqttShared>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

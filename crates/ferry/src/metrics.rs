@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use ferry_auth::Gatekeeper;
 use ferry_core::Router;
-use ferry_mqtt::MqttBroker;
-use ferry_stomp::StompBroker;
+use ferry_mqtt::MqttShared;
+use ferry_stomp::StompShared;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -18,9 +18,9 @@ pub struct BrokerCollector {
     /// The shared router.
     pub router: Arc<Router>,
     /// The MQTT adapter's shared state.
-    pub mqtt: Arc<MqttBroker>,
+    pub mqtt: Arc<MqttShared>,
     /// The STOMP adapter's shared state.
-    pub stomp: Arc<StompBroker>,
+    pub stomp: Arc<StompShared>,
     /// Authentication, ACL and limits.
     pub gate: Arc<Gatekeeper>,
     /// The admin API, `$SYS` and HTTP messaging.

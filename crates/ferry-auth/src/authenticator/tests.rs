@@ -230,7 +230,7 @@ fn a_bearer_without_jwt_or_a_bad_token_is_refused_even_when_anonymous_is_allowed
 
 #[test]
 fn client_certificates() {
-    let tls = TlsIdentity {
+    let tls = ClientCert {
         common_name: Some("device-42".to_owned()),
         subject_alt_names: vec!["device-42.example".to_owned()],
     };
@@ -256,7 +256,7 @@ fn client_certificates() {
     let off = with_users();
     assert_eq!(off.authenticate(&with_cert, now()), bad(BadCredentials::UnknownUser));
     // No CN: the other credentials are checked.
-    let no_cn = TlsIdentity::default();
+    let no_cn = ClientCert::default();
     let auth = Authenticator::from_parts(AuthParts {
         cert_username: CertUsername::CommonName,
         passwords: Some(file_with(&[("alice", "wonderland")])),

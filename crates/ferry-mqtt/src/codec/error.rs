@@ -244,7 +244,7 @@ impl DecodeError {
     /// The CONNACK refusal a CONNECT that failed with this error gets, when the version
     /// it was sent with is `version`: `None` when the connection must just close.
     /// (See `Decoder::refusal`, which knows whether the error came from a CONNECT.)
-    pub(crate) fn connack_refusal(&self, version: Option<Version>) -> Option<(Version, ReasonCode)> {
+    pub(super) fn connack_refusal(&self, version: Option<Version>) -> Option<(Version, ReasonCode)> {
         match (self, version) {
             // 5.0 §3.1.2.2: a server MAY answer 0x84 in a 5.0 CONNACK to a level it does
             // not speak; a newer client understands that form, an older one the 3.x one.

@@ -10,7 +10,7 @@ use ferry_auth::{AuthFailure, ConnectAttempt, Identity};
 use ferry_core::{Expiry, Message, Output, Owner, TopicName};
 use tracing::{debug, info};
 
-use super::{Authenticating, Connected, MqttSession, PendingWill, Phase, Writer};
+use super::{Authenticating, Connected, MqttConnection, PendingWill, Phase, Writer};
 use crate::codec::{ConnAck, Connect, DecodeError, Packet, Property, ReasonCode, Version};
 use crate::convert;
 
@@ -33,14 +33,14 @@ impl Accepted {
     }
 }
 
-impl MqttSession {
+impl MqttConnection {
     /// A CONNECT the codec could not accept: answer with the CONNACK the client's
     /// version understands when there is one, then close.
     pub(super) fn refuse_connect_error(&mut self, e: &DecodeError, w: &mut Writer, out: &mut Output) {
         self.broker.stats.refused.fetch_add(1, Ordering::Relaxed);
         info!(conn = self.info.id, peer = %self.info.peer, error = %e, "CONNECT refused");
-        if let Some((version, code)) = e.connack_refusal(self.decoder.version()) {
-            w.packet(&Packet::ConnAck(ConnAck::refused(code)), version);
+        if let Some((version, connack)) = self.decoder.refusal(e) {
+            w.packet(&Packet::ConnAck(connack), version);
         }
         self.phase_close("", w, out);
         self.phase = Phase::Closed;

@@ -3,7 +3,7 @@
 //! exactly-once kept by the session's set of unreleased QoS 2 packet ids.
 //!
 //! With storage on, the PUBACK or PUBREC of a retained message waits until the journal
-//! has the change on disk ([`MqttSession::acknowledge`]); if the journal fails, the
+//! has the change on disk ([`MqttConnection::acknowledge`]); if the journal fails, the
 //! publish is refused instead: MQTT 5 with PUBACK/PUBREC 0x80 (0x97 for a full disk),
 //! MQTT 3.1.1, which has no refusal, by closing the connection without the ack.
 
@@ -16,11 +16,11 @@ use ferry_auth::SecurityStats;
 use ferry_core::{Expiry, Lsn, Message, Output, QoS, StorageUnavailable, TopicName};
 use tracing::info;
 
-use super::{End, MqttSession, Phase, Writer};
+use super::{End, MqttConnection, Phase, Writer};
 use crate::codec::{Ack, Packet, Publish, ReasonCode};
 use crate::convert;
 
-impl MqttSession {
+impl MqttConnection {
     pub(super) fn on_publish(&mut self, p: Publish, now: Instant, w: &mut Writer, out: &mut Output) {
         self.broker.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
         let Phase::Connected(c) = &mut self.phase else { return };

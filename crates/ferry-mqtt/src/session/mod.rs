@@ -19,12 +19,12 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::{Identity, PendingVerdict, SecurityStats, Verdict};
-use ferry_core::{CloseCode, CloseRequest, ConnectionInfo, HeldAcks, Input, Message, MessageKind, Output, Owner, Session, SessionSlot};
+use ferry_core::{CloseCode, CloseRequest, ConnectionInfo, HeldAcks, Input, Message, MessageKind, Output, Owner, Connection, SessionSlot};
 use tracing::{debug, info};
 
-use crate::broker::MqttBroker;
+use crate::shared::MqttShared;
 use crate::codec::{DecodeError, Decoder, Disconnect, Packet, ReasonCode, Version};
-use crate::persist::Persisted;
+use crate::session_state::SessionState;
 
 use writer::Writer;
 
@@ -39,7 +39,7 @@ struct PendingWill {
 struct Connected {
     version: Version,
     client_id: Arc<str>,
-    slot: Arc<SessionSlot<Persisted>>,
+    slot: Arc<SessionSlot<SessionState>>,
     owner: Owner,
     /// 1.5 × the keep-alive, or `None` when keep-alive is off.
     keep_alive_limit: Option<Duration>,
@@ -150,8 +150,8 @@ enum Phase {
 }
 
 /// The MQTT state machine of one connection.
-pub struct MqttSession {
-    broker: Arc<MqttBroker>,
+pub struct MqttConnection {
+    broker: Arc<MqttShared>,
     info: Arc<ConnectionInfo>,
     decoder: Decoder,
     input: BytesMut,
@@ -159,9 +159,9 @@ pub struct MqttSession {
     last_packet: Instant,
 }
 
-impl MqttSession {
+impl MqttConnection {
     /// A session for a new connection, opened at `now`.
-    pub fn new(broker: Arc<MqttBroker>, info: Arc<ConnectionInfo>, now: Instant) -> Self {
+    pub fn new(broker: Arc<MqttShared>, info: Arc<ConnectionInfo>, now: Instant) -> Self {
         let deadline = now + broker.config.connect_timeout;
         // Until the client is authenticated, only small packets: the CONNECT is all it
         // may send, and each byte it sends before then costs an unknown peer nothing.
@@ -352,7 +352,7 @@ impl MqttSession {
     }
 }
 
-impl Session for MqttSession {
+impl Connection for MqttConnection {
     fn on_input(&mut self, input: Input, now: Instant, out: &mut Output) {
         if matches!(self.phase, Phase::Closed) {
             return;

@@ -10,10 +10,10 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use ferry_core::{Delivery, Message, Output, QoS};
 
-use super::{MqttSession, OutAliases, Phase, Writer};
+use super::{MqttConnection, OutAliases, Phase, Writer};
 use crate::codec::{self, Ack, Packet, Property, Publish, ReasonCode, Version};
 use crate::convert;
-use crate::persist::Stage;
+use crate::session_state::Stage;
 
 /// Deliveries taken from the outbox per round.
 const BATCH: usize = 64;
@@ -23,7 +23,7 @@ fn cache_slot(version: Version, retain: bool) -> usize {
     usize::from(version.is_v5()) * 2 + usize::from(retain)
 }
 
-impl MqttSession {
+impl MqttConnection {
     /// The PUBLISH packet for `d`, with `pkid` (0 for QoS 0) and `dup`, using a topic
     /// alias from `aliases` when the client accepts them.
     fn publish_packet(d: &Delivery, version: Version, pkid: u16, dup: bool, now: Instant, aliases: Option<&mut OutAliases>) -> Publish {

@@ -7,10 +7,10 @@ use std::time::Instant;
 use ferry_auth::SecurityStats;
 use ferry_core::{Delivery, Output, SubscribeOptions, Subscriber, Subscription, TopicFilter};
 
-use super::{MqttSession, Phase, Writer};
+use super::{MqttConnection, Phase, Writer};
 use crate::codec::{Packet, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe};
 
-impl MqttSession {
+impl MqttConnection {
     pub(super) fn on_subscribe(&mut self, s: Subscribe, now: Instant, w: &mut Writer, out: &mut Output) {
         let Phase::Connected(c) = &self.phase else { return };
         let version = c.version;

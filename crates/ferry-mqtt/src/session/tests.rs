@@ -11,10 +11,10 @@ use ferry_auth::config::{AnonymousPolicy, FailedAuthSettings};
 use ferry_auth::jwt::{Algorithm, JwtKey};
 use ferry_auth::password::HashParams;
 use ferry_auth::{Acl, AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, Offload, PasswordFile, RunInline};
-use ferry_core::{Carrier, ConnectionInfo, Input, Message, MessageKind, Output, QoS, Router, Session, TopicName, Wakeup};
+use ferry_core::{Carrier, ConnectionInfo, Input, Message, MessageKind, Output, QoS, Router, Connection, TopicName, Wakeup};
 
-use super::MqttSession;
-use crate::broker::MqttBroker;
+use super::MqttConnection;
+use crate::shared::MqttShared;
 use crate::codec::{self, Ack, Connect, Packet, Property, Publish, Subscribe, Subscription, Version, Will};
 use crate::config::MqttConfig;
 
@@ -78,20 +78,20 @@ fn inline_gate() -> Arc<Gatekeeper> {
     gate(Arc::new(RunInline), FailedAuthSettings::default(), LimitSettings::default())
 }
 
-fn broker(gate: Arc<Gatekeeper>, config: MqttConfig) -> Arc<MqttBroker> {
-    Arc::new(MqttBroker::with_gatekeeper(Arc::new(Router::default()), config, gate))
+fn broker(gate: Arc<Gatekeeper>, config: MqttConfig) -> Arc<MqttShared> {
+    Arc::new(MqttShared::with_gatekeeper(Arc::new(Router::default()), config, gate))
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// One connection to `broker`, at a test-controlled time.
 struct Conn {
-    session: MqttSession,
+    session: MqttConnection,
     now: Instant,
 }
 
 impl Conn {
-    fn open(broker: &Arc<MqttBroker>, now: Instant) -> Conn {
+    fn open(broker: &Arc<MqttShared>, now: Instant) -> Conn {
         let info = ConnectionInfo {
             id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
             peer: "192.0.2.7:40000".parse().unwrap(),
@@ -104,7 +104,7 @@ impl Conn {
             monitor: Default::default(),
         };
         Conn {
-            session: MqttSession::new(broker.clone(), Arc::new(info), now),
+            session: MqttConnection::new(broker.clone(), Arc::new(info), now),
             now,
         }
     }
@@ -171,7 +171,7 @@ fn with_reason(head: u8, pkid: Option<u16>, code: u8, reason: &str) -> Vec<u8> {
     out
 }
 
-fn connected(broker: &Arc<MqttBroker>, version: Version, now: Instant) -> Conn {
+fn connected(broker: &Arc<MqttShared>, version: Version, now: Instant) -> Conn {
     let mut conn = Conn::open(broker, now);
     let out = conn.send(&alice(version), version);
     assert_eq!(&bytes(&out)[..4], &[0x20, bytes(&out)[1], 0x00, 0x00], "accepted");
@@ -563,7 +563,7 @@ fn subscription_quota_refuses_with_the_versions_code() {
 
 #[test]
 fn the_open_gatekeeper_lets_everyone_in() {
-    let b = Arc::new(MqttBroker::new(Arc::new(Router::default()), MqttConfig::default()));
+    let b = Arc::new(MqttShared::new(Arc::new(Router::default()), MqttConfig::default()));
     let out = Conn::open(&b, Instant::now()).send(&connect(Version::V3_1_1, "a", None, None), Version::V3_1_1);
     assert_eq!(bytes(&out), [0x20, 0x02, 0x00, 0x00]);
 }
@@ -571,8 +571,8 @@ fn the_open_gatekeeper_lets_everyone_in() {
 // Conformance: will delay against session expiry, take-over, text frames.
 
 /// A broker that lets everyone in (no ACL), for the conformance tests below.
-fn open_broker() -> Arc<MqttBroker> {
-    Arc::new(MqttBroker::new(Arc::new(Router::default()), MqttConfig::default()))
+fn open_broker() -> Arc<MqttShared> {
+    Arc::new(MqttShared::new(Arc::new(Router::default()), MqttConfig::default()))
 }
 
 /// A 5.0 CONNECT for `id` with `session_expiry` seconds, not clean-start when the session

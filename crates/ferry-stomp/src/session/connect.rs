@@ -17,23 +17,23 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use ferry_auth::{AuthFailure, ConnectAttempt, Identity, PendingVerdict, Verdict};
-use ferry_core::{next_session_id, CompactMap, Output};
+use ferry_core::{next_subscriber_id, CompactMap, Output};
 use tracing::debug;
 
 use super::heartbeat::{self, HeartBeat};
 use super::transaction::Transactions;
-use super::{Connected, Credentials, Phase, StompSession, Writer};
+use super::{Connected, ConnectHeaders, Phase, StompConnection, Writer};
 use crate::codec::{Command, Frame, Version};
 use crate::error::ProtocolError;
 
 /// The `server` header: `Ferry/<version>`.
 pub const SERVER: &str = concat!("Ferry/", env!("CARGO_PKG_VERSION"));
 
-/// A CONNECT whose credentials are being checked.
+/// A CONNECT whose credentials the gatekeeper is checking.
 pub(super) struct Authenticating {
     version: Version,
     heart_beat: HeartBeat,
-    credentials: Credentials,
+    connect_headers: ConnectHeaders,
     /// The `session` header to send.
     name: String,
     pending: PendingVerdict,
@@ -69,7 +69,7 @@ impl Authenticating {
     }
 }
 
-impl StompSession {
+impl StompConnection {
     pub(super) fn on_connect(&mut self, frame: &Frame, now: Instant, w: &mut Writer, out: &mut Output) -> Result<(), ProtocolError> {
         let offered = frame.header("accept-version");
         let version = Version::negotiate(offered).ok_or_else(|| ProtocolError::NoCommonVersion {
@@ -87,7 +87,7 @@ impl StompSession {
         } else {
             HeartBeat::default()
         };
-        let credentials = Credentials {
+        let connect_headers = ConnectHeaders {
             host: frame.header("host").map(str::to_owned),
             login: frame.header("login").map(str::to_owned),
         };
@@ -101,7 +101,7 @@ impl StompSession {
             peer: self.info.peer,
             protocol: "stomp",
             client_id,
-            username: credentials.login.clone(),
+            username: connect_headers.login.clone(),
             password: frame.header("passcode").map(|p| p.as_bytes().to_vec()),
             transport: self.info.credentials.clone(),
         };
@@ -109,7 +109,7 @@ impl StompSession {
         self.phase = Phase::Authenticating(Box::new(Authenticating {
             version,
             heart_beat,
-            credentials,
+            connect_headers,
             name,
             pending,
             verdict: None,
@@ -157,7 +157,7 @@ impl StompSession {
         let Authenticating {
             version,
             heart_beat,
-            credentials,
+            connect_headers,
             name,
             ..
         } = a;
@@ -180,8 +180,8 @@ impl StompSession {
             conn = self.info.id,
             session = %name,
             %version,
-            host = credentials.host.as_deref().unwrap_or(""),
-            login = credentials.login.as_deref().unwrap_or(""),
+            host = connect_headers.host.as_deref().unwrap_or(""),
+            login = connect_headers.login.as_deref().unwrap_or(""),
             user = identity.username.as_deref().unwrap_or(""),
             method = ?identity.method,
             ?heart_beat,
@@ -198,12 +198,12 @@ impl StompSession {
         self.phase = Phase::Connected(Box::new(Connected {
             version,
             name,
-            credentials,
+            connect_headers,
             identity,
             expires,
             bucket,
             heart_beat,
-            publisher: next_session_id(),
+            publisher: next_subscriber_id(),
             subs: CompactMap::new(),
             unacked: BTreeMap::new(),
             next_seq: 1,

@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::{Identity, SecurityStats};
-use ferry_core::{CloseRequest, CompactMap, ConnectionInfo, Input, Output, Session, SessionId, TopicName};
+use ferry_core::{CloseRequest, CompactMap, ConnectionInfo, Input, Output, Connection, SubscriberId, TopicName};
 use foldhash::fast::RandomState;
 use tracing::{debug, info};
 
-use crate::broker::StompBroker;
+use crate::shared::StompShared;
 use crate::codec::{Command, Decoded, Decoder, Frame, Version};
 use crate::error::ProtocolError;
 
@@ -55,7 +55,7 @@ use writer::Writer;
 /// What the client said of itself in its CONNECT. The `passcode` is handed to the
 /// gatekeeper and not kept.
 #[derive(Debug, Clone, Default)]
-pub struct Credentials {
+pub struct ConnectHeaders {
     /// `host`: the virtual host the client asked for.
     pub host: Option<String>,
     /// `login`.
@@ -67,7 +67,7 @@ struct Connected {
     version: Version,
     /// The `session` header sent in CONNECTED; also the prefix of message ids.
     name: String,
-    credentials: Credentials,
+    connect_headers: ConnectHeaders,
     /// Who the client authenticated as: what the ACL is checked against.
     identity: Identity,
     /// When the connection closes for its token's expiry.
@@ -77,7 +77,7 @@ struct Connected {
     bucket: Option<Box<TokenBucket>>,
     heart_beat: HeartBeat,
     /// The identity this connection publishes under (never subscribes under).
-    publisher: SessionId,
+    publisher: SubscriberId,
     /// Subscriptions by id (most sessions have one or a few: a right-sized vector, not a
     /// B-tree node with room for eleven).
     subs: CompactMap<String, Sub, RandomState>,
@@ -109,8 +109,8 @@ enum Phase {
 }
 
 /// The STOMP state machine of one connection.
-pub struct StompSession {
-    broker: Arc<StompBroker>,
+pub struct StompConnection {
+    broker: Arc<StompShared>,
     info: Arc<ConnectionInfo>,
     decoder: Decoder,
     input: BytesMut,
@@ -124,14 +124,14 @@ pub struct StompSession {
 
 /// What the handlers of one frame share.
 struct Ctx<'a> {
-    broker: &'a StompBroker,
+    broker: &'a StompShared,
     info: &'a ConnectionInfo,
     now: Instant,
 }
 
-impl StompSession {
+impl StompConnection {
     /// A session for a new connection, opened at `now`.
-    pub fn new(broker: Arc<StompBroker>, info: Arc<ConnectionInfo>, now: Instant) -> Self {
+    pub fn new(broker: Arc<StompShared>, info: Arc<ConnectionInfo>, now: Instant) -> Self {
         let deadline = now.checked_add(broker.config.connect_timeout);
         let decoder = Decoder::new(broker.config.unauthenticated_limits());
         Self {
@@ -147,9 +147,9 @@ impl StompSession {
     }
 
     /// What the client said of itself in its CONNECT, once connected.
-    pub fn credentials(&self) -> Option<&Credentials> {
+    pub fn connect_headers(&self) -> Option<&ConnectHeaders> {
         match &self.phase {
-            Phase::Connected(c) => Some(&c.credentials),
+            Phase::Connected(c) => Some(&c.connect_headers),
             _ => None,
         }
     }
@@ -316,7 +316,7 @@ impl StompSession {
     }
 }
 
-impl Session for StompSession {
+impl Connection for StompConnection {
     fn on_input(&mut self, input: Input, now: Instant, out: &mut Output) {
         if self.closing {
             return;

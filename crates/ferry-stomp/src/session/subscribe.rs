@@ -20,11 +20,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ferry_auth::{Action, SecurityStats};
-use ferry_core::{next_session_id, Delivery, Outbox, OutboxLimits, QoS, SessionId, SubscribeOptions, Subscriber, Subscription};
+use ferry_core::{next_subscriber_id, Delivery, Outbox, OutboxLimits, QoS, SubscriberId, SubscribeOptions, Subscriber, Subscription};
 use tracing::debug;
 
 use super::{Connected, Ctx};
-use crate::broker::StompBroker;
+use crate::shared::StompShared;
 use crate::codec::{Command, Frame, Version};
 use crate::destination::{self, Destination, TEMP_QUEUE};
 use crate::error::ProtocolError;
@@ -67,7 +67,7 @@ pub(super) enum Source {
     /// The topic tree, through the router.
     Topic {
         subscription: Subscription,
-        identity: SessionId,
+        identity: SubscriberId,
         outbox: Arc<Outbox>,
         /// NACKed messages, sent again before anything new.
         redeliver: VecDeque<Delivery>,
@@ -205,7 +205,7 @@ impl Connected {
                     max_bytes: ctx.broker.config.max_pending_bytes_per_subscription,
                 }));
                 let qos = if ack.acknowledges() { QoS::AtLeastOnce } else { QoS::AtMostOnce };
-                let identity = next_session_id();
+                let identity = next_subscriber_id();
                 for m in ctx.broker.router.retained_matching(&filter, ctx.now) {
                     let qos = m.qos.min(qos);
                     outbox.push(Delivery {
@@ -336,7 +336,7 @@ impl Connected {
 
     /// End subscription `id`: out of the router, or off its queue (which gets back what
     /// was not acknowledged, marked redelivered).
-    pub(super) fn unsubscribe(&mut self, broker: &StompBroker, id: &str) {
+    pub(super) fn unsubscribe(&mut self, broker: &StompShared, id: &str) {
         let Some(sub) = self.subs.remove(id) else { return };
         self.unacked.retain(|_, p| p.sub != id);
         match sub.source {
@@ -361,7 +361,7 @@ impl Connected {
 
     /// The connection is gone: every subscription ends, temporary queues go away, open
     /// transactions are aborted.
-    pub(super) fn release(&mut self, broker: &StompBroker) {
+    pub(super) fn release(&mut self, broker: &StompShared) {
         let ids: Vec<String> = self.subs.keys().cloned().collect();
         for id in ids {
             self.unsubscribe(broker, &id);

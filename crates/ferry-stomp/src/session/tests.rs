@@ -7,18 +7,18 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use ferry_core::{
     Carrier, CloseRequest, ConnectionInfo, Delivery, Input, Message, MessageKind, Outbox, OutboxLimits, Output, Properties, QoS, Router,
-    Session, SubscribeOptions, Subscriber, Subscription, TopicName, TransportCredentials, Wakeup,
+    Connection, SubscribeOptions, Subscriber, Subscription, TopicName, TransportCredentials, Wakeup,
 };
 
-use super::StompSession;
-use crate::broker::StompBroker;
+use super::StompConnection;
+use crate::shared::StompShared;
 use crate::codec::{Command, Decoded, Decoder, Frame, Limits, Version};
 use crate::config::StompConfig;
 
 mod auth;
 
 struct Client {
-    session: StompSession,
+    session: StompConnection,
     /// The connection's doorbell, as the transport would hold it.
     wakeup: Wakeup,
     /// Every byte the session wrote, in order.
@@ -31,22 +31,22 @@ struct Client {
     now: Instant,
 }
 
-fn broker_with(config: StompConfig) -> Arc<StompBroker> {
-    Arc::new(StompBroker::new(Arc::new(Router::default()), config))
+fn broker_with(config: StompConfig) -> Arc<StompShared> {
+    Arc::new(StompShared::new(Arc::new(Router::default()), config))
 }
 
-fn broker() -> Arc<StompBroker> {
+fn broker() -> Arc<StompShared> {
     broker_with(StompConfig::default())
 }
 
 static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Client {
-    fn open_on(broker: &Arc<StompBroker>, carrier: Carrier) -> Client {
+    fn open_on(broker: &Arc<StompShared>, carrier: Carrier) -> Client {
         Self::open_with(broker, carrier, None)
     }
 
-    fn open_with(broker: &Arc<StompBroker>, carrier: Carrier, credentials: Option<Arc<TransportCredentials>>) -> Client {
+    fn open_with(broker: &Arc<StompShared>, carrier: Carrier, credentials: Option<Arc<TransportCredentials>>) -> Client {
         let wakeup = Wakeup::new();
         let info = ConnectionInfo {
             id: NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -61,7 +61,7 @@ impl Client {
         };
         let now = Instant::now();
         Client {
-            session: StompSession::new(broker.clone(), Arc::new(info), now),
+            session: StompConnection::new(broker.clone(), Arc::new(info), now),
             wakeup,
             raw: Vec::new(),
             decoder: Decoder::with_version(Limits::default(), Version::V1_2),
@@ -73,12 +73,12 @@ impl Client {
         }
     }
 
-    fn open(broker: &Arc<StompBroker>) -> Client {
+    fn open(broker: &Arc<StompShared>) -> Client {
         Self::open_on(broker, Carrier::Stream)
     }
 
     /// Open and CONNECT at STOMP 1.2 without heart-beats.
-    fn connected(broker: &Arc<StompBroker>) -> Client {
+    fn connected(broker: &Arc<StompShared>) -> Client {
         let mut c = Self::open(broker);
         let f = c.send("CONNECT\naccept-version:1.2\nhost:test\n\n\0");
         assert_eq!(f[0].command, Command::Connected);
@@ -161,7 +161,7 @@ fn connect_negotiates_the_highest_common_version() {
     assert!(header(&f[0], "server").starts_with("Ferry/"));
     assert!(header(&f[0], "session").starts_with("ferry-"));
     assert_eq!(header(&f[0], "heart-beat"), "10000,10000");
-    let creds = c.session.credentials().unwrap();
+    let creds = c.session.connect_headers().unwrap();
     assert_eq!((creds.host.as_deref(), creds.login.as_deref()), (Some("h"), Some("alice")));
     assert!(!format!("{creds:?}").contains("secret"), "the passcode is never printed");
     let mut old = Client::open(&b);
@@ -333,7 +333,7 @@ fn unsubscribe_stops_delivery_and_unknown_ids_are_errors() {
 
 // --- ACK modes ---
 
-fn publish(b: &Arc<StompBroker>, destination: &str, bodies: &[&str]) {
+fn publish(b: &Arc<StompShared>, destination: &str, bodies: &[&str]) {
     let mut p = Client::connected(b);
     for body in bodies {
         p.send(&format!("SEND\ndestination:{destination}\n\n{body}\0"));
@@ -577,12 +577,12 @@ fn binary_bodies_go_out_as_binary_websocket_messages() {
 
 // --- across protocols, through the core ---
 
-fn mqtt_subscriber(b: &Arc<StompBroker>, filter: &str) -> Arc<Outbox> {
+fn mqtt_subscriber(b: &Arc<StompShared>, filter: &str) -> Arc<Outbox> {
     let outbox = Arc::new(Outbox::new(OutboxLimits::default()));
     b.router.subscribe(
         &Subscription::parse(filter).unwrap(),
         Subscriber {
-            session: ferry_core::next_session_id(),
+            session: ferry_core::next_subscriber_id(),
             outbox: outbox.clone(),
             options: SubscribeOptions {
                 qos: QoS::AtLeastOnce,

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::OpCode;
-use ferry_core::{Adapter, Carrier, CloseCode, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Session};
+use ferry_core::{Adapter, Carrier, CloseCode, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Connection};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 
@@ -76,7 +76,7 @@ pub(crate) enum Start {
 
 enum Proto {
     Sniffing(Vec<u8>),
-    Running(Box<dyn Session>),
+    Running(Box<dyn Connection>),
 }
 
 /// Serve one connection: a WebSocket whose handshake is done when `info.carrier` says

@@ -75,12 +75,12 @@ fn gate_with(offload: Arc<dyn Offload>, failed_auth: FailedAuthSettings, limits:
     Arc::new(gate)
 }
 
-fn secured_with(config: StompConfig, offload: Arc<dyn Offload>, limits: LimitSettings) -> Arc<StompBroker> {
+fn secured_with(config: StompConfig, offload: Arc<dyn Offload>, limits: LimitSettings) -> Arc<StompShared> {
     let gate = gate_with(offload, FailedAuthSettings::default(), limits);
-    Arc::new(StompBroker::with_gatekeeper(Arc::new(Router::default()), config, gate))
+    Arc::new(StompShared::with_gatekeeper(Arc::new(Router::default()), config, gate))
 }
 
-fn secured() -> Arc<StompBroker> {
+fn secured() -> Arc<StompShared> {
     secured_with(StompConfig::default(), Arc::new(RunInline), LimitSettings::default())
 }
 
@@ -93,7 +93,7 @@ fn token(subject: &str, expires_in: u64) -> String {
     encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET)).unwrap()
 }
 
-fn login(b: &Arc<StompBroker>, user: &str, passcode: &str) -> Client {
+fn login(b: &Arc<StompShared>, user: &str, passcode: &str) -> Client {
     let mut c = Client::open(b);
     let f = c.send(&format!("CONNECT\naccept-version:1.2\nlogin:{user}\npasscode:{passcode}\n\n\0"));
     assert_eq!(f.len(), 1, "{f:?}");
@@ -118,7 +118,7 @@ fn a_wrong_passcode_is_refused_with_access_refused_then_close() {
     c.send("CONNECT\naccept-version:1.2\nlogin:alice\npasscode:hunter2\nreceipt:r\n\n\0");
     assert_eq!(raw(&c), BAD_CREDENTIALS, "no receipt for a CONNECT, never the passcode");
     assert_eq!(c.closed.as_ref().map(|r| r.code.0), Some(1008));
-    assert!(c.session.credentials().is_none());
+    assert!(c.session.connect_headers().is_none());
     assert!(c.send("SEND\ndestination:/topic/a\n\n\0").is_empty(), "nothing is read after ERROR");
     assert_eq!(stat(&b.gate.stats.auth_bad_credentials), 1);
     // An unknown user and a login without passcode get the same answer.
@@ -152,7 +152,7 @@ fn a_good_login_connects_and_keeps_the_identity() {
     let identity = c.session.identity().expect("connected");
     assert_eq!(identity.username.as_deref(), Some("alice"));
     assert!(identity.client_id.starts_with("ferry-"), "the session id: {}", identity.client_id);
-    assert_eq!(c.session.credentials().and_then(|c| c.login.as_deref()), Some("alice"));
+    assert_eq!(c.session.connect_headers().and_then(|c| c.login.as_deref()), Some("alice"));
     let mut d = Client::open(&b);
     d.send("CONNECT\naccept-version:1.2\nlogin:bob\npasscode:builder\nclient-id:dev-7\n\n\0");
     assert_eq!(d.session.identity().map(|i| i.client_id.as_str()), Some("dev-7"));
@@ -233,7 +233,7 @@ fn repeated_failures_are_answered_after_the_delay() {
         ..FailedAuthSettings::default()
     };
     let gate = gate_with(Arc::new(RunInline), failed_auth, LimitSettings::default());
-    let b = Arc::new(StompBroker::with_gatekeeper(
+    let b = Arc::new(StompShared::with_gatekeeper(
         Arc::new(Router::default()),
         StompConfig::default(),
         gate,

@@ -1,6 +1,6 @@
 //! State every MQTT connection shares: the core's router, the registry of persistent
 //! sessions, wills waiting for their delay, and the adapter's counters. Time-driven
-//! work (session expiry, delayed wills) happens in [`MqttBroker::tick`], which the
+//! work (session expiry, delayed wills) happens in [`MqttShared::tick`], which the
 //! binary calls periodically with the current time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +12,7 @@ use ferry_core::{Message, OutboxLimits, Router, SessionRegistry, SessionSlot, Se
 use parking_lot::Mutex;
 
 use crate::config::MqttConfig;
-use crate::persist::Persisted;
+use crate::session_state::SessionState;
 
 /// A will waiting for its delay interval (MQTT 5 §3.1.3.2).
 #[derive(Debug)]
@@ -56,11 +56,11 @@ pub struct MqttStats {
 }
 
 /// The MQTT adapter's shared state.
-pub struct MqttBroker {
+pub struct MqttShared {
     /// The broker-wide router (shared with the other protocols).
     pub router: Arc<Router>,
     /// Persistent sessions by client id (in memory until durable storage exists).
-    pub sessions: Arc<dyn SessionStore<Persisted>>,
+    pub sessions: Arc<dyn SessionStore<SessionState>>,
     /// The adapter's settings.
     pub config: MqttConfig,
     /// Counters.
@@ -71,7 +71,7 @@ pub struct MqttBroker {
     next_client: AtomicU64,
 }
 
-impl MqttBroker {
+impl MqttShared {
     /// Shared state routing through `router`, sessions kept in memory, everyone allowed
     /// ([`Gatekeeper::open`]).
     pub fn new(router: Arc<Router>, config: MqttConfig) -> Self {
@@ -90,12 +90,12 @@ impl MqttBroker {
     }
 
     /// Shared state keeping sessions in `sessions` (any [`SessionStore`]), everyone allowed.
-    pub fn with_sessions(router: Arc<Router>, config: MqttConfig, sessions: Arc<dyn SessionStore<Persisted>>) -> Self {
+    pub fn with_sessions(router: Arc<Router>, config: MqttConfig, sessions: Arc<dyn SessionStore<SessionState>>) -> Self {
         Self::with_parts(router, config, sessions, Arc::new(Gatekeeper::open()))
     }
 
     /// Shared state keeping sessions in `sessions`, clients checked by `gate`.
-    pub fn with_parts(router: Arc<Router>, config: MqttConfig, sessions: Arc<dyn SessionStore<Persisted>>, gate: Arc<Gatekeeper>) -> Self {
+    pub fn with_parts(router: Arc<Router>, config: MqttConfig, sessions: Arc<dyn SessionStore<SessionState>>, gate: Arc<Gatekeeper>) -> Self {
         Self {
             router,
             sessions,
@@ -132,7 +132,7 @@ impl MqttBroker {
     }
 
     /// Remove every subscription of a session that ends.
-    pub fn drop_session(&self, slot: &SessionSlot<Persisted>) {
+    pub fn drop_session(&self, slot: &SessionSlot<SessionState>) {
         let state = slot.state.lock();
         for (subscription, _) in state.subscriptions.values() {
             self.router.unsubscribe(subscription, slot.id);

@@ -29,7 +29,7 @@ pub struct InFlight {
 
 /// A session's persistent state.
 #[derive(Debug, Default)]
-pub struct Persisted {
+pub struct SessionState {
     /// Subscriptions by filter string as the client sent it.
     pub subscriptions: CompactMap<String, (Subscription, SubscribeOptions), RandomState>,
     /// Outgoing QoS 1/2 messages by packet id, oldest first (resent in order on reconnect).
@@ -42,7 +42,7 @@ pub struct Persisted {
     pub last_pkid: u16,
 }
 
-impl Persisted {
+impl SessionState {
     /// A free packet id for a new outgoing message (1..=65535, never 0, never in use).
     pub fn next_pkid(&mut self) -> Option<u16> {
         if self.inflight.len() >= usize::from(u16::MAX) {
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn packet_ids_skip_zero_and_ids_in_use() {
-        let mut p = Persisted {
+        let mut p = SessionState {
             last_pkid: u16::MAX - 1,
             ..Default::default()
         };
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn completion_keeps_the_send_order_of_the_rest() {
-        let mut p = Persisted::default();
+        let mut p = SessionState::default();
         for _ in 0..3 {
             let id = p.next_pkid().unwrap_or(0);
             p.send(id, dummy());

@@ -31,7 +31,7 @@ pub struct StompStats {
 }
 
 /// The STOMP adapter's shared state.
-pub struct StompBroker {
+pub struct StompShared {
     /// The broker-wide router (shared with the other protocols).
     pub router: Arc<Router>,
     /// `/queue/` destinations and the connections' temporary queues.
@@ -44,7 +44,7 @@ pub struct StompBroker {
     pub stats: StompStats,
 }
 
-impl StompBroker {
+impl StompShared {
     /// Shared state routing through `router`, letting every client in
     /// ([`Gatekeeper::open`]).
     pub fn new(router: Arc<Router>, config: StompConfig) -> Self {
