@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use ferry_auth::{AuthFailure, ConnectAttempt, Identity};
 use ferry_core::{
-    next_subscriber_id, Delivery, Journal, Lsn, Outbox, OutboxLimits, QoS, SubscriberId, StorageUnavailable, SubscribeOptions, Subscriber,
+    next_subscriber_id, Delivery, Journal, Lsn, Outbox, OutboxLimits, QoS, StorageUnavailable, SubscribeOptions, Subscriber, SubscriberId,
     Subscription, TopicFilter, TransportCredentials, Wakeup,
 };
 use ferry_transport::{BodyError, BodyStream, HandlerFuture, HttpRequest, HttpResponse, HttpRoutes};
@@ -379,13 +379,8 @@ impl EventStream {
         let session = next_subscriber_id();
         // Retained messages first, then live ones.
         for f in &filters {
-            for m in admin.router.retained_matching(f, now) {
-                outbox.push(Delivery {
-                    message: m,
-                    qos: QoS::AtMostOnce,
-                    retain: true,
-                    subscription_ids: Vec::new(),
-                });
+            for d in admin.router.retained_deliveries(f, QoS::AtMostOnce, &[], now) {
+                outbox.push(d);
             }
         }
         let subscriptions: Vec<Subscription> = filters.into_iter().map(Subscription::Plain).collect();
@@ -393,7 +388,7 @@ impl EventStream {
             admin.router.subscribe_as(
                 s,
                 Subscriber {
-                    session,
+                    id: session,
                     outbox: outbox.clone(),
                     options: SubscribeOptions::default(),
                 },

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ferry_core::{
-    next_subscriber_id, Message, Outbox, OutboxLimits, QoS, Router, SubscribeOptions, Subscriber, Subscription, TopicFilter, TopicName, Wakeup,
+    next_subscriber_id, Message, Outbox, OutboxLimits, QoS, Router, SubscribeOptions, Subscriber, Subscription, TopicFilter, TopicName,
+    Wakeup,
 };
 
 const TOPIC: &str = "fleet/truck7/position";
@@ -43,7 +44,7 @@ fn fan_out(n: usize, qos: QoS) -> (Router, Vec<(Arc<Outbox>, Wakeup)>) {
             outbox.attach(wakeup.clone());
             let filter = TopicFilter::new(FILTERS[i % FILTERS.len()]).expect("a valid filter");
             let subscriber = Subscriber {
-                session: next_subscriber_id(),
+                id: next_subscriber_id(),
                 outbox: outbox.clone(),
                 options: SubscribeOptions { qos, ..Default::default() },
             };

@@ -25,6 +25,7 @@
 //! never spawns a task.
 
 pub mod adapter;
+pub mod coalesce;
 pub mod compact_map;
 pub mod journal;
 pub mod message;
@@ -39,9 +40,10 @@ pub mod topic;
 pub mod tree;
 
 pub use adapter::{
-    Adapter, Carrier, ClientCert, CloseCode, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Connection, Sniff,
+    Adapter, Carrier, ClientCert, CloseCode, CloseRequest, Connection, ConnectionInfo, Input, MessageKind, Outgoing, Output, Sniff,
     Subprotocol, TransportCredentials, Wakeup,
 };
+pub use coalesce::Coalescer;
 pub use compact_map::CompactMap;
 pub use journal::{HeldAcks, Journal, Lsn, Published, StorageUnavailable};
 pub use message::{next_subscriber_id, Expiry, Message, Properties, QoS, SubscriberId, SSE_JSON_SLOT};

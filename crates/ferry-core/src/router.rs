@@ -43,11 +43,11 @@ pub struct SubscribeOptions {
     pub id: Option<u32>,
 }
 
-/// One session's subscription as the router keeps it.
+/// One subscriber's subscription as the router keeps it.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
-    /// The session.
-    pub session: SubscriberId,
+    /// Who it is: an MQTT session, a STOMP subscription, an event stream.
+    pub id: SubscriberId,
     /// Where its deliveries go.
     pub outbox: Arc<Outbox>,
     /// Its options for this filter.
@@ -167,7 +167,7 @@ impl Router {
         let mut tree = self.tree.write();
         match subscription {
             Subscription::Plain(filter) => tree
-                .insert(filter, Key::Subscriber(subscriber.session), Entry::Direct(subscriber, client))
+                .insert(filter, Key::Subscriber(subscriber.id), Entry::Direct(subscriber, client))
                 .is_some(),
             Subscription::Shared(shared) => {
                 let key = Key::Group(shared.group.clone());
@@ -180,7 +180,7 @@ impl Router {
                     }
                 };
                 let mut members = group.members.write();
-                match members.iter_mut().find(|m| m.sub.session == subscriber.session) {
+                match members.iter_mut().find(|m| m.sub.id == subscriber.id) {
                     Some(existing) => {
                         *existing = Member { sub: subscriber, client };
                         true
@@ -194,11 +194,11 @@ impl Router {
         }
     }
 
-    /// Remove `session`'s subscription to `subscription`; true if it existed.
-    pub fn unsubscribe(&self, subscription: &Subscription, session: SubscriberId) -> bool {
+    /// Remove `subscriber`'s subscription to `subscription`; true if it existed.
+    pub fn unsubscribe(&self, subscription: &Subscription, subscriber: SubscriberId) -> bool {
         let mut tree = self.tree.write();
         match subscription {
-            Subscription::Plain(filter) => tree.remove(filter, &Key::Subscriber(session)).is_some(),
+            Subscription::Plain(filter) => tree.remove(filter, &Key::Subscriber(subscriber)).is_some(),
             Subscription::Shared(shared) => {
                 let key = Key::Group(shared.group.clone());
                 let Some(Entry::Group(group)) = tree.get(&shared.filter, &key).cloned() else {
@@ -207,7 +207,7 @@ impl Router {
                 let (found, empty) = {
                     let mut members = group.members.write();
                     let before = members.len();
-                    members.retain(|m| m.sub.session != session);
+                    members.retain(|m| m.sub.id != subscriber);
                     (members.len() != before, members.is_empty())
                 };
                 if empty {
@@ -304,13 +304,13 @@ impl Router {
         }
         // Overlapping subscriptions of one session get one delivery, at the highest QoS.
         // Shared subscriptions are delivered apart from the session's own ones (MQTT 5 §4.8.2).
-        targets.sort_unstable_by_key(|s| s.session);
+        targets.sort_unstable_by_key(|s| s.id);
         let mut shared: Vec<Subscriber> = groups.iter().filter_map(|g| g.pick()).collect();
         let mut queued = 0;
         let mut i = 0;
         while i < targets.len() {
             let mut j = i + 1;
-            while j < targets.len() && targets[j].session == targets[i].session {
+            while j < targets.len() && targets[j].id == targets[i].id {
                 j += 1;
             }
             queued += self.deliver(&message, &targets[i..j], now);
@@ -328,7 +328,7 @@ impl Router {
     /// Deliver to one session whose subscriptions `subs` all matched.
     fn deliver(&self, message: &Arc<Message>, subs: &[Subscriber], now: Instant) -> usize {
         let Some(first) = subs.first() else { return 0 };
-        let own = message.publisher == Some(first.session);
+        let own = message.publisher == Some(first.id);
         let eligible = subs.iter().filter(|s| !(own && s.options.no_local));
         let mut granted: Option<QoS> = None;
         let mut retain = false;
@@ -369,6 +369,22 @@ impl Router {
             .into_iter()
             .map(|(_, m)| m)
             .filter(|m| !m.is_expired(now))
+            .collect()
+    }
+
+    /// What a new subscription to `filter`, granted `granted`, is sent of the retained
+    /// messages: one [`Delivery`] each, at the lower of its QoS and `granted`, with the
+    /// retain flag set and `subscription_ids` attached (MQTT 5); expired ones left out.
+    /// Shared subscriptions get none (MQTT 5 §4.8.2): callers do not ask for them.
+    pub fn retained_deliveries(&self, filter: &TopicFilter, granted: QoS, subscription_ids: &[u32], now: Instant) -> Vec<Delivery> {
+        self.retained_matching(filter, now)
+            .into_iter()
+            .map(|message| Delivery {
+                qos: message.qos.min(granted),
+                message,
+                retain: true,
+                subscription_ids: subscription_ids.to_vec(),
+            })
             .collect()
     }
 
@@ -484,9 +500,9 @@ mod tests {
         Subscription::parse(filter).unwrap()
     }
 
-    fn session(id: SubscriberId, qos: QoS) -> Subscriber {
+    fn subscriber(id: SubscriberId, qos: QoS) -> Subscriber {
         Subscriber {
-            session: id,
+            id,
             outbox: Arc::new(Outbox::new(OutboxLimits::default())),
             options: SubscribeOptions { qos, ..Default::default() },
         }
@@ -510,8 +526,8 @@ mod tests {
     #[test]
     fn payload_is_shared_not_copied() {
         let r = Router::default();
-        let a = session(1, QoS::AtLeastOnce);
-        let b = session(2, QoS::AtMostOnce);
+        let a = subscriber(1, QoS::AtLeastOnce);
+        let b = subscriber(2, QoS::AtMostOnce);
         r.subscribe(&sub("s/+/t"), a.clone());
         r.subscribe(&sub("s/#"), b.clone());
         let m = msg("s/1/t", QoS::AtLeastOnce, false);
@@ -529,7 +545,7 @@ mod tests {
     #[test]
     fn overlapping_subscriptions_deliver_once_at_the_highest_qos() {
         let r = Router::default();
-        let s = session(1, QoS::AtMostOnce);
+        let s = subscriber(1, QoS::AtMostOnce);
         r.subscribe(&sub("a/#"), s.clone());
         let mut high = s.clone();
         high.options = SubscribeOptions {
@@ -543,6 +559,18 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].qos, QoS::ExactlyOnce);
         assert_eq!(d[0].subscription_ids, [7]);
+    }
+
+    #[test]
+    fn retained_deliveries_take_the_lower_qos_and_set_retain() {
+        let r = Router::default();
+        r.publish(msg("r/1", QoS::ExactlyOnce, true), Instant::now());
+        let d = r.retained_deliveries(&TopicFilter::new("r/#").unwrap(), QoS::AtLeastOnce, &[7], Instant::now());
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].qos, d[0].retain, &d[0].subscription_ids[..]),
+            (QoS::AtLeastOnce, true, &[7][..])
+        );
     }
 
     #[test]
@@ -561,7 +589,7 @@ mod tests {
     #[test]
     fn a_full_retained_store_still_delivers_live_and_counts() {
         let r = Router::new(Arc::new(MemoryRetained::with_limits(1, 0)));
-        let s = session(1, QoS::AtMostOnce);
+        let s = subscriber(1, QoS::AtMostOnce);
         r.subscribe(&sub("r/#"), s.clone());
         let now = Instant::now();
         assert_eq!(r.publish(msg("r/1", QoS::AtMostOnce, true), now), 1);
@@ -576,8 +604,8 @@ mod tests {
     #[test]
     fn forwarded_retain_flag_follows_retain_as_published() {
         let r = Router::default();
-        let plain = session(1, QoS::AtMostOnce);
-        let mut rap = session(2, QoS::AtMostOnce);
+        let plain = subscriber(1, QoS::AtMostOnce);
+        let mut rap = subscriber(2, QoS::AtMostOnce);
         rap.options.retain_as_published = true;
         r.subscribe(&sub("x"), plain.clone());
         r.subscribe(&sub("x"), rap.clone());
@@ -587,9 +615,9 @@ mod tests {
     }
 
     #[test]
-    fn no_local_skips_the_publishers_own_session() {
+    fn no_local_skips_the_publishers_own_subscriber() {
         let r = Router::default();
-        let mut me = session(1, QoS::AtMostOnce);
+        let mut me = subscriber(1, QoS::AtMostOnce);
         me.options.no_local = true;
         r.subscribe(&sub("chat"), me.clone());
         let own =
@@ -601,11 +629,11 @@ mod tests {
     #[test]
     fn shared_groups_deliver_each_message_to_one_member_round_robin() {
         let r = Router::default();
-        let members: Vec<_> = (1..=3).map(|i| session(i, QoS::AtLeastOnce)).collect();
+        let members: Vec<_> = (1..=3).map(|i| subscriber(i, QoS::AtLeastOnce)).collect();
         for m in &members {
             r.subscribe(&sub("$share/g/jobs/#"), m.clone());
         }
-        let other = session(9, QoS::AtLeastOnce);
+        let other = subscriber(9, QoS::AtLeastOnce);
         r.subscribe(&sub("$share/h/jobs/#"), other.clone());
         for _ in 0..6 {
             assert_eq!(
@@ -628,7 +656,7 @@ mod tests {
     #[test]
     fn expired_messages_are_not_delivered() {
         let r = Router::default();
-        let s = session(1, QoS::AtMostOnce);
+        let s = subscriber(1, QoS::AtMostOnce);
         r.subscribe(&sub("e"), s.clone());
         let now = Instant::now();
         let m = Message::new(TopicName::new("e").unwrap(), Bytes::from_static(b"x"), QoS::AtMostOnce, true)
@@ -644,7 +672,7 @@ mod tests {
     #[test]
     fn dollar_topics_do_not_match_leading_wildcards() {
         let r = Router::default();
-        let s = session(1, QoS::AtMostOnce);
+        let s = subscriber(1, QoS::AtMostOnce);
         r.subscribe(&sub("#"), s.clone());
         r.subscribe(&sub("+/uptime"), s.clone());
         assert_eq!(r.publish(msg("$SYS/uptime", QoS::AtMostOnce, false), Instant::now()), 0);
@@ -655,7 +683,7 @@ mod tests {
     fn full_outboxes_drop_and_count_without_touching_others() {
         let r = Router::default();
         let slow = Subscriber {
-            session: 1,
+            id: 1,
             outbox: Arc::new(Outbox::new(OutboxLimits {
                 max_qos0: 2,
                 max_qos12: 2,
@@ -663,7 +691,7 @@ mod tests {
             })),
             options: SubscribeOptions::default(),
         };
-        let fast = session(2, QoS::AtMostOnce);
+        let fast = subscriber(2, QoS::AtMostOnce);
         r.subscribe(&sub("t"), slow.clone());
         r.subscribe(&sub("t"), fast.clone());
         for _ in 0..5 {

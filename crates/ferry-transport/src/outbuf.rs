@@ -1,5 +1,6 @@
 //! A connection's pending output: small pieces are copied together into one buffer,
-//! large payloads are queued as shared `Bytes` beside it, and the whole is written with
+//! large payloads are queued as shared `Bytes` beside it (the core's one coalescing
+//! rule, [`ferry_core::coalesce`]), and the whole is written with
 //! one vectored write per wake-up (it implements [`bytes::Buf`], so
 //! `write_all_buf` drains it). The WebSocket half (frame heads, close frames) is in
 //! [`crate::ws::out`].
@@ -7,11 +8,8 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-
-/// Payloads up to this size are copied into the coalescing buffer; larger ones are
-/// queued by reference.
-const COPY_THRESHOLD: usize = 1024;
+use bytes::{Buf, BufMut, Bytes};
+use ferry_core::Coalescer;
 
 /// After a drain, a coalescing buffer that grew past this is released, so an idle
 /// connection keeps no large allocation.
@@ -23,7 +21,7 @@ pub struct OutBuf {
     /// Sealed segments, written in order before `tail`.
     segments: VecDeque<Bytes>,
     /// The segment still being filled.
-    tail: BytesMut,
+    tail: Coalescer,
     /// Total bytes pending.
     len: usize,
 }
@@ -46,32 +44,22 @@ impl OutBuf {
 
     /// Queue raw bytes (stream carriers).
     pub fn push_bytes(&mut self, data: &Bytes) {
-        if data.len() <= COPY_THRESHOLD {
-            self.tail.extend_from_slice(data);
-        } else {
-            self.seal();
-            self.segments.push_back(data.clone());
-        }
+        let segments = &mut self.segments;
+        self.tail.push(data, |b| segments.push_back(b));
         self.len += data.len();
     }
 
     /// Queue a few bytes that go just before the next piece (a frame head): always
     /// copied into the coalescing buffer.
     pub fn push_head(&mut self, head: &[u8]) {
-        self.tail.put_slice(head);
+        self.tail.pending_mut().put_slice(head);
         self.len += head.len();
-    }
-
-    fn seal(&mut self) {
-        if !self.tail.is_empty() {
-            self.segments.push_back(self.tail.split().freeze());
-        }
     }
 
     /// Drop oversized spare capacity once everything has been written.
     pub fn shrink_if_drained(&mut self) {
-        if self.len == 0 && self.tail.capacity() > KEEP_CAPACITY {
-            self.tail = BytesMut::new();
+        if self.len == 0 {
+            self.tail.shrink_if_empty(KEEP_CAPACITY);
         }
     }
 }
@@ -84,7 +72,7 @@ impl Buf for OutBuf {
     fn chunk(&self) -> &[u8] {
         match self.segments.front() {
             Some(seg) => seg,
-            None => &self.tail,
+            None => self.tail.pending(),
         }
     }
 
@@ -102,7 +90,7 @@ impl Buf for OutBuf {
                     return;
                 }
                 None => {
-                    self.tail.advance(cnt);
+                    self.tail.pending_mut().advance(cnt);
                     return;
                 }
             }
@@ -119,7 +107,7 @@ impl Buf for OutBuf {
             n += 1;
         }
         if n < dst.len() && !self.tail.is_empty() {
-            dst[n] = IoSlice::new(&self.tail);
+            dst[n] = IoSlice::new(self.tail.pending());
             n += 1;
         }
         n

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use bytes::Bytes;
 use ferry_auth::jwt::{Algorithm, JwtKey};
 use ferry_auth::{AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, RunInline};
-use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Connection, Sniff, Subprotocol};
+use ferry_core::{Adapter, Connection, ConnectionInfo, Input, MessageKind, Output, Sniff, Subprotocol};
 use ferry_transport::config::{ClientAuth, ListenerConfig, Listeners, TlsConfig};
 use ferry_transport::{Metrics, Registry, Server, TransportConfig};
 use rustls_pki_types::pem::PemObject;

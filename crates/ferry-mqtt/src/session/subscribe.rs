@@ -70,7 +70,7 @@ impl MqttConnection {
             self.broker.router.subscribe_as(
                 &subscription,
                 Subscriber {
-                    session: c.slot.id,
+                    id: c.slot.id,
                     outbox: c.slot.outbox.clone(),
                     options,
                 },
@@ -84,15 +84,12 @@ impl MqttConnection {
             };
             // Retained messages are not sent to shared subscriptions (MQTT 5 §4.8.2).
             if send_retained && !shared {
-                for m in self.broker.router.retained_matching(subscription.filter(), now) {
-                    let qos = m.qos.min(request.qos);
-                    retained.push(Delivery {
-                        message: m,
-                        qos,
-                        retain: true,
-                        subscription_ids: sub_id.into_iter().collect(),
-                    });
-                }
+                let ids: Vec<u32> = sub_id.into_iter().collect();
+                retained.extend(
+                    self.broker
+                        .router
+                        .retained_deliveries(subscription.filter(), request.qos, &ids, now),
+                );
             }
         }
         w.packet(

@@ -1,19 +1,17 @@
-//! Collects one call's outgoing packets: small ones are encoded back to back into one
-//! buffer (one WebSocket message, one write), large shared frames are passed by
-//! reference so their payload is never copied.
+//! Collects one call's outgoing packets, coalesced by the core's rule
+//! ([`ferry_core::coalesce`]): small ones are encoded back to back into one buffer (one
+//! WebSocket message, one write), large shared frames are passed by reference so their
+//! payload is never copied.
 
-use bytes::{Bytes, BytesMut};
-use ferry_core::{MessageKind, Output};
+use bytes::Bytes;
+use ferry_core::{Coalescer, MessageKind, Output};
 
 use crate::codec::{self, Packet, Version};
-
-/// Frames above this size are handed over as they are instead of being copied.
-const COPY_LIMIT: usize = 1024;
 
 /// The packets one call of the session produces.
 #[derive(Default)]
 pub struct Writer {
-    pending: BytesMut,
+    pending: Coalescer,
 }
 
 impl Writer {
@@ -22,25 +20,20 @@ impl Writer {
         // Encoding only fails for packets the broker must never build (e.g. a
         // property not allowed on the packet); dropping such a packet is the only
         // safe answer and is a bug to fix, not a peer's doing.
-        if let Err(e) = codec::encode(packet, version, &mut self.pending) {
+        if let Err(e) = codec::encode(packet, version, self.pending.pending_mut()) {
             tracing::error!(error = %e, "internal error: cannot encode an outgoing MQTT packet");
         }
     }
 
     /// Append an already encoded frame, shared with other subscribers.
     pub fn frame(&mut self, frame: Bytes, out: &mut Output) {
-        if frame.len() <= COPY_LIMIT {
-            self.pending.extend_from_slice(&frame);
-        } else {
-            self.flush(out);
-            out.send(MessageKind::Binary, frame);
-        }
+        self.pending.push(&frame, |b| out.send(MessageKind::Binary, b));
     }
 
     /// Hand what is pending to the transport.
     pub fn flush(&mut self, out: &mut Output) {
-        if !self.pending.is_empty() {
-            out.send(MessageKind::Binary, self.pending.split().freeze());
+        if let Some(b) = self.pending.take() {
+            out.send(MessageKind::Binary, b);
         }
     }
 }

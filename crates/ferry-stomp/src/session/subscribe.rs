@@ -20,15 +20,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ferry_auth::{Action, SecurityStats};
-use ferry_core::{next_subscriber_id, Delivery, Outbox, OutboxLimits, QoS, SubscriberId, SubscribeOptions, Subscriber, Subscription};
+use ferry_core::{next_subscriber_id, Delivery, Outbox, OutboxLimits, QoS, SubscribeOptions, Subscriber, SubscriberId, Subscription};
 use tracing::debug;
 
 use super::{Connected, Ctx};
-use crate::shared::StompShared;
 use crate::codec::{Command, Frame, Version};
 use crate::destination::{self, Destination, TEMP_QUEUE};
 use crate::error::ProtocolError;
 use crate::queue::{Acking, ConsumerId, Queue};
+use crate::shared::StompShared;
 
 /// A subscription's acknowledgement mode (`ack` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,20 +206,14 @@ impl Connected {
                 }));
                 let qos = if ack.acknowledges() { QoS::AtLeastOnce } else { QoS::AtMostOnce };
                 let identity = next_subscriber_id();
-                for m in ctx.broker.router.retained_matching(&filter, ctx.now) {
-                    let qos = m.qos.min(qos);
-                    outbox.push(Delivery {
-                        message: m,
-                        qos,
-                        retain: true,
-                        subscription_ids: Vec::new(),
-                    });
+                for d in ctx.broker.router.retained_deliveries(&filter, qos, &[], ctx.now) {
+                    outbox.push(d);
                 }
                 let subscription = Subscription::Plain(filter);
                 ctx.broker.router.subscribe_as(
                     &subscription,
                     Subscriber {
-                        session: identity,
+                        id: identity,
                         outbox: outbox.clone(),
                         options: SubscribeOptions { qos, ..Default::default() },
                     },

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ferry_core::{
-    Carrier, CloseRequest, ConnectionInfo, Delivery, Input, Message, MessageKind, Outbox, OutboxLimits, Output, Properties, QoS, Router,
-    Connection, SubscribeOptions, Subscriber, Subscription, TopicName, TransportCredentials, Wakeup,
+    Carrier, CloseRequest, Connection, ConnectionInfo, Delivery, Input, Message, MessageKind, Outbox, OutboxLimits, Output, Properties,
+    QoS, Router, SubscribeOptions, Subscriber, Subscription, TopicName, TransportCredentials, Wakeup,
 };
 
 use super::StompConnection;
-use crate::shared::StompShared;
 use crate::codec::{Command, Decoded, Decoder, Frame, Limits, Version};
 use crate::config::StompConfig;
+use crate::shared::StompShared;
 
 mod auth;
 
@@ -582,7 +582,7 @@ fn mqtt_subscriber(b: &Arc<StompShared>, filter: &str) -> Arc<Outbox> {
     b.router.subscribe(
         &Subscription::parse(filter).unwrap(),
         Subscriber {
-            session: ferry_core::next_subscriber_id(),
+            id: ferry_core::next_subscriber_id(),
             outbox: outbox.clone(),
             options: SubscribeOptions {
                 qos: QoS::AtLeastOnce,

@@ -3,22 +3,20 @@
 //! Over WebSocket each frame is one message: text when it is UTF-8 (headers always are;
 //! the body may not be), binary otherwise, since a text message must be valid UTF-8
 //! and stompjs reads both kinds byte for byte. Heart-beats are a text message holding
-//! one LF. Over a stream, small frames are encoded back to back into one buffer (one
+//! one LF. Over a stream, frames are coalesced by the core's rule
+//! ([`ferry_core::coalesce`]): small ones are encoded back to back into one buffer (one
 //! write) and a large body is handed over by reference, never copied.
 
 use bytes::{Bytes, BytesMut};
-use ferry_core::{Carrier, MessageKind, Output};
+use ferry_core::{Carrier, Coalescer, MessageKind, Output};
 use tracing::error;
 
 use crate::codec::{self, Encodable, Version, FRAME_END, HEARTBEAT};
 
-/// Bodies above this size are passed by reference on streams instead of being copied.
-const COPY_LIMIT: usize = 1024;
-
 /// The frames one call of the session produces.
 pub struct Writer {
     carrier: Carrier,
-    pending: BytesMut,
+    pending: Coalescer,
     wrote: bool,
 }
 
@@ -27,7 +25,7 @@ impl Writer {
     pub fn new(carrier: Carrier) -> Self {
         Self {
             carrier,
-            pending: BytesMut::new(),
+            pending: Coalescer::new(),
             wrote: false,
         }
     }
@@ -52,14 +50,14 @@ impl Writer {
                 out.send(kind, buf.freeze());
             }
             Carrier::Stream => {
-                if frame.body().len() <= COPY_LIMIT {
-                    if let Err(e) = codec::encode(frame, version, &mut self.pending) {
+                if Coalescer::copies(frame.body().len()) {
+                    if let Err(e) = codec::encode(frame, version, self.pending.pending_mut()) {
                         error!(error = %e, command = %frame.command(), "internal error: cannot encode an outgoing STOMP frame");
                         return false;
                     }
                 } else {
                     // Straight into the pending bytes: on error nothing is appended.
-                    if let Err(e) = codec::encode_head(frame, version, &mut self.pending) {
+                    if let Err(e) = codec::encode_head(frame, version, self.pending.pending_mut()) {
                         error!(error = %e, command = %frame.command(), "internal error: cannot encode an outgoing STOMP frame");
                         return false;
                     }
@@ -77,14 +75,14 @@ impl Writer {
         self.wrote = true;
         match self.carrier {
             Carrier::WebSocket => out.send(MessageKind::Text, Bytes::from_static(HEARTBEAT)),
-            Carrier::Stream => self.pending.extend_from_slice(HEARTBEAT),
+            Carrier::Stream => self.pending.pending_mut().extend_from_slice(HEARTBEAT),
         }
     }
 
     /// Hand what is pending to the transport.
     pub fn flush(&mut self, out: &mut Output) {
-        if !self.pending.is_empty() {
-            out.send(MessageKind::Text, self.pending.split().freeze());
+        if let Some(b) = self.pending.take() {
+            out.send(MessageKind::Text, b);
         }
     }
 
