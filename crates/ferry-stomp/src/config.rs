@@ -30,12 +30,13 @@ pub struct StompConfig {
     pub max_prefetch: usize,
     /// Most subscriptions (and temporary queues) one connection may hold.
     pub max_subscriptions: usize,
-    /// Messages waiting to be sent to one `/topic/` subscription (beyond its window);
-    /// more are dropped and counted.
-    pub max_pending_per_subscription: usize,
-    /// Body and topic bytes waiting for one `/topic/` subscription; a message that would
-    /// go over is dropped and counted (one always fits). 0: no byte limit.
-    pub max_pending_bytes_per_subscription: usize,
+    /// Messages queued for one `/topic/` subscription (beyond its window); more are
+    /// dropped and counted. The MQTT counterpart is `mqtt.max_queued_qos0`/`_qos12`.
+    pub max_queued_per_subscription: usize,
+    /// Body and topic bytes queued for one `/topic/` subscription; a message that would
+    /// go over is dropped and counted (one always fits). 0: no byte limit. The MQTT
+    /// counterpart is `mqtt.max_queued_bytes`.
+    pub max_queued_bytes_per_subscription: usize,
     /// Messages one `/queue/` may hold for its consumers; a SEND to a full queue is
     /// refused with an ERROR (and counted).
     pub max_queue_length: usize,
@@ -59,7 +60,18 @@ pub struct StompConfig {
     /// How long a connection may take to send CONNECT after opening.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Deprecated name of [`StompConfig::max_queued_per_subscription`], still accepted
+    /// (see [`StompConfig::take_deprecated`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_per_subscription: Option<usize>,
+    /// Deprecated name of [`StompConfig::max_queued_bytes_per_subscription`], still
+    /// accepted (see [`StompConfig::take_deprecated`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_bytes_per_subscription: Option<usize>,
 }
+
+/// A deprecated key that was given: its old name and the name that replaces it.
+pub type DeprecatedKey = (&'static str, &'static str);
 
 impl Default for StompConfig {
     fn default() -> Self {
@@ -71,8 +83,8 @@ impl Default for StompConfig {
             default_prefetch: 100,
             max_prefetch: 1000,
             max_subscriptions: 1000,
-            max_pending_per_subscription: 1000,
-            max_pending_bytes_per_subscription: ferry_core::outbox::DEFAULT_MAX_BYTES,
+            max_queued_per_subscription: 1000,
+            max_queued_bytes_per_subscription: ferry_core::outbox::DEFAULT_MAX_BYTES,
             max_queue_length: 100_000,
             max_queues: 10_000,
             max_transaction_bytes: 8 * 1024 * 1024,
@@ -80,11 +92,31 @@ impl Default for StompConfig {
             heart_beat_receive: Duration::from_secs(10),
             heart_beat_grace: 2.0,
             connect_timeout: Duration::from_secs(10),
+            max_pending_per_subscription: None,
+            max_pending_bytes_per_subscription: None,
         }
     }
 }
 
 impl StompConfig {
+    /// Move the values given under deprecated names to their current keys (the old
+    /// name wins when both are given) and name each one, for the caller to log.
+    pub fn take_deprecated(&mut self) -> Vec<DeprecatedKey> {
+        let mut given = Vec::new();
+        if let Some(n) = self.max_pending_per_subscription.take() {
+            self.max_queued_per_subscription = n;
+            given.push(("stomp.max_pending_per_subscription", "stomp.max_queued_per_subscription"));
+        }
+        if let Some(n) = self.max_pending_bytes_per_subscription.take() {
+            self.max_queued_bytes_per_subscription = n;
+            given.push((
+                "stomp.max_pending_bytes_per_subscription",
+                "stomp.max_queued_bytes_per_subscription",
+            ));
+        }
+        given
+    }
+
     /// The window of a subscription that asked for `requested` (`None`: no
     /// `prefetch-count` header): at least 1, at most [`StompConfig::max_prefetch`].
     pub fn prefetch(&self, requested: Option<usize>) -> usize {
@@ -141,5 +173,26 @@ mod tests {
         assert_eq!(c.prefetch(Some(5)), 5);
         assert_eq!(c.prefetch(Some(0)), 1000);
         assert_eq!(c.prefetch(Some(1_000_000)), 1000);
+    }
+
+    #[test]
+    fn deprecated_queue_limit_names_are_moved_to_the_new_ones() {
+        let mut c = StompConfig {
+            max_pending_per_subscription: Some(5),
+            max_pending_bytes_per_subscription: Some(64),
+            ..Default::default()
+        };
+        let given = c.take_deprecated();
+        assert_eq!(given.len(), 2);
+        assert_eq!((c.max_queued_per_subscription, c.max_queued_bytes_per_subscription), (5, 64));
+        assert_eq!(
+            c,
+            StompConfig {
+                max_queued_per_subscription: 5,
+                max_queued_bytes_per_subscription: 64,
+                ..Default::default()
+            }
+        );
+        assert!(StompConfig::default().take_deprecated().is_empty());
     }
 }

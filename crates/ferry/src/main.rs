@@ -117,6 +117,9 @@ fn main() -> ExitCode {
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let settings = Settings::load(Some(file))?;
+    for (old, new) in &settings.deprecated_keys {
+        eprintln!("ferry: deprecated configuration key {old}: use {new}; the old name still works");
+    }
     let auth = Authenticator::from_settings(&settings.auth).context("cannot load the [auth] files")?;
     print!("{}", settings.to_toml()?);
     eprintln!("ferry: auth: {}", auth.summary());
@@ -127,6 +130,13 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
 fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     logging::init(&settings.log);
+    for (old, new) in &settings.deprecated_keys {
+        warn!(
+            key = old,
+            replacement = new,
+            "deprecated configuration key {old}: use {new}; the old name still works"
+        );
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if settings.runtime.worker_threads > 0 {

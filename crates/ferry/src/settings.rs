@@ -49,6 +49,10 @@ pub struct Settings {
     pub http_api: HttpApiSettings,
     /// `[storage]`: what survives a restart, and where.
     pub storage: StorageSettings,
+    /// Deprecated keys the configuration used (old name, new name), moved to their new
+    /// names at load; logged once logging is up.
+    #[serde(skip)]
+    pub deprecated_keys: Vec<(&'static str, &'static str)>,
 }
 
 /// When a record counts as durable (`storage.sync`).
@@ -199,9 +203,10 @@ impl Settings {
                 .source(Some(env)),
         );
         let merged = builder.build().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-        let settings: Settings = merged
+        let mut settings: Settings = merged
             .try_deserialize()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.deprecated_keys = settings.stomp.take_deprecated();
         settings.validate()?;
         Ok(settings)
     }
@@ -307,6 +312,27 @@ mod tests {
     #[test]
     fn no_file_runs_on_defaults() {
         assert_eq!(Settings::load_from(None, env(&[])).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn deprecated_stomp_queue_limit_names_still_load_and_are_named() {
+        let (_d, path) = write("[stomp]\nmax_pending_per_subscription = 7\n");
+        let s = Settings::load_from(Some(&path), env(&[("FERRY_STOMP__MAX_PENDING_BYTES_PER_SUBSCRIPTION", "99")])).unwrap();
+        assert_eq!(
+            (s.stomp.max_queued_per_subscription, s.stomp.max_queued_bytes_per_subscription),
+            (7, 99)
+        );
+        assert_eq!(
+            s.deprecated_keys,
+            [
+                ("stomp.max_pending_per_subscription", "stomp.max_queued_per_subscription"),
+                (
+                    "stomp.max_pending_bytes_per_subscription",
+                    "stomp.max_queued_bytes_per_subscription"
+                ),
+            ]
+        );
+        assert!(!s.to_toml().unwrap().contains("max_pending_per"), "only the new names are printed");
     }
 
     #[test]

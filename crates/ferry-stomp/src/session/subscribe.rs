@@ -198,11 +198,11 @@ impl Connected {
                 if !gate.may_subscribe(&self.identity, filter.as_str()) {
                     return Err(forbidden());
                 }
-                let limit = ctx.broker.config.max_pending_per_subscription;
+                let limit = ctx.broker.config.max_queued_per_subscription;
                 let outbox = Arc::new(Outbox::new(OutboxLimits {
                     max_qos0: limit,
                     max_qos12: limit,
-                    max_bytes: ctx.broker.config.max_pending_bytes_per_subscription,
+                    max_bytes: ctx.broker.config.max_queued_bytes_per_subscription,
                 }));
                 let qos = if ack.acknowledges() { QoS::AtLeastOnce } else { QoS::AtMostOnce };
                 let identity = next_subscriber_id();
