@@ -23,7 +23,9 @@ use tracing::{debug, warn};
 
 use crate::acl::{Action, Decision};
 use crate::authenticator::{AuthParts, Authenticator, LoadError, Summary};
+use crate::client_policy::ClientPolicy;
 use crate::config::{AnonymousPolicy, AuthSettings, LimitSettings};
+use crate::connect_check::ConnectCheck;
 use crate::identity::{AuthFailure, Credentials, Identity};
 use crate::limits::{ConnectionGuard, ConnectionLimiter, ConnectionRateLimiter, FailedAuthTracker, LimitExceeded, Pace, TokenBucket};
 
@@ -96,7 +98,7 @@ impl PendingVerdict {
         self.0.lock().take()
     }
 
-    fn set(&self, verdict: Verdict) {
+    pub(crate) fn set(&self, verdict: Verdict) {
         *self.0.lock() = Some(verdict);
     }
 }
@@ -308,6 +310,17 @@ impl Gatekeeper {
                 Err(e)
             }
         }
+    }
+
+    /// [`Gatekeeper::check`] `attempt`, as a [`ConnectCheck`] that gives up at `deadline`.
+    pub fn begin_check(self: &Arc<Self>, attempt: ConnectAttempt, now: Instant, wakeup: Wakeup, deadline: Option<Instant>) -> ConnectCheck {
+        ConnectCheck::new(self.check(attempt, now, wakeup), now, deadline)
+    }
+
+    /// The policy a client authenticated as `identity` at `now` is held to while it is
+    /// connected: its token's expiry, its message rate, its quota and ACL.
+    pub fn client_policy(self: &Arc<Self>, identity: Identity, now: Instant) -> ClientPolicy {
+        ClientPolicy::new(Arc::clone(self), identity, now)
     }
 
     /// Authenticates `attempt`. The verdict is in the returned [`PendingVerdict`] at once

@@ -14,12 +14,17 @@
 //! * [`Gatekeeper`]: what the transport and the adapters ask at run time (admit a
 //!   connection, check a CONNECT off the connection's task, ACL checks, rate buckets),
 //!   with the counters behind the security metrics.
+//! * [`ConnectCheck`]: one CONNECT waiting for its verdict, its delay and its deadline.
+//! * [`ClientPolicy`]: one connected client's identity, token expiry, message rate,
+//!   subscription quota and ACL, with the refusals counted.
 
 #![warn(missing_docs)]
 
 pub mod acl;
 mod authenticator;
+mod client_policy;
 pub mod config;
+mod connect_check;
 mod fs;
 mod gate;
 mod identity;
@@ -29,7 +34,9 @@ pub mod password;
 
 pub use acl::{Acl, Action, Decision};
 pub use authenticator::{AuthParts, Authenticator, LoadError, Summary};
+pub use client_policy::ClientPolicy;
 pub use config::{AuthSettings, LimitSettings};
+pub use connect_check::{CheckState, ConnectCheck};
 pub use gate::{Admitted, ConnectAttempt, Gatekeeper, Offload, PendingVerdict, Refusal, RunInline, SecurityStats, Verdict, WallClock};
 pub use identity::{AuthFailure, AuthMethod, BadCredentials, Credentials, Identity, NotAuthorized, STOMP_ACCESS_REFUSED};
 pub use jwt::{JwtVerifier, TokenClaims, TokenError};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use ferry_auth::{AuthFailure, ConnectAttempt, Identity};
+use ferry_auth::{AuthFailure, CheckState, ConnectAttempt, Identity};
 use ferry_core::{Expiry, Message, Output, Owner, TopicName};
 use tracing::{debug, info};
 
@@ -127,7 +127,7 @@ impl MqttConnection {
             Phase::AwaitingConnect { deadline } => *deadline,
             _ => now + config.connect_timeout,
         };
-        let pending = self.broker.gate.check(attempt, now, self.info.wakeup.clone());
+        let check = self.broker.gate.begin_check(attempt, now, self.info.wakeup.clone(), Some(deadline));
         self.phase = Phase::Authenticating(Box::new(Authenticating {
             accepted: Accepted {
                 connect,
@@ -135,11 +135,7 @@ impl MqttConnection {
                 assigned,
                 will,
             },
-            pending,
-            verdict: None,
-            checked_at: now,
-            answer_at: None,
-            deadline,
+            check,
         }));
         self.advance_auth(now, w, out);
     }
@@ -148,19 +144,12 @@ impl MqttConnection {
     /// CONNECT, or accept it and go on with the input the client sent meanwhile.
     pub(super) fn advance_auth(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
         let Phase::Authenticating(a) = &mut self.phase else { return };
-        if a.verdict.is_none() {
-            let Some(verdict) = a.pending.take() else { return };
-            a.answer_at = Some(a.checked_at + verdict.delay);
-            a.verdict = Some(verdict);
-        }
-        if a.answer_at.is_some_and(|at| now < at) {
-            return;
-        }
+        // A timeout is answered by `on_timeout`.
+        let CheckState::Ready(verdict) = a.check.poll(now) else { return };
         let Phase::Authenticating(a) = std::mem::replace(&mut self.phase, Phase::Closed) else {
             return;
         };
-        let Authenticating { accepted, verdict, .. } = *a;
-        let Some(verdict) = verdict else { return };
+        let Authenticating { accepted, .. } = *a;
         let version = accepted.version();
         match verdict.result {
             Ok(identity) => {
@@ -282,10 +271,8 @@ impl MqttConnection {
                 by_topic: Default::default(),
             }),
             ended: None,
-            expires_at: gate.expiry_deadline(&identity, now),
-            bucket: gate.message_bucket(now).map(Box::new),
             held: None,
-            identity,
+            policy: gate.client_policy(identity, now),
         }));
         self.resend_inflight(now, w);
         self.pump(now, w, out);

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use ferry_auth::SecurityStats;
 use ferry_core::{Expiry, Lsn, Message, Output, QoS, StorageUnavailable, TopicName};
 use tracing::info;
 
@@ -25,8 +24,7 @@ impl MqttConnection {
         self.broker.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
         let Phase::Connected(c) = &mut self.phase else { return };
         let version = c.version;
-        if c.bucket.as_mut().is_some_and(|b| !b.try_take(now, 1)) {
-            SecurityStats::bump(&self.broker.gate.stats.message_rate_exceeded);
+        if !c.policy.take_message(now) {
             info!(conn = self.info.id, client = %c.client_id, "message rate too high: closing");
             return self.server_disconnect(ReasonCode::MESSAGE_RATE_TOO_HIGH, "message rate too high", End::Abnormal, w, out);
         }
@@ -62,7 +60,7 @@ impl MqttConnection {
                 return self.violation(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded", w, out);
             }
         }
-        if !self.broker.gate.may_publish(&c.identity, topic.as_str()) {
+        if !c.policy.may_publish(topic.as_str()) {
             // Counted by the gatekeeper. MQTT 5 says why; MQTT 3.1.1 has no way to, so the
             // message is dropped and acknowledged as if delivered (as Mosquitto does).
             let mut ack = Ack::new(p.pkid);

@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use ferry_auth::limits::TokenBucket;
-use ferry_auth::{Identity, PendingVerdict, SecurityStats, Verdict};
+use ferry_auth::{ClientPolicy, ConnectCheck};
 use ferry_core::{CloseCode, CloseRequest, Connection, ConnectionInfo, HeldAcks, Input, Message, MessageKind, Output, Owner, SessionSlot};
 use tracing::{debug, info};
 
@@ -58,14 +57,9 @@ struct Connected {
     aliases_out: std::cell::RefCell<OutAliases>,
     /// Set once the connection leaves: DISCONNECT, take-over or error.
     ended: Option<End>,
-    /// Who the client is: what the ACL is checked against.
-    identity: Identity,
-    /// When the client's token expires (`auth.jwt.close_on_expiry`): the connection is
-    /// closed then.
-    expires_at: Option<Instant>,
-    /// The client's PUBLISH rate (`limits.messages_per_second`); `None`: no limit. Boxed
-    /// so that an idle connection without a limit stays small.
-    bucket: Option<Box<TokenBucket>>,
+    /// Who the client is, its token's expiry (the connection is closed then), its
+    /// PUBLISH rate, its quota and ACL.
+    policy: ClientPolicy,
     /// Acknowledgements waiting for the journal (storage on): a PUBACK or PUBREC for a
     /// retained change goes once it is on disk, and every acknowledgement after it
     /// waits behind it. Boxed on first use.
@@ -87,16 +81,9 @@ impl Connected {
 struct Authenticating {
     /// The CONNECT, validated, its password already handed to the check.
     accepted: connect::Accepted,
-    /// Where the gatekeeper puts its verdict (the connection's wakeup rings then).
-    pending: PendingVerdict,
-    /// The verdict, once taken, kept until `answer_at`.
-    verdict: Option<Verdict>,
-    /// When the check started: the verdict's delay counts from here.
-    checked_at: Instant,
-    /// When the verdict may be answered (repeated failures from the address slow it).
-    answer_at: Option<Instant>,
-    /// When to give up waiting for the verdict (the CONNECT timeout).
-    deadline: Instant,
+    /// The gatekeeper's verdict, its delay and the CONNECT timeout (the connection's
+    /// wakeup rings when the verdict is in).
+    check: ConnectCheck,
 }
 
 /// The broker's topic aliases toward one client: the first `max` distinct topics sent
@@ -382,10 +369,10 @@ impl Connection for MqttConnection {
         match &self.phase {
             Phase::AwaitingConnect { deadline } => Some(*deadline),
             // Once the verdict is in, only its delay is waited for.
-            Phase::Authenticating(a) => Some(a.answer_at.unwrap_or(a.deadline)),
+            Phase::Authenticating(a) => a.check.timeout(),
             Phase::Connected(c) if c.ended.is_none() => {
                 let keep_alive = c.keep_alive_limit.map(|limit| self.last_packet + limit);
-                [keep_alive, c.expires_at].into_iter().flatten().min()
+                [keep_alive, c.policy.expires_at()].into_iter().flatten().min()
             }
             _ => None,
         }
@@ -402,7 +389,7 @@ impl Connection for MqttConnection {
                 self.phase_close("", &mut w, out);
                 self.phase = Phase::Closed;
             }
-            Phase::Authenticating(a) if a.verdict.is_none() && now >= a.deadline => {
+            Phase::Authenticating(a) if a.check.timed_out(now) => {
                 let version = a.accepted.version();
                 self.refuse(
                     version,
@@ -412,9 +399,9 @@ impl Connection for MqttConnection {
                     out,
                 );
             }
-            Phase::Connected(c) if c.ended.is_none() && c.expires_at.is_some_and(|at| now >= at) => {
-                SecurityStats::bump(&self.broker.gate.stats.token_expired);
-                info!(conn = self.info.id, client = %c.client_id, user = ?c.identity.username, "token expired: closing");
+            // `expired` counts the expiry: it is asked last, and the arm always closes.
+            Phase::Connected(c) if c.ended.is_none() && c.policy.expired(now) => {
+                info!(conn = self.info.id, client = %c.client_id, user = ?c.policy.identity().username, "token expired: closing");
                 // MQTT 5 has no "token expired" code: 0x87 as EMQX, with a reason string.
                 self.server_disconnect(ReasonCode::NOT_AUTHORIZED, "token expired", End::Abnormal, &mut w, out);
             }

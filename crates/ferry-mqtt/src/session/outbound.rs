@@ -68,7 +68,6 @@ impl MqttConnection {
         }
         let version = c.version;
         let outbox = c.slot.outbox.clone();
-        let gate = &self.broker.gate;
         // Whether deliveries pass the ACL: asked once per call that has something to send
         // (the ACL may be reloaded between calls), so that a broker without delivery rules
         // does no ACL work per message, and an empty pump none at all.
@@ -86,7 +85,7 @@ impl MqttConnection {
             if outbox.pop_into(BATCH.min(free.max(1)), &mut batch) == 0 {
                 break;
             }
-            let check_delivery = *check_delivery.get_or_insert_with(|| gate.needs_delivery_check(&c.identity));
+            let check_delivery = *check_delivery.get_or_insert_with(|| c.policy.needs_delivery_check());
             let mut rest = batch.drain(..);
             let mut sent_qos12 = 0;
             let mut stopped = None;
@@ -96,7 +95,7 @@ impl MqttConnection {
                 }
                 // Withheld (and counted) when the ACL refuses this topic to the client;
                 // a QoS 1/2 delivery is simply dropped here, before it takes a packet id.
-                if check_delivery && !gate.may_receive(&c.identity, d.message.topic.as_str()) {
+                if check_delivery && !c.policy.may_receive(d.message.topic.as_str()) {
                     continue;
                 }
                 let mut aliases = c.aliases_out.borrow_mut();

@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use ferry_auth::SecurityStats;
 use ferry_core::{Delivery, Output, SubscribeOptions, Subscriber, Subscription, TopicFilter};
 
 use super::{MqttConnection, Phase, Writer};
@@ -33,7 +32,7 @@ impl MqttConnection {
                 continue;
             };
             // The ACL sees the filter without a `$share/GROUP/` prefix.
-            if !self.broker.gate.may_subscribe(&c.identity, subscription.filter().as_str()) {
+            if !c.policy.may_subscribe(subscription.filter().as_str()) {
                 codes.push(if v5 {
                     ReasonCode::NOT_AUTHORIZED
                 } else {
@@ -54,8 +53,11 @@ impl MqttConnection {
             };
             let mut state = c.slot.state.lock();
             let existed = state.subscriptions.contains_key(&*request.filter);
-            if !existed && state.subscriptions.len() >= self.broker.config.max_subscriptions {
-                SecurityStats::bump(&self.broker.gate.stats.subscription_quota_exceeded);
+            if !existed
+                && !c
+                    .policy
+                    .may_add_subscription(state.subscriptions.len(), self.broker.config.max_subscriptions)
+            {
                 codes.push(if v5 {
                     ReasonCode::QUOTA_EXCEEDED
                 } else {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use ferry_auth::{AuthFailure, ConnectAttempt, Identity, PendingVerdict, Verdict};
+use ferry_auth::{AuthFailure, CheckState, ConnectAttempt, ConnectCheck, Identity};
 use ferry_core::{next_subscriber_id, CompactMap, Output};
 use tracing::debug;
 
@@ -36,37 +36,8 @@ pub(super) struct Authenticating {
     connect_headers: ConnectHeaders,
     /// The `session` header to send.
     name: String,
-    pending: PendingVerdict,
-    /// The verdict, once taken from `pending`.
-    verdict: Option<Verdict>,
-    /// When the CONNECT was checked: the verdict's delay counts from here.
-    started: Instant,
-    /// The connect deadline, while no verdict is in.
-    deadline: Option<Instant>,
-}
-
-impl Authenticating {
-    /// When the session wants to run next: the answer's time once the verdict is in,
-    /// the connect deadline before.
-    pub(super) fn timeout(&self) -> Option<Instant> {
-        match &self.verdict {
-            Some(v) => Some(self.started.checked_add(v.delay).unwrap_or(self.started)),
-            None => self.deadline,
-        }
-    }
-
-    /// Take the verdict if it came in; whether it may be answered at `now`.
-    fn ready(&mut self, now: Instant) -> bool {
-        if self.verdict.is_none() {
-            self.verdict = self.pending.take();
-        }
-        self.verdict.is_some() && self.timeout().is_some_and(|at| now >= at)
-    }
-
-    /// Whether the connect deadline passed with no verdict in.
-    pub(super) fn timed_out(&self, now: Instant) -> bool {
-        self.verdict.is_none() && self.deadline.is_some_and(|d| now >= d)
-    }
+    /// The gatekeeper's verdict, its delay and the connect deadline.
+    pub(super) check: ConnectCheck,
 }
 
 impl StompConnection {
@@ -105,16 +76,13 @@ impl StompConnection {
             password: frame.header("passcode").map(|p| p.as_bytes().to_vec()),
             transport: self.info.credentials.clone(),
         };
-        let pending = self.broker.gate.check(attempt, now, self.info.wakeup.clone());
+        let check = self.broker.gate.begin_check(attempt, now, self.info.wakeup.clone(), deadline);
         self.phase = Phase::Authenticating(Box::new(Authenticating {
             version,
             heart_beat,
             connect_headers,
             name,
-            pending,
-            verdict: None,
-            started: now,
-            deadline,
+            check,
         }));
         // Most verdicts are in at once (no password file, a token, anonymous access).
         self.advance_auth(now, w, out);
@@ -124,22 +92,20 @@ impl StompConnection {
     /// While authenticating: answer the CONNECT if the verdict is in and its delay has
     /// passed (CONNECTED, or ERROR and close).
     pub(super) fn advance_auth(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
-        let ready = match &mut self.phase {
-            Phase::Authenticating(a) => a.ready(now),
-            _ => false,
+        // A timeout is answered by `on_timeout`.
+        let verdict = match &mut self.phase {
+            Phase::Authenticating(a) => match a.check.poll(now) {
+                CheckState::Ready(verdict) => verdict,
+                CheckState::Waiting | CheckState::TimedOut => return,
+            },
+            _ => return,
         };
-        if !ready {
-            return;
-        }
         let phase = std::mem::replace(&mut self.phase, Phase::AwaitingConnect { deadline: None });
         let Phase::Authenticating(a) = phase else {
             self.phase = phase;
             return;
         };
-        let mut a = *a;
-        let Some(verdict) = a.verdict.take() else {
-            return;
-        };
+        let a = *a;
         match verdict.result {
             Ok(identity) => self.connected(a, identity, now, w, out),
             Err(failure) => {
@@ -193,15 +159,11 @@ impl StompConnection {
             client_id: std::sync::Arc::from(name.as_str()),
             user: identity.username.as_deref().map(std::sync::Arc::from),
         });
-        let expires = gate.expiry_deadline(&identity, now);
-        let bucket = gate.message_bucket(now).map(Box::new);
         self.phase = Phase::Connected(Box::new(Connected {
             version,
             name,
             connect_headers,
-            identity,
-            expires,
-            bucket,
+            policy: gate.client_policy(identity, now),
             heart_beat,
             publisher: next_subscriber_id(),
             subs: CompactMap::new(),

@@ -46,7 +46,7 @@ impl Connected {
             ids.rotate_left(start);
             self.pump_start = self.pump_start.wrapping_add(1);
         }
-        let check = ctx.broker.gate.needs_delivery_check(&self.identity);
+        let check = self.policy.needs_delivery_check();
         let mut sent = 0;
         for id in ids {
             sent += self.pump_one(ctx, &id, MAX_PER_CALL.saturating_sub(sent), check, w, out);
@@ -86,11 +86,10 @@ impl Connected {
                         }));
                     }
                     if check && !batch.is_empty() {
-                        let gate = &ctx.broker.gate;
-                        let identity = &self.identity;
+                        let policy = &self.policy;
                         let before = batch.len();
                         batch.retain(|item| match item {
-                            Item::Topic { delivery, .. } => gate.may_receive(identity, delivery.message.topic.as_str()),
+                            Item::Topic { delivery, .. } => policy.may_receive(delivery.message.topic.as_str()),
                             Item::Queue(_) => true,
                         });
                         if batch.is_empty() && before > 0 {

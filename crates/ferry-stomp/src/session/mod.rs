@@ -36,8 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ferry_auth::limits::TokenBucket;
-use ferry_auth::{Identity, SecurityStats};
+use ferry_auth::{ClientPolicy, Identity};
 use ferry_core::{CloseRequest, CompactMap, Connection, ConnectionInfo, Input, Output, SubscriberId, TopicName};
 use foldhash::fast::RandomState;
 use tracing::{debug, info};
@@ -68,13 +67,9 @@ struct Connected {
     /// The `session` header sent in CONNECTED; also the prefix of message ids.
     name: String,
     connect_headers: ConnectHeaders,
-    /// Who the client authenticated as: what the ACL is checked against.
-    identity: Identity,
-    /// When the connection closes for its token's expiry.
-    expires: Option<Instant>,
-    /// `limits.messages_per_second` for this connection; `None`: no limit (no memory
-    /// spent on idle connections).
-    bucket: Option<Box<TokenBucket>>,
+    /// Who the client authenticated as, its token's expiry (the connection closes
+    /// then), its message rate, its quota and ACL.
+    policy: ClientPolicy,
     heart_beat: HeartBeat,
     /// The identity this connection publishes under (never subscribes under).
     publisher: SubscriberId,
@@ -157,7 +152,7 @@ impl StompConnection {
     /// Who the client authenticated as, once connected.
     pub fn identity(&self) -> Option<&Identity> {
         match &self.phase {
-            Phase::Connected(c) => Some(&c.identity),
+            Phase::Connected(c) => Some(c.policy.identity()),
             _ => None,
         }
     }
@@ -222,10 +217,8 @@ impl StompConnection {
             },
             // Not reached: nothing is decoded while authenticating.
             Phase::Authenticating(_) => Ok(()),
-            Phase::Connected(c) if c.expires.is_some_and(|at| now >= at) => {
-                SecurityStats::bump(&self.broker.gate.stats.token_expired);
-                Err(ProtocolError::TokenExpired)
-            }
+            // `expired` counts the expiry; the arm always ends the connection.
+            Phase::Connected(c) if c.policy.expired(now) => Err(ProtocolError::TokenExpired),
             Phase::Connected(c) => {
                 let ctx = Ctx {
                     broker: &self.broker,
@@ -352,11 +345,11 @@ impl Connection for StompConnection {
         }
         match &self.phase {
             Phase::AwaitingConnect { deadline } => *deadline,
-            Phase::Authenticating(a) => a.timeout(),
+            Phase::Authenticating(a) => a.check.timeout(),
             Phase::Connected(c) => {
                 let send = c.heart_beat.send_every.and_then(|d| self.last_sent.checked_add(d));
                 let receive = c.heart_beat.silence_limit.and_then(|d| self.last_received.checked_add(d));
-                send.into_iter().chain(receive).chain(c.expires).min()
+                send.into_iter().chain(receive).chain(c.policy.expires_at()).min()
             }
         }
     }
@@ -374,7 +367,7 @@ impl Connection for StompConnection {
                 }
             }
             Phase::Authenticating(a) => {
-                if a.timed_out(now) {
+                if a.check.timed_out(now) {
                     let e = ProtocolError::ConnectTimeout(self.broker.config.connect_timeout);
                     self.fail(&e, None, &mut w, out);
                 } else {
@@ -387,8 +380,7 @@ impl Connection for StompConnection {
             Phase::Connected(c) => {
                 let hb = c.heart_beat;
                 let due = |since: Instant, d: Duration| since.checked_add(d).is_some_and(|at| now >= at);
-                if c.expires.is_some_and(|at| now >= at) {
-                    SecurityStats::bump(&self.broker.gate.stats.token_expired);
+                if c.policy.expired(now) {
                     self.fail(&ProtocolError::TokenExpired, None, &mut w, out);
                 } else if let Some(limit) = hb.silence_limit.filter(|&l| due(self.last_received, l)) {
                     self.fail(&ProtocolError::HeartBeatTimeout(limit), None, &mut w, out);

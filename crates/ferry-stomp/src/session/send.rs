@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_auth::{Action, SecurityStats};
+use ferry_auth::Action;
 use ferry_core::{Message, QoS, TopicName};
 use tracing::debug;
 
@@ -57,11 +57,8 @@ impl PreparedSend {
 
 impl Connected {
     pub(super) fn on_send(&mut self, ctx: &Ctx<'_>, frame: Frame) -> Result<(), ProtocolError> {
-        if let Some(bucket) = &mut self.bucket {
-            if !bucket.try_take(ctx.now, 1) {
-                SecurityStats::bump(&ctx.broker.gate.stats.message_rate_exceeded);
-                return Err(ProtocolError::MessageRateExceeded);
-            }
+        if !self.policy.take_message(ctx.now) {
+            return Err(ProtocolError::MessageRateExceeded);
         }
         let transaction = frame.header("transaction").map(str::to_owned);
         if let Some(tx) = &transaction {
@@ -81,7 +78,6 @@ impl Connected {
             command: frame.command,
             header: "destination",
         })?;
-        let gate = &ctx.broker.gate;
         let forbidden = || ProtocolError::Forbidden {
             action: "send to",
             destination: destination.to_owned(),
@@ -89,13 +85,13 @@ impl Connected {
         let target = match Destination::parse(destination)? {
             Destination::Topic(key) => {
                 let topic = destination::topic_name(&key)?;
-                if !gate.may_publish(&self.identity, topic.as_str()) {
+                if !self.policy.may_publish(topic.as_str()) {
                     return Err(forbidden());
                 }
                 Target::Topic(topic)
             }
             Destination::Queue(name) => {
-                if !gate.may_use_queue(&self.identity, Action::Publish, &name) {
+                if !self.policy.may_use_queue(Action::Publish, &name) {
                     return Err(forbidden());
                 }
                 Target::Queue(name)

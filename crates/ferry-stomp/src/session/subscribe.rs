@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use ferry_auth::{Action, SecurityStats};
+use ferry_auth::Action;
 use ferry_core::{next_subscriber_id, Delivery, Outbox, OutboxLimits, QoS, SubscribeOptions, Subscriber, SubscriberId, Subscription};
 use tracing::debug;
 
@@ -131,8 +131,7 @@ fn required<'f>(frame: &'f Frame, header: &'static str) -> Result<&'f str, Proto
 impl Connected {
     fn check_room(&self, ctx: &Ctx<'_>) -> Result<(), ProtocolError> {
         let limit = ctx.broker.config.max_subscriptions;
-        if self.subs.len() + self.temp.len() >= limit {
-            SecurityStats::bump(&ctx.broker.gate.stats.subscription_quota_exceeded);
+        if !self.policy.may_add_subscription(self.subs.len() + self.temp.len(), limit) {
             return Err(ProtocolError::TooManySubscriptions { limit });
         }
         Ok(())
@@ -187,7 +186,6 @@ impl Connected {
         self.check_room(ctx)?;
         let acking = if ack.acknowledges() { Acking::Client } else { Acking::Auto };
         let wakeup = ctx.info.wakeup.clone();
-        let gate = &ctx.broker.gate;
         let forbidden = || ProtocolError::Forbidden {
             action: "subscribe to",
             destination: destination.to_owned(),
@@ -195,7 +193,7 @@ impl Connected {
         let source = match parsed {
             Destination::Topic(key) => {
                 let filter = destination::topic_filter(&key)?;
-                if !gate.may_subscribe(&self.identity, filter.as_str()) {
+                if !self.policy.may_subscribe(filter.as_str()) {
                     return Err(forbidden());
                 }
                 let limit = ctx.broker.config.max_queued_per_subscription;
@@ -228,7 +226,7 @@ impl Connected {
                 }
             }
             Destination::Queue(name) => {
-                if !gate.may_use_queue(&self.identity, Action::Subscribe, &name) {
+                if !self.policy.may_use_queue(Action::Subscribe, &name) {
                     return Err(forbidden());
                 }
                 let (queue, consumer) = ctx.broker.queues.subscribe(&name, prefetch, acking, wakeup)?;

@@ -483,7 +483,7 @@ fn idle_connections_hold_no_rate_bucket_when_unlimited() {
     let b = secured();
     let c = login(&b, "alice", "wonderland");
     match &c.session.phase {
-        super::super::Phase::Connected(conn) => assert!(conn.bucket.is_none()),
+        super::super::Phase::Connected(conn) => assert!(!conn.policy.rate_limited()),
         _ => panic!("connected"),
     }
 }
