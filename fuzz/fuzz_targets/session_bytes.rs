@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use ferry_core::{Adapter, Carrier, ConnectionInfo, Input, MessageKind, Output, Router, Connection, Wakeup};
 use ferry_mqtt::codec::{Decoder as MqttDecoder, Version as MqttVersion};
+use ferry_auth::CoreParts;
 use ferry_mqtt::{MqttAdapter, MqttConfig};
 use ferry_stomp::{Decoded, Decoder as StompDecoder, Limits, StompAdapter, StompConfig, Version as StompVersion};
 use libfuzzer_sys::fuzz_target;
@@ -123,8 +124,8 @@ fuzz_target!(|data: &[u8]| {
     let text = mode & 4 != 0;
 
     let router = Arc::new(Router::default());
-    let mqtt = MqttAdapter::new(router.clone(), MqttConfig::default());
-    let stomp_adapter = StompAdapter::new(router.clone(), StompConfig::default());
+    let mqtt = MqttAdapter::new(CoreParts::open_with(router.clone()), MqttConfig::default());
+    let stomp_adapter = StompAdapter::new(CoreParts::open_with(router.clone()), StompConfig::default());
     let mut now = Instant::now();
     let mut subscribers = [
         Subscriber::new(&mqtt, MQTT_SUBSCRIBER, decode_mqtt, now),

@@ -17,6 +17,7 @@
 //! * [`ConnectCheck`]: one CONNECT waiting for its verdict, its delay and its deadline.
 //! * [`ClientPolicy`]: one connected client's identity, token expiry, message rate,
 //!   subscription quota and ACL, with the refusals counted.
+//! * [`CoreParts`]: the broker-wide router and gatekeeper every adapter is built from.
 
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ mod authenticator;
 mod client_policy;
 pub mod config;
 mod connect_check;
+mod core_parts;
 mod fs;
 mod gate;
 mod identity;
@@ -37,6 +39,7 @@ pub use authenticator::{AuthParts, Authenticator, LoadError, Summary};
 pub use client_policy::ClientPolicy;
 pub use config::{AuthSettings, LimitSettings};
 pub use connect_check::{CheckState, ConnectCheck};
+pub use core_parts::CoreParts;
 pub use gate::{Admitted, ConnectAttempt, Gatekeeper, Offload, PendingVerdict, Refusal, RunInline, SecurityStats, Verdict, WallClock};
 pub use identity::{AuthFailure, AuthMethod, BadCredentials, Credentials, Identity, NotAuthorized, STOMP_ACCESS_REFUSED};
 pub use jwt::{JwtVerifier, TokenClaims, TokenError};

@@ -119,7 +119,7 @@ impl std::fmt::Debug for TransportCredentials {
 
 /// A connection's doorbell: the core (or anything else off the connection's task) rings
 /// it after queueing something for the session; the transport then calls
-/// [`Session::on_wake`]. Rings coalesce: many rings before the loop runs make one wake.
+/// [`Connection::on_wake`]. Rings coalesce: many rings before the loop runs make one wake.
 ///
 /// One task waits on it (the connection's); ringing is a flag and an atomic waker, no lock
 /// and no allocation, because the router rings once per delivery.
@@ -345,7 +345,7 @@ pub trait Connection: Send {
     /// Bytes arrived from the peer.
     fn on_input(&mut self, input: Input, now: Instant, out: &mut Output);
 
-    /// The earliest instant at which the session wants [`Session::on_timeout`] called,
+    /// The earliest instant at which the session wants [`Connection::on_timeout`] called,
     /// if any (keep-alive checks, retransmissions).
     fn poll_timeout(&self) -> Option<Instant> {
         None
@@ -354,7 +354,7 @@ pub trait Connection: Send {
     /// The connection's [`Wakeup`] rang: collect what the core queued for this session.
     fn on_wake(&mut self, _now: Instant, _out: &mut Output) {}
 
-    /// The instant returned by [`Session::poll_timeout`] has passed.
+    /// The instant returned by [`Connection::poll_timeout`] has passed.
     fn on_timeout(&mut self, _now: Instant, _out: &mut Output) {}
 
     /// The broker is shutting down: last words to the peer (an MQTT 5 DISCONNECT, a

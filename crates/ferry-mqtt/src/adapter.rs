@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_auth::Gatekeeper;
-use ferry_core::{Adapter, Connection, ConnectionInfo, MessageKind, Router, Sniff, Subprotocol};
+use ferry_auth::CoreParts;
+use ferry_core::{Adapter, Connection, ConnectionInfo, MessageKind, Sniff, Subprotocol};
 
 use crate::config::MqttConfig;
 use crate::session::MqttConnection;
@@ -31,18 +31,17 @@ pub struct MqttAdapter {
 }
 
 impl MqttAdapter {
-    /// The adapter, routing through the broker-wide `router`; everyone may connect and do
-    /// anything ([`Gatekeeper::open`]).
-    pub fn new(router: Arc<Router>, config: MqttConfig) -> Self {
-        Self::with_gatekeeper(router, config, Arc::new(Gatekeeper::open()))
+    /// The adapter, built from the broker-wide `parts` (routing through their router,
+    /// clients authenticated, authorized and rate-limited by their gatekeeper), sessions
+    /// kept in memory.
+    pub fn new(parts: CoreParts, config: MqttConfig) -> Self {
+        Self::from_shared(Arc::new(MqttShared::new(parts, config)))
     }
 
-    /// The adapter, routing through the broker-wide `router`, with clients authenticated,
-    /// authorized and rate-limited by `gate`.
-    pub fn with_gatekeeper(router: Arc<Router>, config: MqttConfig, gate: Arc<Gatekeeper>) -> Self {
-        Self {
-            broker: Arc::new(MqttShared::with_gatekeeper(router, config, gate)),
-        }
+    /// The adapter around shared state built beforehand (with its own session store:
+    /// [`MqttShared::with_sessions`]).
+    pub fn from_shared(broker: Arc<MqttShared>) -> Self {
+        Self { broker }
     }
 
     /// The shared state, for periodic [`MqttShared::tick`] calls and metrics.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_auth::Gatekeeper;
+use ferry_auth::{CoreParts, Gatekeeper};
 use ferry_core::{Message, OutboxLimits, Router, SessionRegistry, SessionSlot, SessionStore};
 use parking_lot::Mutex;
 
@@ -72,44 +72,29 @@ pub struct MqttShared {
 }
 
 impl MqttShared {
-    /// Shared state routing through `router`, sessions kept in memory, everyone allowed
-    /// ([`Gatekeeper::open`]).
-    pub fn new(router: Arc<Router>, config: MqttConfig) -> Self {
-        Self::with_gatekeeper(router, config, Arc::new(Gatekeeper::open()))
-    }
-
-    /// Shared state routing through `router`, sessions kept in memory, clients checked by
-    /// `gate`.
-    pub fn with_gatekeeper(router: Arc<Router>, config: MqttConfig, gate: Arc<Gatekeeper>) -> Self {
+    /// Shared state built from the broker-wide `parts`, sessions kept in memory (bounded
+    /// by the `[mqtt]` queue limits).
+    pub fn new(parts: CoreParts, config: MqttConfig) -> Self {
         let limits = OutboxLimits {
             max_qos0: config.max_queued_qos0,
             max_qos12: config.max_queued_qos12,
             max_bytes: config.max_queued_bytes,
         };
-        Self::with_parts(router, config, Arc::new(SessionRegistry::new(limits)), gate)
-    }
-
-    /// Shared state keeping sessions in `sessions` (any [`SessionStore`]), everyone allowed.
-    pub fn with_sessions(router: Arc<Router>, config: MqttConfig, sessions: Arc<dyn SessionStore<SessionState>>) -> Self {
-        Self::with_parts(router, config, sessions, Arc::new(Gatekeeper::open()))
-    }
-
-    /// Shared state keeping sessions in `sessions`, clients checked by `gate`.
-    pub fn with_parts(
-        router: Arc<Router>,
-        config: MqttConfig,
-        sessions: Arc<dyn SessionStore<SessionState>>,
-        gate: Arc<Gatekeeper>,
-    ) -> Self {
         Self {
-            router,
-            sessions,
+            router: parts.router,
+            sessions: Arc::new(SessionRegistry::new(limits)),
             config,
             stats: MqttStats::default(),
-            gate,
+            gate: parts.gate,
             wills: Mutex::new(Vec::new()),
             next_client: AtomicU64::new(1),
         }
+    }
+
+    /// The same, keeping sessions in `sessions` (any [`SessionStore`]) instead.
+    pub fn with_sessions(mut self, sessions: Arc<dyn SessionStore<SessionState>>) -> Self {
+        self.sessions = sessions;
+        self
     }
 
     /// A client identifier for a client that sent an empty one.

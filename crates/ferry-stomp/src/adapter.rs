@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_auth::Gatekeeper;
-use ferry_core::{Adapter, Connection, ConnectionInfo, MessageKind, Router, Sniff, Subprotocol};
+use ferry_auth::CoreParts;
+use ferry_core::{Adapter, Connection, ConnectionInfo, MessageKind, Sniff, Subprotocol};
 
 use crate::config::StompConfig;
 use crate::session::StompConnection;
@@ -36,19 +36,13 @@ pub struct StompAdapter {
 }
 
 impl StompAdapter {
-    /// The adapter, routing through the broker-wide `router`, with every client let in
-    /// ([`Gatekeeper::open`]: tests and tools).
-    pub fn new(router: Arc<Router>, config: StompConfig) -> Self {
-        Self::with_gatekeeper(router, config, Arc::new(Gatekeeper::open()))
-    }
-
-    /// The adapter, routing through the broker-wide `router` and asking the broker's
-    /// `gate` who may connect (CONNECT `login`/`passcode`, or the transport's bearer
-    /// token or client certificate), what they may send to and subscribe to, and how
-    /// fast they may send.
-    pub fn with_gatekeeper(router: Arc<Router>, config: StompConfig, gate: Arc<Gatekeeper>) -> Self {
+    /// The adapter, built from the broker-wide `parts`: routing through their router and
+    /// asking their gatekeeper who may connect (CONNECT `login`/`passcode`, or the
+    /// transport's bearer token or client certificate), what they may send to and
+    /// subscribe to, and how fast they may send.
+    pub fn new(parts: CoreParts, config: StompConfig) -> Self {
         Self {
-            broker: Arc::new(StompShared::with_gatekeeper(router, config, gate)),
+            broker: Arc::new(StompShared::new(parts, config)),
         }
     }
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use ferry_auth::Gatekeeper;
+use ferry_auth::{CoreParts, Gatekeeper};
 use ferry_core::Router;
 
 use crate::config::StompConfig;
@@ -45,20 +45,14 @@ pub struct StompShared {
 }
 
 impl StompShared {
-    /// Shared state routing through `router`, letting every client in
-    /// ([`Gatekeeper::open`]).
-    pub fn new(router: Arc<Router>, config: StompConfig) -> Self {
-        Self::with_gatekeeper(router, config, Arc::new(Gatekeeper::open()))
-    }
-
-    /// Shared state routing through `router`, asking `gate` who may connect and what
-    /// they may do.
-    pub fn with_gatekeeper(router: Arc<Router>, config: StompConfig, gate: Arc<Gatekeeper>) -> Self {
+    /// Shared state built from the broker-wide `parts`: routing through their router,
+    /// asking their gatekeeper who may connect and what they may do.
+    pub fn new(parts: CoreParts, config: StompConfig) -> Self {
         Self {
-            router,
+            router: parts.router,
             queues: Queues::new(config.max_queues, config.max_queue_length),
             config,
-            gate,
+            gate: parts.gate,
             stats: StompStats::default(),
         }
     }

@@ -272,7 +272,7 @@ pub struct WebSocketConfig {
     #[serde(with = "humantime_serde")]
     pub ping_timeout: Duration,
     /// After sending a close frame, how long to wait for the peer's before dropping it.
-    /// The session is ended when the close starts ([`ferry_core::Session::on_closed`]),
+    /// The session is ended when the close starts ([`ferry_core::Connection::on_closed`]),
     /// not when the handshake is over.
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,

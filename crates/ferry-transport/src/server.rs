@@ -108,7 +108,7 @@ struct Listener {
     proxy_protocol: bool,
 }
 
-/// Everything [`Server::start_parts`] starts from.
+/// Everything [`Server::start`] starts from ([`ServerParts::new`] fills in defaults).
 pub struct ServerParts {
     /// The transport's configuration.
     pub config: TransportConfig,
@@ -131,47 +131,33 @@ pub struct Server {
     bound: Vec<(&'static str, SocketAddr)>,
 }
 
+impl ServerParts {
+    /// The parts a transport needs at least: its configuration and the protocol
+    /// adapters; everyone admitted within the default limits ([`Gatekeeper::open`]),
+    /// fresh metrics served at `GET /metrics`, a fresh list of connections. Override
+    /// fields with struct update syntax: `ServerParts { gate, ..ServerParts::new(c, r) }`.
+    pub fn new(config: TransportConfig, registry: Registry) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        Self {
+            config,
+            registry,
+            routes: HttpRouter::with_defaults(metrics.clone()),
+            metrics,
+            gate: Arc::new(Gatekeeper::open()),
+            connections: Arc::new(Connections::new()),
+        }
+    }
+}
+
 impl Server {
     /// Bind every listener the configuration enables and that has something to serve,
     /// and start accepting. Fails, naming the cause, if an address cannot be bound or
-    /// the TLS material is unusable. Everyone is admitted, within the default limits.
-    pub async fn start(config: TransportConfig, registry: Registry) -> Result<Server, TransportError> {
-        Self::start_with_metrics(config, registry, Metrics::default()).await
-    }
-
-    /// [`Server::start`], serving `metrics` (with the collectors registered on it) at
-    /// `GET /metrics`.
-    pub async fn start_with_metrics(config: TransportConfig, registry: Registry, metrics: Metrics) -> Result<Server, TransportError> {
-        Self::start_with(config, registry, metrics, Arc::new(Gatekeeper::open())).await
-    }
-
-    /// [`Server::start_with_metrics`], asking `gate` to admit each new connection (its
-    /// connection counts and rates), to verify bearer tokens on WebSocket upgrades, and
-    /// for each connection's byte rate. The gate's counters are bumped here; exporting
-    /// them is the caller's business.
-    pub async fn start_with(
-        config: TransportConfig,
-        registry: Registry,
-        metrics: Metrics,
-        gate: Arc<Gatekeeper>,
-    ) -> Result<Server, TransportError> {
-        let metrics = Arc::new(metrics);
-        let routes = HttpRouter::with_defaults(metrics.clone());
-        Self::start_parts(ServerParts {
-            config,
-            registry,
-            metrics,
-            gate,
-            routes,
-            connections: Arc::new(Connections::new()),
-        })
-        .await
-    }
-
-    /// Starts the transport from all its parts: the HTTP routes the binary registered
-    /// (the `admin` listener runs only when some route serves it) and the registry of
-    /// open connections it lists each connection in.
-    pub async fn start_parts(parts: ServerParts) -> Result<Server, TransportError> {
+    /// the TLS material is unusable. The `gate` admits each new connection (its
+    /// connection counts and rates), verifies bearer tokens on WebSocket upgrades, and
+    /// meters each connection's byte rate; the HTTP routes the binary registered are
+    /// served (the `admin` listener runs only when some route serves it), and every
+    /// open connection is listed in `connections`.
+    pub async fn start(parts: ServerParts) -> Result<Server, TransportError> {
         let ServerParts {
             config,
             registry,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_core::{Adapter, Connection, ConnectionInfo, Input, MessageKind, Output, Sniff, Subprotocol};
 use ferry_transport::config::{ListenerConfig, Listeners};
-use ferry_transport::{Registry, Server, TransportConfig};
+use ferry_transport::{Registry, Server, ServerParts, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -83,7 +83,7 @@ async fn server() -> (Server, SocketAddr) {
         },
         ..TransportConfig::default()
     };
-    let server = Server::start(config, registry).await.unwrap();
+    let server = Server::start(ServerParts::new(config, registry)).await.unwrap();
     let addr = server.local_addrs().iter().find(|(name, _)| *name == "ws").unwrap().1;
     (server, addr)
 }

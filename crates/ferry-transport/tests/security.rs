@@ -13,7 +13,7 @@ use ferry_auth::jwt::{Algorithm, JwtKey};
 use ferry_auth::{AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, RunInline};
 use ferry_core::{Adapter, Connection, ConnectionInfo, Input, MessageKind, Output, Sniff, Subprotocol};
 use ferry_transport::config::{ClientAuth, ListenerConfig, Listeners, TlsConfig};
-use ferry_transport::{Metrics, Registry, Server, TransportConfig};
+use ferry_transport::{Registry, Server, ServerParts, TransportConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -122,7 +122,12 @@ fn gate(limits: LimitSettings) -> Arc<Gatekeeper> {
 async fn start(config: TransportConfig, gate: Arc<Gatekeeper>) -> Server {
     let mut registry = Registry::new();
     registry.register(Arc::new(Reporter));
-    Server::start_with(config, registry, Metrics::default(), gate).await.unwrap()
+    Server::start(ServerParts {
+        gate,
+        ..ServerParts::new(config, registry)
+    })
+    .await
+    .unwrap()
 }
 
 fn addr(server: &Server, name: &str) -> SocketAddr {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ferry_auth::{Authenticator, Gatekeeper};
+use ferry_auth::{Authenticator, CoreParts, Gatekeeper};
 use ferry_core::{Connections, MemoryRetained, Router};
 use ferry_mqtt::{MqttAdapter, MqttShared};
 use ferry_stomp::StompAdapter;
@@ -198,8 +198,9 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
         router = router.with_journal(journal.clone());
     }
     let router = Arc::new(router);
-    let mqtt = Arc::new(MqttAdapter::with_gatekeeper(router.clone(), settings.mqtt.clone(), gate.clone()));
-    let stomp = Arc::new(StompAdapter::with_gatekeeper(router.clone(), settings.stomp.clone(), gate.clone()));
+    let parts = CoreParts::new(router.clone(), gate.clone());
+    let mqtt = Arc::new(MqttAdapter::new(parts.clone(), settings.mqtt.clone()));
+    let stomp = Arc::new(StompAdapter::new(parts, settings.stomp.clone()));
     let mut registry = Registry::new();
     let broker = mqtt.broker();
     let stomp_broker = stomp.broker();
@@ -328,7 +329,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     } = adapters(&settings, &gate)?;
     let metrics = Arc::new(metrics);
     let routes = http_routes(&metrics, &admin, journal.as_ref(), &settings);
-    let server = Server::start_parts(ServerParts {
+    let server = Server::start(ServerParts {
         config: settings.transport(),
         registry,
         metrics,

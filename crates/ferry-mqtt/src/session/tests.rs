@@ -10,7 +10,9 @@ use bytes::{Bytes, BytesMut};
 use ferry_auth::config::{AnonymousPolicy, FailedAuthSettings};
 use ferry_auth::jwt::{Algorithm, JwtKey};
 use ferry_auth::password::HashParams;
-use ferry_auth::{Acl, AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, Offload, PasswordFile, RunInline};
+use ferry_auth::{
+    Acl, AuthParts, AuthSettings, Authenticator, CoreParts, Gatekeeper, JwtVerifier, LimitSettings, Offload, PasswordFile, RunInline,
+};
 use ferry_core::{Carrier, Connection, ConnectionInfo, Input, Message, MessageKind, Output, QoS, Router, TopicName, Wakeup};
 
 use super::MqttConnection;
@@ -79,7 +81,7 @@ fn inline_gate() -> Arc<Gatekeeper> {
 }
 
 fn broker(gate: Arc<Gatekeeper>, config: MqttConfig) -> Arc<MqttShared> {
-    Arc::new(MqttShared::with_gatekeeper(Arc::new(Router::default()), config, gate))
+    Arc::new(MqttShared::new(CoreParts::new(Arc::new(Router::default()), gate), config))
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -563,7 +565,7 @@ fn subscription_quota_refuses_with_the_versions_code() {
 
 #[test]
 fn the_open_gatekeeper_lets_everyone_in() {
-    let b = Arc::new(MqttShared::new(Arc::new(Router::default()), MqttConfig::default()));
+    let b = Arc::new(MqttShared::new(CoreParts::open(), MqttConfig::default()));
     let out = Conn::open(&b, Instant::now()).send(&connect(Version::V3_1_1, "a", None, None), Version::V3_1_1);
     assert_eq!(bytes(&out), [0x20, 0x02, 0x00, 0x00]);
 }
@@ -572,7 +574,7 @@ fn the_open_gatekeeper_lets_everyone_in() {
 
 /// A broker that lets everyone in (no ACL), for the conformance tests below.
 fn open_broker() -> Arc<MqttShared> {
-    Arc::new(MqttShared::new(Arc::new(Router::default()), MqttConfig::default()))
+    Arc::new(MqttShared::new(CoreParts::open(), MqttConfig::default()))
 }
 
 /// A 5.0 CONNECT for `id` with `session_expiry` seconds, not clean-start when the session

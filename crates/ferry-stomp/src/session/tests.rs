@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use ferry_auth::CoreParts;
 use ferry_core::{
     Carrier, CloseRequest, Connection, ConnectionInfo, Delivery, Input, Message, MessageKind, Outbox, OutboxLimits, Output, Properties,
     QoS, Router, SubscribeOptions, Subscriber, Subscription, TopicName, TransportCredentials, Wakeup,
@@ -32,7 +33,7 @@ struct Client {
 }
 
 fn broker_with(config: StompConfig) -> Arc<StompShared> {
-    Arc::new(StompShared::new(Arc::new(Router::default()), config))
+    Arc::new(StompShared::new(CoreParts::open(), config))
 }
 
 fn broker() -> Arc<StompShared> {

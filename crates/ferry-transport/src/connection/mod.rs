@@ -126,7 +126,7 @@ struct Conn {
     /// permessage-deflate's sending half, when negotiated (one pointer otherwise).
     deflater: Option<Box<MessageDeflater>>,
     shutting_down: bool,
-    /// Whether the session was told the connection is over ([`Session::on_closed`]).
+    /// Whether the session was told the connection is over ([`Connection::on_closed`]).
     ended: bool,
     /// Counted by the listener and the gatekeeper until the connection ends.
     _admission: Admission,

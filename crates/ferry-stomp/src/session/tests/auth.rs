@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use ferry_auth::config::{AnonymousPolicy, AuthSettings, FailedAuthSettings};
 use ferry_auth::jwt::{Algorithm, JwtKey};
 use ferry_auth::password::{HashParams, PasswordFile};
-use ferry_auth::{Acl, AuthParts, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, Offload, RunInline};
+use ferry_auth::{Acl, AuthParts, Authenticator, CoreParts, Gatekeeper, JwtVerifier, LimitSettings, Offload, RunInline};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -77,7 +77,7 @@ fn gate_with(offload: Arc<dyn Offload>, failed_auth: FailedAuthSettings, limits:
 
 fn secured_with(config: StompConfig, offload: Arc<dyn Offload>, limits: LimitSettings) -> Arc<StompShared> {
     let gate = gate_with(offload, FailedAuthSettings::default(), limits);
-    Arc::new(StompShared::with_gatekeeper(Arc::new(Router::default()), config, gate))
+    Arc::new(StompShared::new(CoreParts::new(Arc::new(Router::default()), gate), config))
 }
 
 fn secured() -> Arc<StompShared> {
@@ -233,10 +233,9 @@ fn repeated_failures_are_answered_after_the_delay() {
         ..FailedAuthSettings::default()
     };
     let gate = gate_with(Arc::new(RunInline), failed_auth, LimitSettings::default());
-    let b = Arc::new(StompShared::with_gatekeeper(
-        Arc::new(Router::default()),
+    let b = Arc::new(StompShared::new(
+        CoreParts::new(Arc::new(Router::default()), gate),
         StompConfig::default(),
-        gate,
     ));
     let mut first = Client::open(&b);
     first.send("CONNECT\nlogin:alice\npasscode:bad\n\n\0");
