@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Configuration that puts every listener on an ephemeral loopback port.
-pub const LOOPBACK: &str = r#"
+pub(crate) const LOOPBACK: &str = r#"
 [log]
 level = "debug"
 format = "json"
@@ -42,7 +42,7 @@ sys_interval = "0s"
 "#;
 
 /// A running broker process.
-pub struct Broker {
+pub(crate) struct Broker {
     child: Option<Child>,
     /// Listener name → bound address, from the `listening` log lines.
     pub addrs: HashMap<String, SocketAddr>,
@@ -50,19 +50,19 @@ pub struct Broker {
     _dir: tempfile::TempDir,
 }
 
-pub fn ferry_bin() -> PathBuf {
+pub(crate) fn ferry_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ferry"))
 }
 
 impl Broker {
     /// Start with [`LOOPBACK`] followed by `extra` TOML (later keys of a table win, so
     /// `extra` may only add sections or keys not in LOOPBACK: use `env` to override).
-    pub fn start(extra: &str) -> Broker {
+    pub(crate) fn start(extra: &str) -> Broker {
         Self::start_with(extra, &[])
     }
 
     /// Start with extra TOML and `FERRY_*` environment overrides.
-    pub fn start_with(extra: &str, env: &[(&str, &str)]) -> Broker {
+    pub(crate) fn start_with(extra: &str, env: &[(&str, &str)]) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("ferry.toml");
         std::fs::write(&path, format!("{LOOPBACK}\n{extra}")).expect("write config");
@@ -122,24 +122,24 @@ impl Broker {
     }
 
     /// The address of listener `name`.
-    pub fn addr(&self, name: &str) -> SocketAddr {
+    pub(crate) fn addr(&self, name: &str) -> SocketAddr {
         *self
             .addrs
             .get(name)
             .unwrap_or_else(|| panic!("listener {name} not running: {:?}", self.addrs))
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
 
     /// Log lines so far.
-    pub fn logs(&self) -> Vec<String> {
+    pub(crate) fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
 
     /// Wait until a log line contains `needle`.
-    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+    pub(crate) fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.logs().iter().any(|l| l.contains(needle)) {
@@ -151,7 +151,7 @@ impl Broker {
     }
 
     /// Send SIGTERM (without waiting).
-    pub fn signal_term(&self) {
+    pub(crate) fn signal_term(&self) {
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid().to_string())
@@ -161,7 +161,7 @@ impl Broker {
     }
 
     /// Kill the process with SIGKILL and reap it: no shutdown of any kind runs.
-    pub fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -169,13 +169,13 @@ impl Broker {
     }
 
     /// Send SIGHUP (reload the auth files).
-    pub fn signal_hup(&self) {
+    pub(crate) fn signal_hup(&self) {
         let status = Command::new("kill").arg("-HUP").arg(self.pid().to_string()).status().expect("kill");
         assert!(status.success());
     }
 
     /// Wait for the process to exit, up to `timeout`.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         let child = self.child.as_mut().unwrap();
         while Instant::now() < deadline {
@@ -188,7 +188,7 @@ impl Broker {
     }
 
     /// Open file descriptors of the broker process.
-    pub fn fd_count(&self) -> usize {
+    pub(crate) fn fd_count(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .map(|d| d.count())
             .unwrap_or(0)
@@ -206,7 +206,7 @@ impl Drop for Broker {
 
 /// Run `ferry` with arguments to completion; returns (status, stdout, stderr). A broker
 /// it starts keeps its data in a temporary directory unless `env` names one.
-pub fn ferry_command(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+pub(crate) fn ferry_command(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
     let data = tempfile::tempdir().expect("temp dir");
     let mut cmd = Command::new(ferry_bin());
     cmd.args(args).stdin(Stdio::null());
@@ -222,7 +222,7 @@ pub fn ferry_command(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String
     )
 }
 
-pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
@@ -230,21 +230,21 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// A raw HTTP response: status code, lower-cased headers, body.
 #[derive(Debug)]
-pub struct RawResponse {
+pub(crate) struct RawResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
 /// Send `request` verbatim and read one response (head, and a body of
 /// `content-length` bytes). Leaves the stream open for the caller (frames after a 101).
-pub async fn http_raw(stream: &mut TcpStream, request: &str) -> RawResponse {
+pub(crate) async fn http_raw(stream: &mut TcpStream, request: &str) -> RawResponse {
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     let head_end = loop {
@@ -281,13 +281,13 @@ pub async fn http_raw(stream: &mut TcpStream, request: &str) -> RawResponse {
 }
 
 /// Connect and send one request; convenience for status checks.
-pub async fn http_request(addr: SocketAddr, request: &str) -> RawResponse {
+pub(crate) async fn http_request(addr: SocketAddr, request: &str) -> RawResponse {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     http_raw(&mut stream, request).await
 }
 
 /// A WebSocket upgrade request for `path` with extra header lines.
-pub fn upgrade_request(path: &str, extra: &str) -> String {
+pub(crate) fn upgrade_request(path: &str, extra: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
@@ -295,7 +295,7 @@ pub fn upgrade_request(path: &str, extra: &str) -> String {
 }
 
 /// A masked client frame (RFC 6455 §5.2), built here independently of the server.
-pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+pub(crate) fn client_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
     let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
     let mask_bit = if masked { 0x80 } else { 0 };
     match payload.len() {
@@ -320,7 +320,7 @@ pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<
 }
 
 /// A frame read from the server: (fin, opcode, payload). `None` on EOF.
-pub async fn read_server_frame(stream: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
+pub(crate) async fn read_server_frame(stream: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
     let mut head = [0u8; 2];
     stream.read_exact(&mut head).await.ok()?;
     assert_eq!(head[1] & 0x80, 0, "server frames must not be masked");
@@ -343,7 +343,7 @@ pub async fn read_server_frame(stream: &mut TcpStream) -> Option<(bool, u8, Vec<
 }
 
 /// Read frames until a close frame; returns its code. Panics on timeout.
-pub async fn expect_close(stream: &mut TcpStream) -> Option<u16> {
+pub(crate) async fn expect_close(stream: &mut TcpStream) -> Option<u16> {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match read_server_frame(stream).await {
@@ -359,7 +359,7 @@ pub async fn expect_close(stream: &mut TcpStream) -> Option<u16> {
 }
 
 /// Whether the server closes the TCP connection within `timeout`.
-pub async fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
+pub(crate) async fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
     let mut buf = [0u8; 1024];
     tokio::time::timeout(timeout, async {
         loop {
@@ -374,7 +374,7 @@ pub async fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
 }
 
 /// Fetch `/metrics` and return the value of a sample line starting with `name`.
-pub async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+pub(crate) async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
     let resp = http_request(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     resp.body
         .lines()

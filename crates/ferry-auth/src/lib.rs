@@ -19,8 +19,6 @@
 //!   subscription quota and ACL, with the refusals counted.
 //! * [`CoreParts`]: the broker-wide router and gatekeeper every adapter is built from.
 
-#![warn(missing_docs)]
-
 pub mod acl;
 mod authenticator;
 mod client_policy;

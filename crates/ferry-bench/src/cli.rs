@@ -9,13 +9,13 @@ use clap::{Parser, ValueEnum};
 use crate::payload::HEADER_LEN;
 
 /// Most connections one load process opens.
-pub const MAX_CLIENTS: usize = 200_000;
+pub(crate) const MAX_CLIENTS: usize = 200_000;
 
 /// A load generator for MQTT and STOMP brokers on this machine (Ferry, Mosquitto,
 /// RabbitMQ…), over ws://, wss://, tcp:// and TLS.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ferry-bench", version, about, long_about = None)]
-pub struct Args {
+pub(crate) struct Args {
     /// What to run.
     #[arg(value_enum)]
     pub scenario: Scenario,
@@ -165,7 +165,7 @@ pub struct Args {
 
 /// The scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scenario {
+pub(crate) enum Scenario {
     /// One publisher, N subscribers on its topic.
     Fanout,
     /// N publishers on their own topics, one wildcard subscriber.
@@ -183,7 +183,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// The name used on the command line and in results.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Scenario::Fanout => "fanout",
             Scenario::Fanin => "fanin",
@@ -197,7 +197,7 @@ impl Scenario {
 
 /// The wire protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// MQTT 3.1.1 or 5.0.
     Mqtt,
     /// STOMP 1.2.
@@ -206,7 +206,7 @@ pub enum Protocol {
 
 impl Protocol {
     /// The other one.
-    pub fn other(self) -> Protocol {
+    pub(crate) fn other(self) -> Protocol {
         match self {
             Protocol::Mqtt => Protocol::Stomp,
             Protocol::Stomp => Protocol::Mqtt,
@@ -225,7 +225,7 @@ impl fmt::Display for Protocol {
 
 /// MQTT versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MqttVersion {
+pub(crate) enum MqttVersion {
     /// MQTT 3.1.1.
     #[value(name = "3.1.1")]
     V311,
@@ -236,7 +236,7 @@ pub enum MqttVersion {
 
 /// STOMP ack modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AckMode {
+pub(crate) enum AckMode {
     /// No ACK frames.
     Auto,
     /// Cumulative ACK (one per batch read).
@@ -247,7 +247,7 @@ pub enum AckMode {
 
 impl AckMode {
     /// The value of the SUBSCRIBE `ack` header.
-    pub fn header(self) -> &'static str {
+    pub(crate) fn header(self) -> &'static str {
         match self {
             AckMode::Auto => "auto",
             AckMode::Client => "client",
@@ -258,7 +258,7 @@ impl AckMode {
 
 /// Which side of a flow scenario this process plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Role {
+pub(crate) enum Role {
     /// Publishers only.
     Pub,
     /// Subscribers only.
@@ -269,17 +269,17 @@ pub enum Role {
 
 impl Role {
     /// Whether this process publishes.
-    pub fn publishes(self) -> bool {
+    pub(crate) fn publishes(self) -> bool {
         matches!(self, Role::Pub | Role::All)
     }
 
     /// Whether this process subscribes.
-    pub fn subscribes(self) -> bool {
+    pub(crate) fn subscribes(self) -> bool {
         matches!(self, Role::Sub | Role::All)
     }
 
     /// The name used in results.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Role::Pub => "pub",
             Role::Sub => "sub",
@@ -290,7 +290,7 @@ impl Role {
 
 /// Source address spreading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Spread {
+pub(crate) enum Spread {
     /// Above 5,000 clients, when the target is IPv4.
     Auto,
     /// Always (IPv4 targets).
@@ -301,7 +301,7 @@ pub enum Spread {
 
 /// Why the command line is refused after parsing.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ArgsError {
+pub(crate) enum ArgsError {
     /// Payload too small for the header.
     #[error("--payload {0} is below the {HEADER_LEN}-byte header")]
     PayloadTooSmall(usize),
@@ -336,7 +336,7 @@ pub enum ArgsError {
 
 impl Args {
     /// Checks what clap cannot.
-    pub fn validate(&self) -> Result<(), ArgsError> {
+    pub(crate) fn validate(&self) -> Result<(), ArgsError> {
         if self.payload < HEADER_LEN {
             return Err(ArgsError::PayloadTooSmall(self.payload));
         }
@@ -374,18 +374,18 @@ impl Args {
     }
 
     /// Whether STOMP publishers ask for receipts.
-    pub fn stomp_receipts(&self) -> bool {
+    pub(crate) fn stomp_receipts(&self) -> bool {
         self.receipts.unwrap_or(self.ack != AckMode::Auto)
     }
 
     /// The worker threads to run.
-    pub fn worker_threads(&self) -> usize {
+    pub(crate) fn worker_threads(&self) -> usize {
         self.threads.unwrap_or_else(crate::sys::cpus).max(1)
     }
 }
 
 /// Parses `10`, `2.5`, `10s`, `500ms`, `2m` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);

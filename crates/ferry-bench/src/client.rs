@@ -13,7 +13,7 @@ use crate::transport::{Conn, TransportError};
 
 /// Why a session could not be opened or went wrong.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// The connection failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -39,7 +39,7 @@ pub enum ClientError {
 
 /// How sessions of one side of a scenario are opened.
 #[derive(Debug, Clone)]
-pub struct SessionSpec {
+pub(crate) struct SessionSpec {
     /// MQTT or STOMP.
     pub protocol: Protocol,
     /// MQTT version.
@@ -57,7 +57,7 @@ pub struct SessionSpec {
 impl SessionSpec {
     /// Whether the broker confirms each publication (QoS 1/2, STOMP receipts), so the
     /// publisher's window is the protocol's.
-    pub fn confirms(&self) -> bool {
+    pub(crate) fn confirms(&self) -> bool {
         match self.protocol {
             Protocol::Mqtt => self.qos > 0,
             Protocol::Stomp => self.receipts,
@@ -65,7 +65,7 @@ impl SessionSpec {
     }
 
     /// The WebSocket subprotocol offered.
-    pub fn subprotocol(&self) -> &'static str {
+    pub(crate) fn subprotocol(&self) -> &'static str {
         match self.protocol {
             Protocol::Mqtt => "mqtt",
             Protocol::Stomp => "v12.stomp",
@@ -74,7 +74,7 @@ impl SessionSpec {
 }
 
 /// The sending side of a session.
-pub enum Tx {
+pub(crate) enum Tx {
     /// MQTT.
     Mqtt(MqttTx),
     /// STOMP.
@@ -82,7 +82,7 @@ pub enum Tx {
 }
 
 /// The receiving side of a session.
-pub enum Rx {
+pub(crate) enum Rx {
     /// MQTT.
     Mqtt(MqttRx),
     /// STOMP.
@@ -93,7 +93,7 @@ pub enum Rx {
 /// subscribes to that filter (MQTT syntax) and waits for the confirmation. `publish_to`
 /// is the topic (MQTT syntax) [`Tx::publish`] sends to. `buf` is the connection's read
 /// buffer: bytes read past the last answer stay in it for [`Rx::input`].
-pub async fn open(
+pub(crate) async fn open(
     conn: &mut Conn,
     buf: &mut BytesMut,
     spec: &SessionSpec,
@@ -116,7 +116,7 @@ pub async fn open(
 impl Tx {
     /// Appends one publication of `payload`, framed, to `out`. Returns whether the
     /// broker will confirm it.
-    pub fn publish(&mut self, payload: Bytes, out: &mut BytesMut) -> Result<bool, ClientError> {
+    pub(crate) fn publish(&mut self, payload: Bytes, out: &mut BytesMut) -> Result<bool, ClientError> {
         match self {
             Tx::Mqtt(tx) => tx.publish(payload, out),
             Tx::Stomp(tx) => tx.publish(payload, out),
@@ -124,7 +124,7 @@ impl Tx {
     }
 
     /// Appends a graceful goodbye (DISCONNECT), framed, to `out`.
-    pub fn disconnect(&mut self, out: &mut BytesMut) {
+    pub(crate) fn disconnect(&mut self, out: &mut BytesMut) {
         match self {
             Tx::Mqtt(tx) => tx.disconnect(out),
             Tx::Stomp(tx) => tx.disconnect(out),
@@ -137,7 +137,12 @@ impl Rx {
     /// to `on_message`, replies the protocol requires (PUBACK, PUBREC, PUBREL, PUBCOMP,
     /// ACK) are framed into `replies`. Returns how many of our publications the broker
     /// confirmed.
-    pub fn input(&mut self, buf: &mut BytesMut, replies: &mut BytesMut, on_message: &mut dyn FnMut(&[u8])) -> Result<u64, ClientError> {
+    pub(crate) fn input(
+        &mut self,
+        buf: &mut BytesMut,
+        replies: &mut BytesMut,
+        on_message: &mut dyn FnMut(&[u8]),
+    ) -> Result<u64, ClientError> {
         match self {
             Rx::Mqtt(rx) => rx.input(buf, replies, on_message),
             Rx::Stomp(rx) => rx.input(buf, replies, on_message),
@@ -164,7 +169,7 @@ pub(crate) async fn write_now(conn: &mut Conn, bytes: &[u8]) -> Result<(), Clien
 
 /// The STOMP destination for an MQTT-syntax topic or filter, as Ferry maps them:
 /// `a/b/c` → `/topic/a.b.c`, `+` → `*`, `#` stays.
-pub fn stomp_destination(topic: &str) -> String {
+pub(crate) fn stomp_destination(topic: &str) -> String {
     let mut d = String::with_capacity(topic.len() + 7);
     d.push_str("/topic/");
     for c in topic.chars() {

@@ -6,8 +6,6 @@
 //! and with `--json` one JSON line on stdout. See `ferry-bench --help` and the crate
 //! README.
 
-#![forbid(unsafe_code)]
-
 mod cli;
 mod client;
 mod mqtt;

@@ -15,7 +15,7 @@ use crate::transport::Conn;
 const MAX_PACKET: usize = 16 << 20;
 
 /// The codec's version for the command-line one.
-pub fn version(v: MqttVersion) -> Version {
+pub(crate) fn version(v: MqttVersion) -> Version {
     match v {
         MqttVersion::V311 => Version::V3_1_1,
         MqttVersion::V5 => Version::V5,
@@ -25,7 +25,7 @@ pub fn version(v: MqttVersion) -> Version {
 /// Sends CONNECT (clean session, no keep-alive, so idle connections stay silent),
 /// waits for CONNACK, then subscribes to `subscribe_to` if given. Bytes read past the
 /// last answer stay in `buf`.
-pub async fn open(
+pub(crate) async fn open(
     conn: &mut Conn,
     buf: &mut BytesMut,
     spec: &SessionSpec,
@@ -107,7 +107,7 @@ fn push(packet: &Packet, version: Version, framing: Framing, scratch: &mut Bytes
 }
 
 /// The publishing side of an MQTT session.
-pub struct MqttTx {
+pub(crate) struct MqttTx {
     version: Version,
     topic: ByteString,
     qos: QoS,
@@ -121,7 +121,7 @@ impl MqttTx {
     /// Appends a PUBLISH of `payload` to `out`; true when the broker will confirm it.
     /// Packet identifiers cycle through 1..=65535: with a window below 65,535 an
     /// identifier is never reused while still in flight.
-    pub fn publish(&mut self, payload: Bytes, out: &mut BytesMut) -> Result<bool, ClientError> {
+    pub(crate) fn publish(&mut self, payload: Bytes, out: &mut BytesMut) -> Result<bool, ClientError> {
         let mut publish = Publish::new(self.topic.clone(), self.qos, payload);
         publish.retain = self.retain;
         let confirmed = self.qos != QoS::AtMostOnce;
@@ -134,7 +134,7 @@ impl MqttTx {
     }
 
     /// Appends a DISCONNECT to `out`.
-    pub fn disconnect(&mut self, out: &mut BytesMut) {
+    pub(crate) fn disconnect(&mut self, out: &mut BytesMut) {
         let packet = Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS));
         // A plain DISCONNECT always encodes.
         let _ = push(&packet, self.version, self.framing, &mut self.scratch, out);
@@ -142,7 +142,7 @@ impl MqttTx {
 }
 
 /// The receiving side of an MQTT session.
-pub struct MqttRx {
+pub(crate) struct MqttRx {
     decoder: Decoder,
     version: Version,
     framing: Framing,
@@ -151,7 +151,12 @@ pub struct MqttRx {
 
 impl MqttRx {
     /// See [`crate::client::Rx::input`].
-    pub fn input(&mut self, buf: &mut BytesMut, replies: &mut BytesMut, on_message: &mut dyn FnMut(&[u8])) -> Result<u64, ClientError> {
+    pub(crate) fn input(
+        &mut self,
+        buf: &mut BytesMut,
+        replies: &mut BytesMut,
+        on_message: &mut dyn FnMut(&[u8]),
+    ) -> Result<u64, ClientError> {
         let mut confirmed = 0;
         while let Some(packet) = self.decoder.decode(buf).map_err(|e| ClientError::Decode(e.to_string()))? {
             let reply = match packet {

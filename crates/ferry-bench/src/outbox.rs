@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 /// How one protocol packet is put on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+pub(crate) enum Framing {
     /// TCP or TLS: the bytes as they are.
     Stream,
     /// One masked binary WebSocket message per packet (MQTT).
@@ -22,7 +22,7 @@ pub enum Framing {
 impl Framing {
     /// Appends `packet` to `out`, framed. `packet` is masked in place for WebSocket (the
     /// mask and header come from fastwebsockets).
-    pub fn push(self, out: &mut BytesMut, packet: &mut [u8]) {
+    pub(crate) fn push(self, out: &mut BytesMut, packet: &mut [u8]) {
         match self {
             Framing::Stream => out.extend_from_slice(packet),
             Framing::WsBinary => push_ws(out, Frame::new(true, OpCode::Binary, None, Payload::BorrowedMut(packet))),
@@ -32,7 +32,7 @@ impl Framing {
 }
 
 /// Appends a client WebSocket frame: masked with a fresh key, header, payload.
-pub fn push_ws(out: &mut BytesMut, mut frame: Frame<'_>) {
+pub(crate) fn push_ws(out: &mut BytesMut, mut frame: Frame<'_>) {
     frame.mask();
     let mut head = [0u8; 16];
     let n = frame.fmt_head(&mut head);
@@ -43,7 +43,7 @@ pub fn push_ws(out: &mut BytesMut, mut frame: Frame<'_>) {
 
 /// A connection's shared outgoing buffer.
 #[derive(Debug)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     buf: Mutex<BytesMut>,
     wake: Notify,
     framing: Framing,
@@ -51,7 +51,7 @@ pub struct Outbox {
 
 impl Outbox {
     /// An empty outbox for a connection framed with `framing`.
-    pub fn new(framing: Framing) -> Outbox {
+    pub(crate) fn new(framing: Framing) -> Outbox {
         Outbox {
             buf: Mutex::new(BytesMut::new()),
             wake: Notify::new(),
@@ -60,12 +60,12 @@ impl Outbox {
     }
 
     /// How packets are framed on this connection.
-    pub fn framing(&self) -> Framing {
+    pub(crate) fn framing(&self) -> Framing {
         self.framing
     }
 
     /// Appends bytes already framed and wakes the writer.
-    pub fn push_framed(&self, bytes: &[u8]) {
+    pub(crate) fn push_framed(&self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
@@ -74,14 +74,14 @@ impl Outbox {
     }
 
     /// Appends a WebSocket control frame (pong, close reply) and wakes the writer.
-    pub fn push_control(&self, frame: Frame<'_>) {
+    pub(crate) fn push_control(&self, frame: Frame<'_>) {
         let mut framed = BytesMut::new();
         push_ws(&mut framed, frame);
         self.push_framed(&framed);
     }
 
     /// Moves everything queued to the end of `out`; false when there was nothing.
-    pub fn take_into(&self, out: &mut BytesMut) -> bool {
+    pub(crate) fn take_into(&self, out: &mut BytesMut) -> bool {
         let mut buf = self.buf.lock();
         if buf.is_empty() {
             return false;
@@ -97,7 +97,7 @@ impl Outbox {
 
     /// Waits until something is pushed (returns at once if something was pushed since
     /// the last wait).
-    pub async fn notified(&self) {
+    pub(crate) async fn notified(&self) {
         self.wake.notified().await;
     }
 }

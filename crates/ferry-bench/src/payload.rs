@@ -22,14 +22,14 @@
 use std::fmt;
 
 /// Bytes taken by the header; payloads must be at least this long.
-pub const HEADER_LEN: usize = 44;
+pub(crate) const HEADER_LEN: usize = 44;
 
 const MAGIC: &[u8; 3] = b"FB1";
 const PAD: u8 = b'.';
 
 /// What a payload carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A measured message.
     Data,
     /// The publisher's last word: [`Header::seq`] is how many data messages it sent.
@@ -38,7 +38,7 @@ pub enum Kind {
 
 /// A decoded payload header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Header {
+pub(crate) struct Header {
     /// Data or end of stream.
     pub kind: Kind,
     /// The publisher, unique across the load processes of one run.
@@ -51,7 +51,7 @@ pub struct Header {
 
 /// Why a payload is not one of ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PayloadError {
+pub(crate) enum PayloadError {
     /// Shorter than [`HEADER_LEN`].
     #[error("payload of {0} bytes is shorter than the {HEADER_LEN}-byte header")]
     TooShort(usize),
@@ -77,14 +77,14 @@ impl fmt::Display for Kind {
 
 /// A payload of `size` bytes (at least [`HEADER_LEN`]) whose header is to be filled in
 /// by [`write`]; the rest is padding.
-pub fn template(size: usize) -> Vec<u8> {
+pub(crate) fn template(size: usize) -> Vec<u8> {
     vec![PAD; size.max(HEADER_LEN)]
 }
 
 /// A payload of `size` bytes whose body after the header is JSON text: sensor readings
 /// with varying values, so that it compresses as a real feed does (a few times, not the
 /// thousand times a run of one byte would).
-pub fn json_template(size: usize) -> Vec<u8> {
+pub(crate) fn json_template(size: usize) -> Vec<u8> {
     let mut buf = template(size);
     let mut body = String::with_capacity(buf.len());
     let mut seed: u32 = 0x9e37_79b9;
@@ -111,7 +111,7 @@ pub fn json_template(size: usize) -> Vec<u8> {
 ///
 /// If `buf` is shorter than [`HEADER_LEN`] (a programming error: payload sizes are
 /// checked when the command line is read).
-pub fn write(buf: &mut [u8], header: &Header) {
+pub(crate) fn write(buf: &mut [u8], header: &Header) {
     let buf = &mut buf[..HEADER_LEN];
     buf[..3].copy_from_slice(MAGIC);
     buf[3] = match header.kind {
@@ -124,7 +124,7 @@ pub fn write(buf: &mut [u8], header: &Header) {
 }
 
 /// Reads the header at the start of `payload`.
-pub fn read(payload: &[u8]) -> Result<Header, PayloadError> {
+pub(crate) fn read(payload: &[u8]) -> Result<Header, PayloadError> {
     if payload.len() < HEADER_LEN {
         return Err(PayloadError::TooShort(payload.len()));
     }

@@ -13,7 +13,7 @@ use crate::sys;
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Opening connections.
     Connecting = 0,
     /// `--role sub`: waiting for the first message.
@@ -66,7 +66,7 @@ impl Phase {
 
 /// What the progress line shows.
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     phase: AtomicU8,
     /// Connections opened (or failed) so far.
     pub opened: Arc<AtomicU64>,
@@ -79,7 +79,7 @@ pub struct Progress {
 
 impl Progress {
     /// Progress over `counters`.
-    pub fn new(counters: Arc<Counters>) -> Progress {
+    pub(crate) fn new(counters: Arc<Counters>) -> Progress {
         Progress {
             phase: AtomicU8::new(Phase::Connecting as u8),
             opened: Arc::new(AtomicU64::new(0)),
@@ -90,18 +90,18 @@ impl Progress {
     }
 
     /// Moves to `phase`.
-    pub fn set(&self, phase: Phase) {
+    pub(crate) fn set(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Relaxed);
     }
 
     /// The current phase.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Relaxed))
     }
 }
 
 /// Prints a line every second until `stop` (nothing when `quiet`).
-pub fn spawn(progress: Arc<Progress>, broker_pid: Option<u32>, quiet: bool, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(progress: Arc<Progress>, broker_pid: Option<u32>, quiet: bool, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if quiet {
             return;

@@ -12,7 +12,7 @@ use crate::url::Target;
 
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// `fanout`, `fanin`, `pairs`, `conns`, `cross`, `slow`.
     pub scenario: &'static str,
     /// `mqtt` or `stomp`.
@@ -52,7 +52,7 @@ pub struct Report {
 
 impl Report {
     /// A report for `args` against `target`.
-    pub fn new(args: &Args, target: &Target, threads: usize) -> Report {
+    pub(crate) fn new(args: &Args, target: &Target, threads: usize) -> Report {
         let stomp = args.protocol == Protocol::Stomp || args.scenario == crate::cli::Scenario::Cross;
         let mqtt = args.protocol == Protocol::Mqtt || args.scenario == crate::cli::Scenario::Cross;
         Report {
@@ -77,12 +77,12 @@ impl Report {
     }
 
     /// The JSON line.
-    pub fn json(&self) -> String {
+    pub(crate) fn json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
     /// The readable summary.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut s = String::new();
         let qos = match (self.qos, self.ack) {
             (Some(q), None) => format!("QoS {q}"),
@@ -281,7 +281,7 @@ fn cpu_line(bench: Option<f64>, broker: Option<f64>, threads: usize) -> String {
 }
 
 /// `1234567.0` → `1.23M`.
-pub fn si(value: f64) -> String {
+pub(crate) fn si(value: f64) -> String {
     let abs = value.abs();
     if abs >= 1e9 {
         format!("{:.2}G", value / 1e9)

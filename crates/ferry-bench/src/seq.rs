@@ -15,11 +15,11 @@ use std::ops::AddAssign;
 use serde::Serialize;
 
 /// How many separate gaps a tracker remembers.
-pub const MAX_GAPS: usize = 4096;
+pub(crate) const MAX_GAPS: usize = 4096;
 
 /// What one arrival was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
+pub(crate) enum Arrival {
     /// The next expected number.
     InOrder,
     /// Past the expected number: this many were skipped (lost unless they come later).
@@ -32,7 +32,7 @@ pub enum Arrival {
 
 /// One stream's accounting.
 #[derive(Debug, Clone, Default)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     next: u64,
     /// Half-open ranges of missing numbers, ascending, disjoint, all below `next`.
     gaps: VecDeque<(u64, u64)>,
@@ -43,7 +43,7 @@ pub struct Tracker {
 
 /// Totals over one or more streams.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct SeqStats {
+pub(crate) struct SeqStats {
     /// Distinct messages received.
     pub received: u64,
     /// Messages published but never received (gaps, and the tail not received when a
@@ -66,7 +66,7 @@ impl AddAssign for SeqStats {
 
 impl Tracker {
     /// Records the arrival of `seq`.
-    pub fn record(&mut self, seq: u64) -> Arrival {
+    pub(crate) fn record(&mut self, seq: u64) -> Arrival {
         if seq == self.next {
             self.next += 1;
             return Arrival::InOrder;
@@ -109,7 +109,7 @@ impl Tracker {
 
     /// The totals, given how many messages the publisher sent if known (its end marker
     /// or the in-process count): messages past the highest received are lost too.
-    pub fn stats(&self, published: Option<u64>) -> SeqStats {
+    pub(crate) fn stats(&self, published: Option<u64>) -> SeqStats {
         let tail = published.map_or(0, |n| n.saturating_sub(self.next));
         SeqStats {
             received: self.next - self.missing,
@@ -125,14 +125,14 @@ const DIRECT_IDS: u32 = 4096;
 
 /// One tracker per publisher id, found without hashing for the small ids a run uses.
 #[derive(Debug, Default)]
-pub struct Streams {
+pub(crate) struct Streams {
     direct: Vec<Option<Tracker>>,
     other: HashMap<u32, Tracker>,
 }
 
 impl Streams {
     /// The tracker of publisher `id`, created on first use.
-    pub fn get_mut(&mut self, id: u32) -> &mut Tracker {
+    pub(crate) fn get_mut(&mut self, id: u32) -> &mut Tracker {
         if id < DIRECT_IDS {
             let i = id as usize;
             if self.direct.len() <= i {
@@ -145,7 +145,7 @@ impl Streams {
     }
 
     /// Whether publisher `id` was heard from.
-    pub fn contains(&self, id: u32) -> bool {
+    pub(crate) fn contains(&self, id: u32) -> bool {
         match self.direct.get(id as usize) {
             Some(slot) if id < DIRECT_IDS => slot.is_some(),
             _ => self.other.contains_key(&id),
@@ -153,7 +153,7 @@ impl Streams {
     }
 
     /// Every publisher heard from, with its tracker.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &Tracker)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Tracker)> {
         let direct = self.direct.iter().enumerate().filter_map(|(i, t)| Some((i as u32, t.as_ref()?)));
         direct.chain(self.other.iter().map(|(id, t)| (*id, t)))
     }

@@ -12,7 +12,7 @@ use crate::sys::{self, CpuTime};
 /// Totals every task adds to (in batches, not per message), read by the progress line
 /// and at the edges of the measurement window.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Data messages written by publishers.
     pub published: AtomicU64,
     /// Data messages received by subscribers (duplicates included).
@@ -32,7 +32,7 @@ pub struct Counters {
 
 /// A snapshot of the counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// See [`Counters::published`].
     pub published: u64,
     /// See [`Counters::delivered`].
@@ -43,7 +43,7 @@ pub struct Totals {
 
 impl Counters {
     /// The current totals.
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         Totals {
             published: self.published.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
@@ -52,7 +52,7 @@ impl Counters {
     }
 
     /// Marks the first data message (once).
-    pub fn mark_started(&self) {
+    pub(crate) fn mark_started(&self) {
         if !self.started.swap(true, Ordering::Relaxed) {
             self.first_message.notify_waiters();
             self.first_message.notify_one();
@@ -62,7 +62,7 @@ impl Counters {
 
 /// The counters and CPU times at one instant (an edge of the measurement window).
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// When.
     pub at: Instant,
     /// The counters.
@@ -77,7 +77,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Takes one now.
-    pub fn take(counters: &Counters, broker_pid: Option<u32>) -> Snapshot {
+    pub(crate) fn take(counters: &Counters, broker_pid: Option<u32>) -> Snapshot {
         Snapshot {
             at: Instant::now(),
             totals: counters.totals(),
@@ -90,7 +90,7 @@ impl Snapshot {
 
 /// What happened between two snapshots.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Window {
+pub(crate) struct Window {
     /// Wall time, seconds.
     pub secs: f64,
     /// Data messages published.
@@ -116,7 +116,7 @@ pub struct Window {
 
 impl Window {
     /// The window from `a` to `b`.
-    pub fn between(a: &Snapshot, b: &Snapshot) -> Window {
+    pub(crate) fn between(a: &Snapshot, b: &Snapshot) -> Window {
         let wall = b.at.saturating_duration_since(a.at);
         let secs = wall.as_secs_f64();
         let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
@@ -160,13 +160,13 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 /// End-to-end latencies in microseconds.
 #[derive(Debug, Clone)]
-pub struct Latency {
+pub(crate) struct Latency {
     hist: Histogram<u64>,
 }
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct LatencySummary {
+pub(crate) struct LatencySummary {
     /// Messages measured.
     pub count: u64,
     /// Median.
@@ -191,27 +191,27 @@ impl Default for Latency {
 
 impl Latency {
     /// An empty histogram: 1 µs to an hour, 3 significant digits.
-    pub fn new() -> Latency {
+    pub(crate) fn new() -> Latency {
         let hist = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("1 µs to an hour at 3 digits is a valid histogram");
         Latency { hist }
     }
 
     /// Records a latency of `ns` nanoseconds (below 1 µs counts as 1 µs).
-    pub fn record_ns(&mut self, ns: u64) {
+    pub(crate) fn record_ns(&mut self, ns: u64) {
         let us = (ns / 1000).clamp(1, MAX_LATENCY_US);
         // In range by construction.
         let _ = self.hist.record(us);
     }
 
     /// Messages recorded.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.hist.len()
     }
 
     /// The latencies recorded since `earlier`, a copy of this histogram taken then
     /// (so every count of `earlier` is still in `self`). Were it not, the whole of
     /// `self` is returned.
-    pub fn since(&self, earlier: &Latency) -> Latency {
+    pub(crate) fn since(&self, earlier: &Latency) -> Latency {
         let mut hist = self.hist.clone();
         if hist.subtract(&earlier.hist).is_err() {
             hist = self.hist.clone();
@@ -220,7 +220,7 @@ impl Latency {
     }
 
     /// Percentiles in milliseconds.
-    pub fn summary(&self) -> LatencySummary {
+    pub(crate) fn summary(&self) -> LatencySummary {
         let ms = |us: u64| us as f64 / 1000.0;
         if self.hist.is_empty() {
             return LatencySummary::default();

@@ -16,7 +16,7 @@ const SUB_RECEIPT: &str = "sub-0";
 /// Sends CONNECT (STOMP 1.2, no heart-beats), waits for CONNECTED, then subscribes to
 /// `subscribe_to` (MQTT syntax, mapped to a `/topic/` destination) with a receipt and
 /// waits for it. Bytes read past the last answer stay in `buf`.
-pub async fn open(
+pub(crate) async fn open(
     conn: &mut Conn,
     buf: &mut BytesMut,
     spec: &SessionSpec,
@@ -107,7 +107,7 @@ fn push(frame: &Frame, version: Version, framing: Framing, scratch: &mut BytesMu
 }
 
 /// The publishing side of a STOMP session.
-pub struct StompTx {
+pub(crate) struct StompTx {
     version: Version,
     destination: String,
     receipts: bool,
@@ -121,7 +121,7 @@ pub struct StompTx {
 impl StompTx {
     /// Appends a SEND of `payload` to `out`; true when it asks for a receipt. Without
     /// receipts every SEND has the same head, encoded once by the codec and reused.
-    pub fn publish(&mut self, payload: Bytes, out: &mut BytesMut) -> Result<bool, ClientError> {
+    pub(crate) fn publish(&mut self, payload: Bytes, out: &mut BytesMut) -> Result<bool, ClientError> {
         if self.receipts {
             self.next_receipt += 1;
             let send = Frame::new(Command::Send)
@@ -151,14 +151,14 @@ impl StompTx {
     }
 
     /// Appends a DISCONNECT to `out`.
-    pub fn disconnect(&mut self, out: &mut BytesMut) {
+    pub(crate) fn disconnect(&mut self, out: &mut BytesMut) {
         // A DISCONNECT without headers always encodes.
         let _ = push(&Frame::new(Command::Disconnect), self.version, self.framing, &mut self.scratch, out);
     }
 }
 
 /// The receiving side of a STOMP session.
-pub struct StompRx {
+pub(crate) struct StompRx {
     decoder: Decoder,
     version: Version,
     ack: AckMode,
@@ -169,7 +169,12 @@ pub struct StompRx {
 impl StompRx {
     /// See [`crate::client::Rx::input`]. `ack: client` sends one cumulative ACK for the
     /// last message of each call, `client-individual` one per message.
-    pub fn input(&mut self, buf: &mut BytesMut, replies: &mut BytesMut, on_message: &mut dyn FnMut(&[u8])) -> Result<u64, ClientError> {
+    pub(crate) fn input(
+        &mut self,
+        buf: &mut BytesMut,
+        replies: &mut BytesMut,
+        on_message: &mut dyn FnMut(&[u8]),
+    ) -> Result<u64, ClientError> {
         let mut confirmed = 0;
         let mut last: Option<Frame> = None;
         while let Some(decoded) = self.decoder.decode(buf).map_err(|e| ClientError::Decode(e.to_string()))? {

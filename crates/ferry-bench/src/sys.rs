@@ -9,7 +9,7 @@ use rustix::time::{clock_gettime, ClockId};
 
 /// Nanoseconds of `CLOCK_MONOTONIC`: the same clock in every process of this machine,
 /// so a timestamp written by one load process can be read by another.
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let t = clock_gettime(ClockId::Monotonic);
     // The monotonic clock is never negative.
     (t.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(t.tv_nsec as u64)
@@ -17,7 +17,7 @@ pub fn monotonic_ns() -> u64 {
 
 /// User and system CPU time a process has used so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CpuTime {
+pub(crate) struct CpuTime {
     /// User time, seconds.
     pub user: f64,
     /// System time, seconds.
@@ -26,12 +26,12 @@ pub struct CpuTime {
 
 impl CpuTime {
     /// Total seconds.
-    pub fn total(&self) -> f64 {
+    pub(crate) fn total(&self) -> f64 {
         self.user + self.system
     }
 
     /// CPU used between `earlier` and `self`, as a fraction of `wall` (1.0 = one core).
-    pub fn fraction_since(&self, earlier: &CpuTime, wall: Duration) -> f64 {
+    pub(crate) fn fraction_since(&self, earlier: &CpuTime, wall: Duration) -> f64 {
         let secs = wall.as_secs_f64();
         if secs <= 0.0 {
             return 0.0;
@@ -41,12 +41,12 @@ impl CpuTime {
 }
 
 /// The CPU time of this process (all threads).
-pub fn self_cpu() -> io::Result<CpuTime> {
+pub(crate) fn self_cpu() -> io::Result<CpuTime> {
     cpu_of("self")
 }
 
 /// The CPU time of process `pid` (all threads).
-pub fn pid_cpu(pid: u32) -> io::Result<CpuTime> {
+pub(crate) fn pid_cpu(pid: u32) -> io::Result<CpuTime> {
     cpu_of(&pid.to_string())
 }
 
@@ -72,12 +72,12 @@ fn parse_stat(stat: &str, ticks_per_second: u64) -> Option<CpuTime> {
 }
 
 /// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/PID/status`).
-pub fn pid_rss_kib(pid: u32) -> io::Result<u64> {
+pub(crate) fn pid_rss_kib(pid: u32) -> io::Result<u64> {
     rss_of(&pid.to_string())
 }
 
 /// Resident memory of this process in KiB.
-pub fn self_rss_kib() -> io::Result<u64> {
+pub(crate) fn self_rss_kib() -> io::Result<u64> {
     rss_of("self")
 }
 
@@ -93,7 +93,7 @@ fn parse_vmrss(status: &str) -> Option<u64> {
 
 /// Busy and total time of each core so far, in clock ticks (`/proc/stat`), so that a
 /// window can tell how busy each core was, whoever kept it busy.
-pub fn core_ticks() -> Option<Vec<(u64, u64)>> {
+pub(crate) fn core_ticks() -> Option<Vec<(u64, u64)>> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     Some(parse_core_ticks(&text))
 }
@@ -112,21 +112,21 @@ fn parse_core_ticks(stat: &str) -> Vec<(u64, u64)> {
 }
 
 /// The 1-, 5- and 15-minute load averages, if readable.
-pub fn loadavg() -> Option<[f64; 3]> {
+pub(crate) fn loadavg() -> Option<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     let mut it = text.split_ascii_whitespace().map(|v| v.parse::<f64>().ok());
     Some([it.next()??, it.next()??, it.next()??])
 }
 
 /// How many CPUs this process may run on (its affinity mask, as `taskset` sets it).
-pub fn cpus() -> usize {
+pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Raises the open-file limit so that `wanted` descriptors fit: the soft limit up to
 /// the hard one, and the hard one too when allowed (root). Returns the soft limit now
 /// in force.
-pub fn raise_nofile(wanted: u64) -> io::Result<u64> {
+pub(crate) fn raise_nofile(wanted: u64) -> io::Result<u64> {
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
     if soft >= wanted {
         return Ok(soft);

@@ -12,7 +12,7 @@ use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, S
 
 /// Why no TLS configuration could be made.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     /// Neither `--ca` nor `--insecure`.
     #[error("a TLS URL needs --ca FILE (the broker's certificate or its CA, PEM) or --insecure")]
     NoTrust,
@@ -33,7 +33,7 @@ pub enum TlsError {
 /// `insecure`. A server certificate that is byte for byte one of `ca`'s is accepted
 /// even when it is its own CA (a plain `openssl req -x509` certificate, which webpki
 /// refuses as an end entity).
-pub fn client_config(ca: Option<&Path>, insecure: bool) -> Result<Arc<ClientConfig>, TlsError> {
+pub(crate) fn client_config(ca: Option<&Path>, insecure: bool) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
     let config = if insecure {
@@ -70,7 +70,7 @@ pub fn client_config(ca: Option<&Path>, insecure: bool) -> Result<Arc<ClientConf
 }
 
 /// The `ServerName` for `host` (a DNS name or an IP address).
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_string()).map_err(|e| format!("`{host}` is not a valid TLS server name: {e}"))
 }
 

@@ -41,7 +41,7 @@ const MAX_WS_MESSAGE: usize = 16 << 20;
 
 /// Why a connection failed or ended.
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     /// The TCP connection could not be made.
     #[error("connect to {addr}: {source}")]
     Connect {
@@ -74,7 +74,7 @@ pub enum TransportError {
 
 /// Everything needed to open connections to one broker URL.
 #[derive(Clone)]
-pub struct Connector {
+pub(crate) struct Connector {
     target: Arc<Target>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     subprotocol: &'static str,
@@ -89,7 +89,7 @@ impl Connector {
     /// `framing` says how packets go into WebSocket messages; `tls` is required for TLS
     /// URLs; `spread` binds each connection to one of 127.0.0.2–127.0.0.254 in turn
     /// (IPv4 targets only).
-    pub fn new(
+    pub(crate) fn new(
         target: Arc<Target>,
         tls: Option<Arc<ClientConfig>>,
         subprotocol: &'static str,
@@ -123,18 +123,18 @@ impl Connector {
 
     /// The same, offering permessage-deflate (RFC 7692) on WebSocket connections and
     /// inflating what the broker sends compressed.
-    pub fn with_deflate(self, deflate: bool) -> Self {
+    pub(crate) fn with_deflate(self, deflate: bool) -> Self {
         Self { deflate, ..self }
     }
 
     /// The URL this connector serves.
-    pub fn target(&self) -> &Target {
+    pub(crate) fn target(&self) -> &Target {
         &self.target
     }
 
     /// Opens connection number `index` (which picks its source address), with the
     /// socket options of `small` if given.
-    pub async fn connect(&self, index: usize, small: Option<SmallWindow>) -> Result<Conn, TransportError> {
+    pub(crate) async fn connect(&self, index: usize, small: Option<SmallWindow>) -> Result<Conn, TransportError> {
         let source = (!self.sources.is_empty()).then(|| self.sources[index % self.sources.len()]);
         let tcp = tcp_connect(self.target.addr, source, small).await?;
         let stream: Box<dyn Stream> = match &self.tls {
@@ -229,7 +229,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 ///   segments would give the broker's side of the socket megabytes of kernel buffer to
 ///   fill before the broker itself holds anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SmallWindow {
+pub(crate) struct SmallWindow {
     /// Receive buffer, bytes (Linux doubles it for its bookkeeping).
     pub recv_buffer: u32,
     /// Largest segment the broker may send, bytes.
@@ -267,7 +267,7 @@ where
 }
 
 /// An open connection: its two halves and its outbox.
-pub struct Conn {
+pub(crate) struct Conn {
     /// Protocol bytes in.
     pub reader: Reader,
     /// Framed bytes out.
@@ -277,7 +277,7 @@ pub struct Conn {
 }
 
 /// The receiving half: yields protocol bytes, WebSocket framing removed.
-pub enum Reader {
+pub(crate) enum Reader {
     /// TCP or TLS.
     Stream(BoxRead),
     /// WebSocket (pongs and close replies go to the outbox).
@@ -288,7 +288,7 @@ pub enum Reader {
 }
 
 /// Reads a WebSocket whose server sends compressed messages.
-pub struct DeflateReader {
+pub(crate) struct DeflateReader {
     io: BoxRead,
     buf: BytesMut,
     frames: FrameReader,
@@ -369,7 +369,7 @@ impl Reader {
     /// Appends the next bytes received to `buf` and returns how many; 0 when the broker
     /// closed the connection. Not cancel-safe for WebSocket: only drop it to abandon the
     /// connection.
-    pub async fn read(&mut self, buf: &mut BytesMut, outbox: &Outbox) -> Result<usize, TransportError> {
+    pub(crate) async fn read(&mut self, buf: &mut BytesMut, outbox: &Outbox) -> Result<usize, TransportError> {
         match self {
             Reader::Stream(r) => {
                 if buf.capacity() - buf.len() < 4096 {
@@ -403,23 +403,23 @@ impl Reader {
 }
 
 /// The sending half.
-pub struct Writer(BoxWrite);
+pub(crate) struct Writer(BoxWrite);
 
 impl Writer {
     /// Writes all of `bytes` (already framed).
-    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.0.write_all(bytes).await
     }
 
     /// Shuts the sending side down (TCP FIN, TLS close_notify).
-    pub async fn shutdown(&mut self) -> io::Result<()> {
+    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
         self.0.shutdown().await
     }
 }
 
 /// Sends everything pushed to `outbox` until the connection fails or `stop` fires;
 /// then sends what is left and shuts the writing side down.
-pub async fn drain_outbox(mut writer: Writer, outbox: Arc<Outbox>, stop: tokio_util::sync::CancellationToken) -> io::Result<()> {
+pub(crate) async fn drain_outbox(mut writer: Writer, outbox: Arc<Outbox>, stop: tokio_util::sync::CancellationToken) -> io::Result<()> {
     let mut out = BytesMut::new();
     loop {
         tokio::select! {

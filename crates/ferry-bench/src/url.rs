@@ -21,7 +21,7 @@ use crate::cli::Protocol;
 
 /// How bytes travel to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// Plain TCP.
     Tcp,
     /// TCP with TLS.
@@ -34,17 +34,17 @@ pub enum Transport {
 
 impl Transport {
     /// Whether the connection is encrypted.
-    pub fn is_tls(self) -> bool {
+    pub(crate) fn is_tls(self) -> bool {
         matches!(self, Transport::Tls | Transport::Wss)
     }
 
     /// Whether protocol bytes travel in WebSocket messages.
-    pub fn is_websocket(self) -> bool {
+    pub(crate) fn is_websocket(self) -> bool {
         matches!(self, Transport::Ws | Transport::Wss)
     }
 
     /// Short name for reports: `tcp`, `tls`, `ws`, `wss`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
@@ -62,7 +62,7 @@ impl fmt::Display for Transport {
 
 /// A parsed broker URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// The URL as given.
     pub url: String,
     /// How to reach the broker.
@@ -78,7 +78,7 @@ pub struct Target {
 
 /// Why a URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UrlError {
+pub(crate) enum UrlError {
     /// No `scheme://`.
     #[error("`{0}` has no scheme: write ws://, wss://, tcp://, mqtt://, mqtts://, stomp:// or stomps://")]
     MissingScheme(String),
@@ -110,7 +110,7 @@ pub enum UrlError {
 }
 
 /// Parses `url` for `protocol` and checks that it points at this machine.
-pub fn parse(url: &str, protocol: Protocol) -> Result<Target, UrlError> {
+pub(crate) fn parse(url: &str, protocol: Protocol) -> Result<Target, UrlError> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| UrlError::MissingScheme(url.to_string()))?;
     let scheme_lc = scheme.to_ascii_lowercase();
     let (transport, only) = match scheme_lc.as_str() {
@@ -164,7 +164,7 @@ pub fn parse(url: &str, protocol: Protocol) -> Result<Target, UrlError> {
 }
 
 /// The port a scheme implies when the URL has none.
-pub fn default_port(transport: Transport, protocol: Protocol) -> u16 {
+pub(crate) fn default_port(transport: Transport, protocol: Protocol) -> u16 {
     match (transport, protocol) {
         (Transport::Ws, _) => 8083,
         (Transport::Wss, _) => 8084,
@@ -203,7 +203,7 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
 
 /// The loopback address `host` names, or why it is refused. `localhost` is 127.0.0.1;
 /// any other name is refused without a DNS query.
-pub fn loopback_ip(host: &str) -> Result<IpAddr, UrlError> {
+pub(crate) fn loopback_ip(host: &str) -> Result<IpAddr, UrlError> {
     if host.eq_ignore_ascii_case("localhost") {
         return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
@@ -216,7 +216,7 @@ pub fn loopback_ip(host: &str) -> Result<IpAddr, UrlError> {
 }
 
 /// 127.0.0.0/8, ::1, or an IPv4-mapped address in 127.0.0.0/8.
-pub fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),

@@ -10,6 +10,7 @@
 //! publish. The outboxes are emptied between batches of publishes, outside the timing,
 //! so no delivery is dropped. Throughput is in deliveries. Run with
 //! `cargo bench -p ferry-core --bench router_publish -- --quick`.
+#![allow(missing_docs, reason = "criterion_group! defines an undocumented public function")]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 //! The setting: 10,000 distinct topics `site{0..10}/dev{0..100}/m{0..10}` and 100,000
 //! subscriptions on them: 80% exact filters, 10% with `+`, 10% with `#`. Run with
 //! `cargo bench -p ferry-core --bench topic_tree -- --quick`.
+#![allow(missing_docs, reason = "criterion_group! defines an undocumented public function")]
 
 use std::hint::black_box;
 

@@ -7,14 +7,14 @@ use proptest::prelude::*;
 const LEVELS: &[&str] = &["a", "b", "", "$sys", "$"];
 
 /// Random topic names over [`LEVELS`].
-pub fn topic_strategy() -> impl Strategy<Value = String> {
+pub(crate) fn topic_strategy() -> impl Strategy<Value = String> {
     prop::collection::vec(prop::sample::select(LEVELS), 1..5)
         .prop_map(|l| l.join("/"))
         .prop_filter("a topic is non-empty", |t| !t.is_empty())
 }
 
 /// Random valid filters over [`LEVELS`], `+` and a trailing `#`.
-pub fn filter_strategy() -> impl Strategy<Value = String> {
+pub(crate) fn filter_strategy() -> impl Strategy<Value = String> {
     let level = prop_oneof![3 => prop::sample::select(LEVELS), 1 => Just("+")];
     (prop::collection::vec(level, 0..5), any::<bool>())
         .prop_map(|(mut l, hash)| {

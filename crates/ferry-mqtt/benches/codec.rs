@@ -21,6 +21,7 @@
 //! encoding reuses one output buffer, cleared each time, as a connection's writer does.
 //! Throughput is in bytes of packet for the single packets and in packets for the stream.
 //! Run with `cargo bench -p ferry-mqtt --bench codec`.
+#![allow(missing_docs, reason = "criterion_group! defines an undocumented public function")]
 
 use std::hint::black_box;
 use std::time::Duration;

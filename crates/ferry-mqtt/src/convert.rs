@@ -6,7 +6,7 @@ use ferry_core::Properties as Meta;
 use crate::codec::{Properties, Property};
 
 /// The metadata of an incoming PUBLISH or will, forwarded unchanged.
-pub fn properties_in(p: &Properties) -> Meta {
+pub(crate) fn properties_in(p: &Properties) -> Meta {
     Meta {
         payload_is_utf8: p.payload_format_indicator().map(|f| f == 1),
         content_type: p.content_type().map(|s| s.to_string()),
@@ -17,7 +17,7 @@ pub fn properties_in(p: &Properties) -> Meta {
 }
 
 /// Write the metadata as MQTT 5 properties of an outgoing PUBLISH.
-pub fn properties_out(meta: &Meta, p: &mut Properties) {
+pub(crate) fn properties_out(meta: &Meta, p: &mut Properties) {
     if let Some(utf8) = meta.payload_is_utf8 {
         p.push(Property::PayloadFormatIndicator(u8::from(utf8)));
     }

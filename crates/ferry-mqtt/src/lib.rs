@@ -9,8 +9,6 @@
 //!   between connections.
 //! * [`adapter`]: what the transport registers; [`config`]: the `[mqtt]` settings.
 
-#![forbid(unsafe_code)]
-
 pub mod adapter;
 pub mod codec;
 pub mod config;

@@ -24,6 +24,7 @@
 //! encoding reuses one output buffer, cleared each time, as a connection's writer does.
 //! Throughput is in bytes of frame for the single frames and in frames for the stream.
 //! Run with `cargo bench -p ferry-stomp --bench codec`.
+#![allow(missing_docs, reason = "criterion_group! defines an undocumented public function")]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -34,9 +34,6 @@
 //! assert_eq!(&output[..], b"CONNECTED\nversion:1.2\n\n\0");
 //! ```
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
 pub mod adapter;
 pub mod codec;
 pub mod config;

@@ -3,6 +3,7 @@
 //! a pipelined variant where each thread appends 64 records per turn and waits for the
 //! last. Real files, real `fdatasync`, in a temporary directory (put `TMPDIR` on the disk
 //! you want to measure: tmpfs makes fdatasync free).
+#![allow(missing_docs, reason = "criterion_group! defines an undocumented public function")]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

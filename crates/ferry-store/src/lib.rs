@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Ferry's durable storage: an append-only write-ahead log with group commit, snapshots
 //! and recovery. It knows no protocol, no socket and none of the core's types: a record
 //! is a kind byte and a body of bytes, and every record gets a log sequence number (LSN).

@@ -9,7 +9,7 @@ use ferry_core::{Adapter, Connection, ConnectionInfo, Input, MessageKind, Output
 
 /// The echo adapter.
 #[derive(Debug, Default)]
-pub struct EchoAdapter;
+pub(crate) struct EchoAdapter;
 
 struct EchoConnection;
 

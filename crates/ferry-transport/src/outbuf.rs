@@ -17,7 +17,7 @@ const KEEP_CAPACITY: usize = 16 * 1024;
 
 /// Pending output of one connection.
 #[derive(Debug, Default)]
-pub struct OutBuf {
+pub(crate) struct OutBuf {
     /// Sealed segments, written in order before `tail`.
     segments: VecDeque<Bytes>,
     /// The segment still being filled.
@@ -28,22 +28,22 @@ pub struct OutBuf {
 
 impl OutBuf {
     /// An empty buffer; allocates nothing until used.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Bytes waiting to be written.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nothing is waiting.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Queue raw bytes (stream carriers).
-    pub fn push_bytes(&mut self, data: &Bytes) {
+    pub(crate) fn push_bytes(&mut self, data: &Bytes) {
         let segments = &mut self.segments;
         self.tail.push(data, |b| segments.push_back(b));
         self.len += data.len();
@@ -51,13 +51,13 @@ impl OutBuf {
 
     /// Queue a few bytes that go just before the next piece (a frame head): always
     /// copied into the coalescing buffer.
-    pub fn push_head(&mut self, head: &[u8]) {
+    pub(crate) fn push_head(&mut self, head: &[u8]) {
         self.tail.pending_mut().put_slice(head);
         self.len += head.len();
     }
 
     /// Drop oversized spare capacity once everything has been written.
-    pub fn shrink_if_drained(&mut self) {
+    pub(crate) fn shrink_if_drained(&mut self) {
         if self.len == 0 {
             self.tail.shrink_if_empty(KEEP_CAPACITY);
         }

@@ -19,11 +19,11 @@ const V2_FIXED: usize = 16;
 const V1_MAX: usize = 107;
 /// The most address and TLV bytes accepted after a v2 header's fixed part. The spec lets
 /// a header grow to 64 KiB of TLVs; proxies send addresses and a few short TLVs.
-pub const V2_MAX_PAYLOAD: usize = 4096;
+pub(crate) const V2_MAX_PAYLOAD: usize = 4096;
 
 /// Why a PROXY protocol header was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyHeaderError {
+pub(crate) enum ProxyHeaderError {
     /// The connection failed or closed before the header was complete.
     #[error("connection closed or failed before the PROXY header was complete: {0}")]
     Io(#[from] std::io::Error),
@@ -42,7 +42,7 @@ pub enum ProxyHeaderError {
 /// returns the client address it names: `Ok(None)` when it names none (v1 `UNKNOWN`, v2
 /// `LOCAL` such as a proxy's health check, or an unspecified or UNIX family), in which
 /// case the socket's own peer stands. The caller bounds the time it may take.
-pub async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+pub(crate) async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     // Peeking lets the v1 header be read up to its CRLF without consuming what follows.
     let mut buf = [0u8; V1_MAX];
     let mut head = Vec::with_capacity(V2_FIXED);
@@ -101,7 +101,7 @@ async fn read_v2_rest(stream: &mut TcpStream, mut head: Vec<u8>) -> Result<Optio
 }
 
 /// The client address in a complete PROXY header (`None`: use the socket's peer).
-pub fn parse(header: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+pub(crate) fn parse(header: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     match HeaderResult::parse(header) {
         HeaderResult::V1(Ok(h)) => Ok(match h.addresses {
             v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
@@ -125,7 +125,7 @@ pub fn parse(header: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
 /// everything left of that is what the client claims). When every address is a trusted
 /// proxy, the left-most. `None` without the header, or when the right-most entries up to
 /// the first untrusted one do not parse (then nothing in it can be believed).
-pub fn forwarded_for(headers: &HeaderMap, trusted: &[TrustedNet]) -> Option<IpAddr> {
+pub(crate) fn forwarded_for(headers: &HeaderMap, trusted: &[TrustedNet]) -> Option<IpAddr> {
     let values: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()

@@ -117,7 +117,7 @@ impl Registry {
 }
 
 /// Split `Sec-WebSocket-Protocol` header values into tokens, in order.
-pub fn parse_offers<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+pub(crate) fn parse_offers<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     values.flat_map(|v| v.split(',')).map(str::trim).filter(|t| !t.is_empty()).collect()
 }
 

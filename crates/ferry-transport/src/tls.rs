@@ -15,7 +15,7 @@ use crate::error::TransportError;
 
 /// Build the acceptor shared by TLS listeners; `Ok(None)` when no certificate is set.
 /// `alpn` is offered to clients (`http/1.1` for WebSocket listeners).
-pub fn acceptor(config: &TlsConfig, alpn: &[&[u8]]) -> Result<Option<TlsAcceptor>, TransportError> {
+pub(crate) fn acceptor(config: &TlsConfig, alpn: &[&[u8]]) -> Result<Option<TlsAcceptor>, TransportError> {
     let Some(cert_file) = &config.cert_file else {
         if config.key_file.is_some() {
             return Err(TransportError::Tls("tls.key_file is set but tls.cert_file is not".into()));

@@ -11,7 +11,7 @@ use ferry_mqtt::MqttShared;
 use ferry_stomp::StompShared;
 
 /// The MQTT sessions and the adapters' counters.
-pub struct AdapterSources {
+pub(crate) struct AdapterSources {
     /// The MQTT adapter's shared state.
     pub mqtt: Arc<MqttShared>,
     /// The STOMP adapter's shared state.
@@ -41,7 +41,7 @@ impl BrokerSources for AdapterSources {
 }
 
 /// Re-reads the admin API keys on every SIGHUP (the old keys stay if the file is bad).
-pub async fn reload_on_sighup(admin: Arc<Admin>, mut hangups: tokio::signal::unix::Signal) {
+pub(crate) async fn reload_on_sighup(admin: Arc<Admin>, mut hangups: tokio::signal::unix::Signal) {
     while hangups.recv().await.is_some() {
         match admin.reload_keys() {
             Ok(0) => {}
@@ -53,7 +53,7 @@ pub async fn reload_on_sighup(admin: Arc<Admin>, mut hangups: tokio::signal::uni
 
 /// Samples the charts every `admin.sample_interval` and publishes `$SYS` every
 /// `admin.sys_interval` (0: never).
-pub async fn tick(admin: Arc<Admin>) {
+pub(crate) async fn tick(admin: Arc<Admin>) {
     let settings = admin.settings().clone();
     let step = settings.sample_interval.max(Duration::from_millis(100));
     let mut every = tokio::time::interval(step);

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 use crate::settings::{LogFormat, LogSettings};
 
 /// Install the global subscriber. The level was validated with the settings.
-pub fn init(settings: &LogSettings) {
+pub(crate) fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

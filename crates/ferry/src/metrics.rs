@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 /// Router, MQTT and STOMP counters as Prometheus metrics.
 #[derive(Clone)]
-pub struct BrokerCollector {
+pub(crate) struct BrokerCollector {
     /// The shared router.
     pub router: Arc<Router>,
     /// The MQTT adapter's shared state.

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use ferry_auth::password::{add_or_update_user, remove_user, HashParams};
 
 /// Runs the subcommand.
-pub fn run(file: &Path, user: &str, delete: bool) -> anyhow::Result<()> {
+pub(crate) fn run(file: &Path, user: &str, delete: bool) -> anyhow::Result<()> {
     if delete {
         if remove_user(file, user)? {
             eprintln!("ferry: removed {user} from {}", file.display());

@@ -36,7 +36,7 @@ impl Offload for BlockingChecks {
 
 /// Loads the password, ACL and key files named in `[auth]` (failing with the file's name
 /// when one is unusable) and builds the gatekeeper every connection shares.
-pub fn gatekeeper(settings: &Settings, runtime: Handle) -> anyhow::Result<Arc<Gatekeeper>> {
+pub(crate) fn gatekeeper(settings: &Settings, runtime: Handle) -> anyhow::Result<Arc<Gatekeeper>> {
     let authenticator = Arc::new(Authenticator::from_settings(&settings.auth).context("cannot load the [auth] files")?);
     let threads = match settings.auth.password_check_threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -56,7 +56,7 @@ pub fn gatekeeper(settings: &Settings, runtime: Handle) -> anyhow::Result<Arc<Ga
 }
 
 /// Re-reads the auth files; the old ones stay in force when a new one is invalid.
-pub fn reload(gate: &Gatekeeper, why: &'static str) {
+pub(crate) fn reload(gate: &Gatekeeper, why: &'static str) {
     match gate.reload() {
         Ok(summary) => info!(why, auth = %summary, "authentication reloaded"),
         Err(e) => warn!(why, error = %e, "authentication not reloaded; the previous files stay in force"),
@@ -64,7 +64,7 @@ pub fn reload(gate: &Gatekeeper, why: &'static str) {
 }
 
 /// Reloads on every SIGHUP, for the life of the process.
-pub async fn reload_on_sighup(gate: Arc<Gatekeeper>, mut hangups: tokio::signal::unix::Signal) {
+pub(crate) async fn reload_on_sighup(gate: Arc<Gatekeeper>, mut hangups: tokio::signal::unix::Signal) {
     while hangups.recv().await.is_some() {
         reload(&gate, "SIGHUP");
     }
@@ -82,7 +82,7 @@ fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
 }
 
 /// Reloads when a watched file (password, ACL, JWT key) changes, looking every `interval`.
-pub async fn reload_on_change(gate: Arc<Gatekeeper>, interval: Duration) {
+pub(crate) async fn reload_on_change(gate: Arc<Gatekeeper>, interval: Duration) {
     let files = gate.authenticator().watched_files();
     if files.is_empty() {
         return;

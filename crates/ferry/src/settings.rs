@@ -15,12 +15,12 @@ use ferry_transport::TransportConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override settings.
-pub const ENV_PREFIX: &str = "FERRY";
+pub(crate) const ENV_PREFIX: &str = "FERRY";
 
 /// Every setting of the broker; `conf/ferry.toml` documents each key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// `[log]`
     pub log: LogSettings,
     /// `[runtime]`
@@ -58,7 +58,7 @@ pub struct Settings {
 /// When a record counts as durable (`storage.sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum SyncSetting {
+pub(crate) enum SyncSetting {
     /// After `write()` and `fdatasync`: survives kill -9 and power loss.
     #[default]
     Fsync,
@@ -69,7 +69,7 @@ pub enum SyncSetting {
 /// `[storage]`: the write-ahead log that keeps retained messages across restarts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StorageSettings {
+pub(crate) struct StorageSettings {
     /// Off: everything in memory, forgotten on restart.
     pub enabled: bool,
     /// The data directory (relative to the working directory), created 0700.
@@ -105,7 +105,7 @@ impl Default for StorageSettings {
 
 impl StorageSettings {
     /// The store's configuration.
-    pub fn store_config(&self) -> ferry_store::StoreConfig {
+    pub(crate) fn store_config(&self) -> ferry_store::StoreConfig {
         let mut c = ferry_store::StoreConfig::new(&self.dir);
         c.sync = match self.sync {
             SyncSetting::Fsync => ferry_store::SyncMode::Fsync,
@@ -121,7 +121,7 @@ impl StorageSettings {
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     #[default]
     Plain,
@@ -132,7 +132,7 @@ pub enum LogFormat {
 /// `[log]`: what is logged and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LogSettings {
+pub(crate) struct LogSettings {
     /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a tracing filter such as
     /// `info,ferry_transport=debug`.
     pub level: String,
@@ -152,7 +152,7 @@ impl Default for LogSettings {
 /// `[runtime]`: the async runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct RuntimeSettings {
+pub(crate) struct RuntimeSettings {
     /// Worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
 }
@@ -160,7 +160,7 @@ pub struct RuntimeSettings {
 /// `[shutdown]`: what SIGINT/SIGTERM do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ShutdownSettings {
+pub(crate) struct ShutdownSettings {
     /// How long connections get to close after the close frames are sent.
     #[serde(with = "humantime_serde")]
     pub grace_period: Duration,
@@ -176,12 +176,12 @@ impl Default for ShutdownSettings {
 
 impl Settings {
     /// Load the defaults, then `file` if given, then the environment.
-    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+    pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
         Self::load_from(file, std::env::vars())
     }
 
     /// [`Settings::load`] with the environment given explicitly (for tests).
-    pub fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Settings> {
+    pub(crate) fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Settings> {
         let defaults = config::Config::try_from(&Settings::default()).context("internal error: defaults do not serialise")?;
         let mut builder = config::Config::builder().add_source(defaults);
         if let Some(path) = file {
@@ -212,7 +212,7 @@ impl Settings {
     }
 
     /// Checks serde cannot express.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         if self.http.max_request_head_size < 8192 {
             bail!(
                 "invalid configuration: http.max_request_head_size must be at least 8192 (is {})",
@@ -268,7 +268,7 @@ impl Settings {
     }
 
     /// The transport's part.
-    pub fn transport(&self) -> TransportConfig {
+    pub(crate) fn transport(&self) -> TransportConfig {
         TransportConfig {
             listeners: self.listeners.clone(),
             tls: self.tls.clone(),
@@ -278,7 +278,7 @@ impl Settings {
     }
 
     /// The effective settings as TOML, for `ferry check-config`.
-    pub fn to_toml(&self) -> anyhow::Result<String> {
+    pub(crate) fn to_toml(&self) -> anyhow::Result<String> {
         toml::to_string_pretty(self).context("cannot print the configuration")
     }
 }

@@ -21,7 +21,7 @@ fn when(unix_ms: u64) -> String {
 }
 
 /// Prints what `dir` holds; fails (exit 1) when the broker would refuse to open it.
-pub fn inspect(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn inspect(dir: &Path) -> anyhow::Result<()> {
     let i = ferry_store::inspect(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
     println!("storage in {}", i.dir.display());
     if let Some(id) = i.store_id {
@@ -93,7 +93,7 @@ pub fn inspect(dir: &Path) -> anyhow::Result<()> {
 
 /// Moves whatever stops `dir` from opening into `dir/quarantine/` (never deletes) and
 /// says what it did.
-pub fn repair(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn repair(dir: &Path) -> anyhow::Result<()> {
     let report = ferry_store::repair(dir).with_context(|| format!("cannot repair {}", dir.display()))?;
     if report.actions.is_empty() {
         println!("{}: nothing to repair", dir.display());

@@ -25,7 +25,7 @@ const MAX_ERRORS: usize = 5;
 
 /// The result of `conns`.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ConnsOutcome {
+pub(crate) struct ConnsOutcome {
     /// Connections asked for.
     pub requested: usize,
     /// Connections set up (CONNECT and SUBSCRIBE answered).
@@ -55,7 +55,7 @@ pub struct ConnsOutcome {
 }
 
 /// Runs `conns`.
-pub async fn run(env: &Env) -> anyhow::Result<ConnsOutcome> {
+pub(crate) async fn run(env: &Env) -> anyhow::Result<ConnsOutcome> {
     let args = &env.args;
     let (connector, spec) = env.side(args.protocol)?;
     let prefix = args.topic_prefix.trim_end_matches('/');

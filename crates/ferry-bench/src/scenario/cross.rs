@@ -6,7 +6,7 @@ use super::{Plan, PubPlan, SubPlan};
 use crate::cli::Protocol;
 
 /// The plan: pair `ID` (from `offset`) on `PREFIX/cross/ID`, alternating directions.
-pub fn plan(prefix: &str, protocol: Protocol, n: usize, offset: u32) -> Plan {
+pub(super) fn plan(prefix: &str, protocol: Protocol, n: usize, offset: u32) -> Plan {
     let mut plan = Plan::default();
     for i in 0..n as u32 {
         let id = offset + i;

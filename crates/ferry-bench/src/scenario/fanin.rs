@@ -6,7 +6,7 @@ use crate::cli::Protocol;
 
 /// The plan: publishers `offset..offset+n` on `PREFIX/fanin/ID`, one subscriber to
 /// `PREFIX/fanin/+`.
-pub fn plan(prefix: &str, protocol: Protocol, n: usize, offset: u32) -> Plan {
+pub(super) fn plan(prefix: &str, protocol: Protocol, n: usize, offset: u32) -> Plan {
     let publishers: Vec<PubPlan> = (0..n as u32)
         .map(|i| PubPlan {
             id: offset + i,

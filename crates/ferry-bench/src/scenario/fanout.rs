@@ -4,7 +4,7 @@ use super::{Plan, PubPlan, SubPlan};
 use crate::cli::Protocol;
 
 /// The plan: publisher `offset` on `PREFIX/fanout`, `n` subscribers to it.
-pub fn plan(prefix: &str, protocol: Protocol, n: usize, offset: u32) -> Plan {
+pub(super) fn plan(prefix: &str, protocol: Protocol, n: usize, offset: u32) -> Plan {
     let topic = format!("{prefix}/fanout");
     Plan {
         publishers: vec![PubPlan {

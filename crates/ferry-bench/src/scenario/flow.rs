@@ -36,7 +36,7 @@ const MAX_ERRORS: usize = 5;
 
 /// The result of a flow scenario.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct FlowOutcome {
+pub(crate) struct FlowOutcome {
     /// Publishers this process ran.
     pub publishers: usize,
     /// Subscribers this process ran.
@@ -75,7 +75,7 @@ struct RunningSub {
 
 /// A flow scenario under way: its connections open, subscribers reading, publishers
 /// publishing, until [`finish`].
-pub struct Running {
+pub(crate) struct Running {
     plan: Plan,
     subs: Vec<RunningSub>,
     pubs: Vec<RunningPub>,
@@ -87,7 +87,7 @@ pub struct Running {
 }
 
 /// Runs `env`'s flow scenario.
-pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
+pub(crate) async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
     let running = start(env, Plan::for_args(&env.args)).await?;
     let window = clock(env).await?;
     Ok(finish(running, env, window).await)
@@ -95,7 +95,7 @@ pub async fn run(env: &Env) -> anyhow::Result<FlowOutcome> {
 
 /// Opens `plan`'s connections (subscribers first, so that nothing published is missed)
 /// and starts its subscribers, then its publishers.
-pub async fn start(env: &Env, plan: Plan) -> anyhow::Result<Running> {
+pub(crate) async fn start(env: &Env, plan: Plan) -> anyhow::Result<Running> {
     let args = &env.args;
     let counters = env.counters.clone();
     let progress = env.progress.clone();
@@ -249,14 +249,14 @@ async fn clock(env: &Env) -> anyhow::Result<Window> {
 
 impl Running {
     /// The publishers' shared counters, in plan order.
-    pub fn publisher_states(&self) -> &[Arc<PubState>] {
+    pub(crate) fn publisher_states(&self) -> &[Arc<PubState>] {
         &self.states
     }
 }
 
 /// Stops `running`'s publishers (each sends its end marker), waits for what is still in
 /// flight, closes every connection and adds up; `window` is the measurement.
-pub async fn finish(running: Running, env: &Env, window: Window) -> FlowOutcome {
+pub(crate) async fn finish(running: Running, env: &Env, window: Window) -> FlowOutcome {
     let Running {
         plan,
         subs,

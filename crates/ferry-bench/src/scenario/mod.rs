@@ -3,15 +3,15 @@
 //! [`flow`] runs any plan. `conns` is its own runner ([`conns`]); `slow` runs a plan
 //! with [`flow`]'s parts and a clock of its own ([`slow`]).
 
-pub mod conns;
+pub(crate) mod conns;
 mod cross;
 mod fanin;
 mod fanout;
-pub mod flow;
+pub(crate) mod flow;
 mod pairs;
 mod publisher;
 mod setup;
-pub mod slow;
+pub(crate) mod slow;
 mod subscriber;
 
 use std::collections::HashMap;
@@ -31,7 +31,7 @@ const SPREAD_ABOVE: usize = 5_000;
 
 /// What every scenario runs with: the arguments, how to reach the broker per
 /// protocol, and the shared counters.
-pub struct Env {
+pub(crate) struct Env {
     /// The command line.
     pub args: Args,
     /// Per protocol: where and how to connect.
@@ -47,7 +47,7 @@ pub struct Env {
 impl Env {
     /// Parses the URLs, builds the TLS configuration if one is needed, and prepares a
     /// connector for each protocol the scenario speaks.
-    pub fn new(args: Args) -> anyhow::Result<Env> {
+    pub(crate) fn new(args: Args) -> anyhow::Result<Env> {
         let mut urls = vec![(args.protocol, args.url.clone())];
         if args.scenario == Scenario::Cross {
             let other = args.protocol.other();
@@ -101,7 +101,7 @@ impl Env {
     }
 
     /// The connector and session spec for `protocol`.
-    pub fn side(&self, protocol: Protocol) -> anyhow::Result<(Arc<Connector>, Arc<SessionSpec>)> {
+    pub(crate) fn side(&self, protocol: Protocol) -> anyhow::Result<(Arc<Connector>, Arc<SessionSpec>)> {
         match (self.connectors.get(&protocol), self.specs.get(&protocol)) {
             (Some(c), Some(s)) => Ok((c.clone(), s.clone())),
             _ => anyhow::bail!("no URL for {protocol}"),
@@ -111,7 +111,7 @@ impl Env {
 
 /// One publisher of a flow scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PubPlan {
+pub(crate) struct PubPlan {
     /// Its id in payload headers, unique across the load processes of a run.
     pub id: u32,
     /// The protocol it speaks.
@@ -122,7 +122,7 @@ pub struct PubPlan {
 
 /// One subscriber of a flow scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubPlan {
+pub(crate) struct SubPlan {
     /// The protocol it speaks.
     pub protocol: Protocol,
     /// What it subscribes to (MQTT syntax).
@@ -133,7 +133,7 @@ pub struct SubPlan {
 
 /// Who publishes where and who listens.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Publishers, in id order.
     pub publishers: Vec<PubPlan>,
     /// Subscribers.
@@ -142,7 +142,7 @@ pub struct Plan {
 
 impl Plan {
     /// The plan of a flow scenario, reduced to this process's role.
-    pub fn for_args(args: &Args) -> Plan {
+    pub(crate) fn for_args(args: &Args) -> Plan {
         let prefix = args.topic_prefix.trim_end_matches('/');
         let mut plan = match args.scenario {
             Scenario::Fanout => fanout::plan(prefix, args.protocol, args.clients, args.id_offset),
@@ -162,7 +162,7 @@ impl Plan {
     }
 
     /// How many of this process's subscribers receive publisher `id`'s messages.
-    pub fn local_fanout(&self, id: u32) -> u64 {
+    pub(crate) fn local_fanout(&self, id: u32) -> u64 {
         self.subscribers.iter().filter(|s| s.sources.contains(&id)).count() as u64
     }
 }

@@ -36,7 +36,7 @@ const STALL: Duration = Duration::from_millis(500);
 
 /// A publisher's counters, shared with its reader and with local subscribers.
 #[derive(Debug, Default)]
-pub struct PubState {
+pub(crate) struct PubState {
     /// Data messages written.
     pub sent: AtomicU64,
     /// Publications the broker confirmed.
@@ -49,7 +49,7 @@ pub struct PubState {
 
 /// How one publisher behaves.
 #[derive(Debug, Clone)]
-pub struct PubConfig {
+pub(super) struct PubConfig {
     /// Id in the payload header.
     pub id: u32,
     /// Payload size.
@@ -72,7 +72,7 @@ pub struct PubConfig {
 
 /// What a publisher did.
 #[derive(Debug, Clone, Default)]
-pub struct PubOutcome {
+pub(super) struct PubOutcome {
     /// Its id.
     pub id: u32,
     /// Data messages written.
@@ -85,7 +85,7 @@ pub struct PubOutcome {
 
 /// Publishes until `stop`, then sends the end marker and waits (up to `drain`) for the
 /// outstanding confirmations.
-pub async fn publish(
+pub(super) async fn publish(
     cfg: PubConfig,
     writer: &mut Writer,
     tx: &mut Tx,
@@ -160,7 +160,7 @@ pub async fn publish(
 
 /// Reads the publisher's connection: confirmations wake the publisher, replies the
 /// protocol needs (PUBREL) go to the outbox. Returns why it stopped, unless `stop`.
-pub async fn read_confirmations(
+pub(super) async fn read_confirmations(
     mut reader: Reader,
     mut rx: Rx,
     mut buf: BytesMut,

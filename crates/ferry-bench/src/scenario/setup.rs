@@ -12,7 +12,7 @@ use crate::client::{self, ClientError, Rx, SessionSpec, Tx};
 use crate::transport::{Conn, Connector, SmallWindow};
 
 /// An open session, ready to be handed to its tasks.
-pub struct Session {
+pub(super) struct Session {
     /// The connection.
     pub conn: Conn,
     /// Its sending side.
@@ -24,7 +24,7 @@ pub struct Session {
 }
 
 /// One session to open.
-pub struct Opening {
+pub(super) struct Opening {
     /// Where to.
     pub connector: Arc<Connector>,
     /// How.
@@ -43,7 +43,7 @@ pub struct Opening {
 }
 
 /// Opens one session within `timeout`.
-pub async fn open(o: &Opening, timeout: Duration) -> Result<Session, ClientError> {
+pub(super) async fn open(o: &Opening, timeout: Duration) -> Result<Session, ClientError> {
     let work = async {
         let mut conn = o.connector.connect(o.index, o.small_window).await?;
         let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -57,7 +57,7 @@ pub async fn open(o: &Opening, timeout: Duration) -> Result<Session, ClientError
 
 /// Opens every session, `concurrency` at a time; results in the order given. `done`
 /// counts the finished attempts (for progress lines).
-pub async fn open_all(
+pub(super) async fn open_all(
     openings: Vec<Opening>,
     concurrency: usize,
     timeout: Duration,

@@ -73,19 +73,19 @@ use crate::transport::{self, SmallWindow};
 /// The stalled subscriber's socket options: a 4 KiB receive buffer (Linux doubles it
 /// for its bookkeeping and no longer autotunes it) and a 536-byte MSS (the broker's
 /// kernel then sizes its send buffer for small segments).
-pub const STALLED: SmallWindow = SmallWindow {
+pub(crate) const STALLED: SmallWindow = SmallWindow {
     recv_buffer: 4096,
     mss: 536,
 };
 /// How often the broker's RSS is read during a phase.
-pub const RSS_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const RSS_EVERY: Duration = Duration::from_millis(100);
 /// The lowest acceptable B/A of the healthy subscribers' delivery rate: a stalled
 /// subscriber may cost the others at most 10%.
-pub const TARGET_RATIO: f64 = 0.90;
+pub(crate) const TARGET_RATIO: f64 = 0.90;
 
 /// The plan: publisher `offset` on `PREFIX/slow`, `n` healthy subscribers to it (the
 /// stalled one is not part of it).
-pub fn plan(prefix: &str, protocol: crate::cli::Protocol, n: usize, offset: u32) -> Plan {
+pub(crate) fn plan(prefix: &str, protocol: crate::cli::Protocol, n: usize, offset: u32) -> Plan {
     let mut plan = fanout::plan(prefix, protocol, n, offset);
     let topic = format!("{prefix}/slow");
     for p in &mut plan.publishers {
@@ -98,18 +98,18 @@ pub fn plan(prefix: &str, protocol: crate::cli::Protocol, n: usize, offset: u32)
 }
 
 /// The length of each phase: half of `--duration`.
-pub fn phase_length(duration: Duration) -> Duration {
+pub(crate) fn phase_length(duration: Duration) -> Duration {
     duration / 2
 }
 
 /// `after / before`, when `before` is a positive rate.
-pub fn ratio(after: f64, before: f64) -> Option<f64> {
+pub(crate) fn ratio(after: f64, before: f64) -> Option<f64> {
     (before > 0.0 && before.is_finite() && after.is_finite()).then(|| after / before)
 }
 
 /// The broker's resident memory through one phase, KiB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RssTrack {
+pub(crate) struct RssTrack {
     /// The first sample, at the phase's start.
     pub start_kib: u64,
     /// The highest sample.
@@ -122,7 +122,7 @@ pub struct RssTrack {
 
 impl RssTrack {
     /// A track whose first sample is `kib`.
-    pub fn new(kib: u64) -> RssTrack {
+    pub(crate) fn new(kib: u64) -> RssTrack {
         RssTrack {
             start_kib: kib,
             max_kib: kib,
@@ -132,7 +132,7 @@ impl RssTrack {
     }
 
     /// Adds a sample.
-    pub fn record(&mut self, kib: u64) {
+    pub(crate) fn record(&mut self, kib: u64) {
         self.max_kib = self.max_kib.max(kib);
         self.end_kib = kib;
         self.samples += 1;
@@ -150,19 +150,19 @@ fn record_rss(track: &mut Option<RssTrack>, kib: Option<u64>) {
 }
 
 /// Growth from `before` (KiB) to the highest sample of `during`.
-pub fn rss_growth(before: Option<u64>, during: Option<&RssTrack>) -> Option<i64> {
+pub(crate) fn rss_growth(before: Option<u64>, during: Option<&RssTrack>) -> Option<i64> {
     Some(during?.max_kib as i64 - before? as i64)
 }
 
 /// The broker's CPU time per delivery to the healthy subscribers in `w`, µs.
-pub fn cpu_per_delivery_us(w: &Window) -> Option<f64> {
+pub(crate) fn cpu_per_delivery_us(w: &Window) -> Option<f64> {
     let cpu = w.broker_cpu?;
     (w.delivered > 0).then(|| cpu * w.secs * 1e6 / w.delivered as f64)
 }
 
 /// One phase of the run.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct PhaseOutcome {
+pub(crate) struct PhaseOutcome {
     /// Its window: the healthy subscribers' deliveries, publications, CPU use.
     pub window: Window,
     /// The broker's CPU time per delivery to a healthy subscriber, µs (with
@@ -177,7 +177,7 @@ pub struct PhaseOutcome {
 
 /// The stalled subscriber.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct StalledOutcome {
+pub(crate) struct StalledOutcome {
     /// Its fixed socket receive buffer, bytes asked for.
     pub recv_buffer: u32,
     /// The segment size it announced, bytes.
@@ -199,7 +199,7 @@ pub struct StalledOutcome {
 
 /// The result of `slow`, beside the flow result (whose window spans both phases).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct SlowOutcome {
+pub(crate) struct SlowOutcome {
     /// Each phase's length, seconds.
     pub phase_secs: f64,
     /// Phase A: the healthy subscribers alone.
@@ -223,7 +223,7 @@ pub struct SlowOutcome {
 }
 
 /// Runs `slow`.
-pub async fn run(env: &Env) -> anyhow::Result<(FlowOutcome, SlowOutcome)> {
+pub(crate) async fn run(env: &Env) -> anyhow::Result<(FlowOutcome, SlowOutcome)> {
     let args = &env.args;
     let plan = Plan::for_args(args);
     let n = plan.subscribers.len() + plan.publishers.len();

@@ -21,7 +21,7 @@ use crate::transport::Reader;
 /// The publishers of this process, for the end-to-end window: publisher `base + i` is
 /// `local[i]`.
 #[derive(Clone, Default)]
-pub struct LocalPublishers {
+pub(super) struct LocalPublishers {
     /// Id of the first.
     pub base: u32,
     /// Their shared counters.
@@ -37,7 +37,7 @@ impl LocalPublishers {
 
 /// What a subscriber saw.
 #[derive(Debug, Default)]
-pub struct SubOutcome {
+pub(super) struct SubOutcome {
     /// Per publisher id.
     pub trackers: Streams,
     /// End markers: publisher id → messages it sent.
@@ -49,7 +49,7 @@ pub struct SubOutcome {
 }
 
 /// Receives until `stop` or until the connection fails.
-pub async fn receive(
+pub(super) async fn receive(
     mut reader: Reader,
     mut rx: Rx,
     mut buf: BytesMut,
@@ -139,7 +139,13 @@ pub async fn receive(
 
 /// Reads an idle connection (`conns`): answers pings, counts nothing. Returns why it
 /// ended, unless `stop`.
-pub async fn idle(mut reader: Reader, mut rx: Rx, mut buf: BytesMut, outbox: Arc<Outbox>, stop: CancellationToken) -> Option<String> {
+pub(super) async fn idle(
+    mut reader: Reader,
+    mut rx: Rx,
+    mut buf: BytesMut,
+    outbox: Arc<Outbox>,
+    stop: CancellationToken,
+) -> Option<String> {
     let mut replies = BytesMut::new();
     loop {
         if let Err(e) = rx.input(&mut buf, &mut replies, &mut |_| {}) {

@@ -35,7 +35,7 @@ bind = "127.0.0.1:0"
 "#;
 
 /// The `ferry` binary of this workspace, built once (same profile as the tests).
-pub fn ferry_bin() -> PathBuf {
+pub(crate) fn ferry_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
@@ -58,7 +58,7 @@ pub fn ferry_bin() -> PathBuf {
 }
 
 /// A running broker.
-pub struct Broker {
+pub(crate) struct Broker {
     child: Child,
     /// Listener name → address.
     pub addrs: HashMap<String, SocketAddr>,
@@ -68,12 +68,12 @@ pub struct Broker {
 impl Broker {
     /// Starts `ferry` with every listener on an ephemeral loopback port (the TLS ones
     /// only with `tls`).
-    pub fn start() -> Broker {
+    pub(crate) fn start() -> Broker {
         Self::start_inner(None)
     }
 
     /// Starts `ferry` with TLS listeners too, serving this certificate and key (PEM).
-    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Broker {
+    pub(crate) fn start_tls(cert_pem: &str, key_pem: &str) -> Broker {
         Self::start_inner(Some((cert_pem, key_pem)))
     }
 
@@ -132,12 +132,12 @@ impl Broker {
     }
 
     /// The address of listener `name`, if it runs.
-    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+    pub(crate) fn addr(&self, name: &str) -> Option<SocketAddr> {
         self.addrs.get(name).copied()
     }
 
     /// The broker's pid.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -150,7 +150,7 @@ impl Drop for Broker {
 }
 
 /// Runs ferry-bench with `args` (plus `--json --quiet`) and returns its JSON result.
-pub fn bench(args: &[&str]) -> serde_json::Value {
+pub(crate) fn bench(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
         .args(args)
         .args(["--json", "--quiet"])

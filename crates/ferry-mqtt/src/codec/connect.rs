@@ -41,12 +41,12 @@ fn read_version(r: &mut Reader) -> Result<Version, DecodeError> {
 }
 
 /// The protocol version a CONNECT body (after the fixed header) asks for.
-pub fn detect(body: &Bytes) -> Result<Version, DecodeError> {
+pub(super) fn detect(body: &Bytes) -> Result<Version, DecodeError> {
     read_version(&mut Reader::new(body.clone()))
 }
 
 /// Decodes a CONNECT body.
-pub fn decode_connect(body: Bytes) -> Result<Connect, DecodeError> {
+pub(super) fn decode_connect(body: Bytes) -> Result<Connect, DecodeError> {
     let mut r = Reader::new(body);
     let version = read_version(&mut r)?;
     let flags = r.u8()?;
@@ -117,7 +117,7 @@ fn read_properties(r: &mut Reader, version: Version, site: Site) -> Result<Prope
 }
 
 /// Checks a CONNECT for encoding as `version`; returns its remaining length.
-pub fn connect_len(c: &Connect, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn connect_len(c: &Connect, version: Version) -> Result<usize, EncodeError> {
     if c.version != version {
         return Err(EncodeError::VersionMismatch {
             connect: c.version,
@@ -153,7 +153,7 @@ fn props_len(props: &Properties, version: Version, site: Site) -> Result<usize, 
 }
 
 /// Writes a CONNECT body checked by [`connect_len`].
-pub fn write_connect(c: &Connect, version: Version, out: &mut BytesMut) {
+pub(super) fn write_connect(c: &Connect, version: Version, out: &mut BytesMut) {
     wire::put_binary(out, version.protocol_name().as_bytes());
     out.put_u8(version.level());
     let mut flags = 0;
@@ -194,7 +194,7 @@ pub fn write_connect(c: &Connect, version: Version, out: &mut BytesMut) {
 }
 
 /// Decodes a CONNACK body.
-pub fn decode_connack(body: Bytes, version: Version) -> Result<ConnAck, DecodeError> {
+pub(super) fn decode_connack(body: Bytes, version: Version) -> Result<ConnAck, DecodeError> {
     let mut r = Reader::new(body);
     let flags = r.u8()?;
     let raw = r.u8()?;
@@ -233,7 +233,7 @@ pub fn decode_connack(body: Bytes, version: Version) -> Result<ConnAck, DecodeEr
 }
 
 /// Checks a CONNACK for encoding as `version`; returns its remaining length.
-pub fn connack_len(c: &ConnAck, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn connack_len(c: &ConnAck, version: Version) -> Result<usize, EncodeError> {
     let packet = super::packet::PacketType::ConnAck;
     if !c.code.is_valid_for(packet) {
         return Err(DecodeError::InvalidReasonCode { packet, code: c.code }.into());
@@ -245,7 +245,7 @@ pub fn connack_len(c: &ConnAck, version: Version) -> Result<usize, EncodeError> 
 }
 
 /// Writes a CONNACK body checked by [`connack_len`].
-pub fn write_connack(c: &ConnAck, version: Version, out: &mut BytesMut) {
+pub(super) fn write_connack(c: &ConnAck, version: Version, out: &mut BytesMut) {
     out.put_u8(u8::from(c.session_present && version != Version::V3_1));
     if version.is_v5() {
         out.put_u8(c.code.0);

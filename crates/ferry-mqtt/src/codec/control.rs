@@ -15,7 +15,7 @@ use super::reason::ReasonCode;
 use super::wire::Reader;
 
 /// PINGREQ and PINGRESP have no body.
-pub fn decode_empty(body: Bytes) -> Result<(), DecodeError> {
+pub(super) fn decode_empty(body: Bytes) -> Result<(), DecodeError> {
     Reader::new(body).finish()
 }
 
@@ -59,7 +59,7 @@ fn write_reason_and_properties(reason: ReasonCode, props: &Properties, out: &mut
 }
 
 /// Decodes a DISCONNECT body (empty in 3.x).
-pub fn decode_disconnect(body: Bytes, version: Version, sender: Role) -> Result<Disconnect, DecodeError> {
+pub(super) fn decode_disconnect(body: Bytes, version: Version, sender: Role) -> Result<Disconnect, DecodeError> {
     if !version.is_v5() {
         decode_empty(body)?;
         return Ok(Disconnect::new(ReasonCode::SUCCESS));
@@ -70,7 +70,7 @@ pub fn decode_disconnect(body: Bytes, version: Version, sender: Role) -> Result<
 
 /// Checks a DISCONNECT for encoding as `version`; returns its remaining length. 3.x
 /// writes neither reason code nor properties.
-pub fn disconnect_len(d: &Disconnect, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn disconnect_len(d: &Disconnect, version: Version) -> Result<usize, EncodeError> {
     if !version.is_v5() {
         return Ok(0);
     }
@@ -86,7 +86,7 @@ pub fn disconnect_len(d: &Disconnect, version: Version) -> Result<usize, EncodeE
 }
 
 /// Writes a DISCONNECT body checked by [`disconnect_len`].
-pub fn write_disconnect(d: &Disconnect, version: Version, out: &mut BytesMut) {
+pub(super) fn write_disconnect(d: &Disconnect, version: Version, out: &mut BytesMut) {
     if version.is_v5() {
         write_reason_and_properties(d.reason, &d.properties, out);
     }
@@ -95,7 +95,7 @@ pub fn write_disconnect(d: &Disconnect, version: Version, out: &mut BytesMut) {
 /// Decodes an AUTH body (5.0 only: the fixed header refuses type 15 in 3.x). A body
 /// without an Authentication Method is a Protocol Error (§3.15.2.2.2); the empty AUTH
 /// (Success, no properties) the specification allows has none.
-pub fn decode_auth(body: Bytes, sender: Role) -> Result<Auth, DecodeError> {
+pub(super) fn decode_auth(body: Bytes, sender: Role) -> Result<Auth, DecodeError> {
     let empty = body.is_empty();
     let (reason, properties) = read_reason_and_properties(body, PacketType::Auth, Site::Auth, sender)?;
     if !empty && properties.authentication_method().is_none() {
@@ -105,7 +105,7 @@ pub fn decode_auth(body: Bytes, sender: Role) -> Result<Auth, DecodeError> {
 }
 
 /// Checks an AUTH for encoding as `version`; returns its remaining length.
-pub fn auth_len(a: &Auth, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn auth_len(a: &Auth, version: Version) -> Result<usize, EncodeError> {
     if !version.is_v5() {
         return Err(EncodeError::NotInVersion {
             packet: PacketType::Auth,
@@ -128,7 +128,7 @@ pub fn auth_len(a: &Auth, version: Version) -> Result<usize, EncodeError> {
 }
 
 /// Writes an AUTH body checked by [`auth_len`].
-pub fn write_auth(a: &Auth, out: &mut BytesMut) {
+pub(super) fn write_auth(a: &Auth, out: &mut BytesMut) {
     write_reason_and_properties(a.reason, &a.properties, out);
 }
 

@@ -10,7 +10,7 @@ use super::wire;
 
 /// A parsed fixed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FixedHeader {
+pub(super) struct FixedHeader {
     /// The packet type.
     pub packet_type: PacketType,
     /// The low nibble of the first byte.
@@ -23,14 +23,14 @@ pub struct FixedHeader {
 
 impl FixedHeader {
     /// The whole packet's size.
-    pub fn frame_len(&self) -> usize {
+    pub(super) fn frame_len(&self) -> usize {
         self.header_len + self.remaining_len
     }
 }
 
 /// The packet type of a first byte, with its flags checked (3.1.1 §2.2.2, 5.0 §2.1.3).
 /// AUTH (15) exists only when `v5` is true.
-pub fn packet_type(byte1: u8, v5: bool) -> Result<PacketType, DecodeError> {
+pub(super) fn packet_type(byte1: u8, v5: bool) -> Result<PacketType, DecodeError> {
     let nibble = byte1 >> 4;
     let flags = byte1 & 0x0F;
     let packet = match PacketType::from_nibble(nibble) {
@@ -49,7 +49,7 @@ pub fn packet_type(byte1: u8, v5: bool) -> Result<PacketType, DecodeError> {
 }
 
 /// DUP, QoS and RETAIN of a PUBLISH: QoS 3 and DUP on QoS 0 are malformed.
-pub fn publish_flags(flags: u8) -> Result<(bool, QoS, bool), DecodeError> {
+pub(super) fn publish_flags(flags: u8) -> Result<(bool, QoS, bool), DecodeError> {
     let qos = qos_from_bits(flags >> 1).ok_or(DecodeError::InvalidQoS)?;
     let dup = flags & 0b1000 != 0;
     if dup && qos == QoS::AtMostOnce {
@@ -59,7 +59,7 @@ pub fn publish_flags(flags: u8) -> Result<(bool, QoS, bool), DecodeError> {
 }
 
 /// Parses the fixed header at the start of `buf`: `Ok(None)` when `buf` ends inside it.
-pub fn parse(buf: &[u8], v5: bool) -> Result<Option<FixedHeader>, DecodeError> {
+pub(super) fn parse(buf: &[u8], v5: bool) -> Result<Option<FixedHeader>, DecodeError> {
     let Some(&byte1) = buf.first() else {
         return Ok(None);
     };

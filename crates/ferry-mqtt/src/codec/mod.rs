@@ -96,8 +96,6 @@
 //! The encoder runs the same checks on what it is given, so Ferry never sends what it
 //! would itself refuse.
 
-#![warn(missing_docs)]
-
 mod connect;
 mod control;
 mod decoder;

@@ -13,7 +13,7 @@ use super::validate;
 use super::wire::{self, Reader};
 
 /// Decodes a PUBLISH from its header flags and body. The payload is a slice of `body`.
-pub fn decode_publish(flags: u8, body: Bytes, version: Version, sender: Role) -> Result<Publish, DecodeError> {
+pub(super) fn decode_publish(flags: u8, body: Bytes, version: Version, sender: Role) -> Result<Publish, DecodeError> {
     let (dup, qos, retain) = frame::publish_flags(flags)?;
     let mut r = Reader::new(body);
     let topic = r.string()?;
@@ -49,12 +49,12 @@ fn nonzero_pkid(pkid: u16, packet: PacketType) -> Result<u16, DecodeError> {
 }
 
 /// The first byte of a PUBLISH.
-pub fn publish_byte1(p: &Publish) -> u8 {
+pub(super) fn publish_byte1(p: &Publish) -> u8 {
     0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain)
 }
 
 /// Checks a PUBLISH for encoding as `version`; returns its remaining length.
-pub fn publish_len(p: &Publish, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn publish_len(p: &Publish, version: Version) -> Result<usize, EncodeError> {
     if p.qos != QoS::AtMostOnce && p.pkid == 0 {
         return Err(DecodeError::PacketIdZero(PacketType::Publish).into());
     }
@@ -76,7 +76,7 @@ pub fn publish_len(p: &Publish, version: Version) -> Result<usize, EncodeError> 
 }
 
 /// Writes a PUBLISH body checked by [`publish_len`].
-pub fn write_publish(p: &Publish, version: Version, out: &mut BytesMut) {
+pub(super) fn write_publish(p: &Publish, version: Version, out: &mut BytesMut) {
     wire::put_binary(out, p.topic.as_bytes());
     if p.qos != QoS::AtMostOnce {
         out.put_u16(p.pkid);
@@ -99,7 +99,7 @@ fn ack_site(packet: PacketType) -> Site {
 /// Decodes a PUBACK, PUBREC, PUBREL or PUBCOMP body. In 5.0 the reason code may be
 /// left out when it is Success and there are no properties (remaining length 2), and
 /// the property length when there are none (remaining length 3).
-pub fn decode_ack(packet: PacketType, body: Bytes, version: Version, sender: Role) -> Result<Ack, DecodeError> {
+pub(super) fn decode_ack(packet: PacketType, body: Bytes, version: Version, sender: Role) -> Result<Ack, DecodeError> {
     let mut r = Reader::new(body);
     let pkid = nonzero_pkid(r.u16()?, packet)?;
     if !version.is_v5() {
@@ -123,7 +123,7 @@ pub fn decode_ack(packet: PacketType, body: Bytes, version: Version, sender: Rol
 
 /// Checks an acknowledgement for encoding as `version`; returns its remaining length.
 /// 3.x writes only the packet identifier.
-pub fn ack_len(packet: PacketType, a: &Ack, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn ack_len(packet: PacketType, a: &Ack, version: Version) -> Result<usize, EncodeError> {
     nonzero_pkid(a.pkid, packet)?;
     if !version.is_v5() {
         return Ok(2);
@@ -140,7 +140,7 @@ pub fn ack_len(packet: PacketType, a: &Ack, version: Version) -> Result<usize, E
 }
 
 /// Writes an acknowledgement body checked by [`ack_len`], in its shortest form.
-pub fn write_ack(a: &Ack, version: Version, out: &mut BytesMut) {
+pub(super) fn write_ack(a: &Ack, version: Version, out: &mut BytesMut) {
     out.put_u16(a.pkid);
     if !version.is_v5() || (a.reason == ReasonCode::SUCCESS && a.properties.is_empty()) {
         return;

@@ -82,7 +82,7 @@ fn options_byte(sub: &Subscription, version: Version) -> u8 {
 }
 
 /// Decodes a SUBSCRIBE body.
-pub fn decode_subscribe(body: Bytes, version: Version, sender: Role) -> Result<Subscribe, DecodeError> {
+pub(super) fn decode_subscribe(body: Bytes, version: Version, sender: Role) -> Result<Subscribe, DecodeError> {
     let mut r = Reader::new(body);
     let pkid = read_pkid(&mut r, PacketType::Subscribe)?;
     let properties = read_properties(&mut r, version, Site::Subscribe, sender)?;
@@ -104,7 +104,7 @@ pub fn decode_subscribe(body: Bytes, version: Version, sender: Role) -> Result<S
 
 /// Checks a SUBSCRIBE for encoding as `version`; returns its remaining length. 3.x
 /// writes only the QoS of each subscription's options.
-pub fn subscribe_len(s: &Subscribe, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn subscribe_len(s: &Subscribe, version: Version) -> Result<usize, EncodeError> {
     if s.pkid == 0 {
         return Err(DecodeError::PacketIdZero(PacketType::Subscribe).into());
     }
@@ -120,7 +120,7 @@ pub fn subscribe_len(s: &Subscribe, version: Version) -> Result<usize, EncodeErr
 }
 
 /// Writes a SUBSCRIBE body checked by [`subscribe_len`].
-pub fn write_subscribe(s: &Subscribe, version: Version, out: &mut BytesMut) {
+pub(super) fn write_subscribe(s: &Subscribe, version: Version, out: &mut BytesMut) {
     out.put_u16(s.pkid);
     if version.is_v5() {
         s.properties.write(out);
@@ -132,7 +132,7 @@ pub fn write_subscribe(s: &Subscribe, version: Version, out: &mut BytesMut) {
 }
 
 /// Decodes a SUBACK body; a 3.x Failure (0x80) becomes [`ReasonCode::UNSPECIFIED_ERROR`].
-pub fn decode_suback(body: Bytes, version: Version, sender: Role) -> Result<SubAck, DecodeError> {
+pub(super) fn decode_suback(body: Bytes, version: Version, sender: Role) -> Result<SubAck, DecodeError> {
     let mut r = Reader::new(body);
     let pkid = read_pkid(&mut r, PacketType::SubAck)?;
     let properties = read_properties(&mut r, version, Site::SubAck, sender)?;
@@ -169,7 +169,7 @@ fn check_codes(codes: &[ReasonCode], packet: PacketType) -> Result<(), EncodeErr
 }
 
 /// Checks a SUBACK for encoding as `version`; returns its remaining length.
-pub fn suback_len(s: &SubAck, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn suback_len(s: &SubAck, version: Version) -> Result<usize, EncodeError> {
     if s.pkid == 0 {
         return Err(DecodeError::PacketIdZero(PacketType::SubAck).into());
     }
@@ -179,7 +179,7 @@ pub fn suback_len(s: &SubAck, version: Version) -> Result<usize, EncodeError> {
 
 /// Writes a SUBACK body checked by [`suback_len`]. 3.x has one failure code, 0x80:
 /// every 5.0 failure is written as that.
-pub fn write_suback(s: &SubAck, version: Version, out: &mut BytesMut) {
+pub(super) fn write_suback(s: &SubAck, version: Version, out: &mut BytesMut) {
     out.put_u16(s.pkid);
     if version.is_v5() {
         s.properties.write(out);
@@ -190,7 +190,7 @@ pub fn write_suback(s: &SubAck, version: Version, out: &mut BytesMut) {
 }
 
 /// Decodes an UNSUBSCRIBE body.
-pub fn decode_unsubscribe(body: Bytes, version: Version, sender: Role) -> Result<Unsubscribe, DecodeError> {
+pub(super) fn decode_unsubscribe(body: Bytes, version: Version, sender: Role) -> Result<Unsubscribe, DecodeError> {
     let mut r = Reader::new(body);
     let pkid = read_pkid(&mut r, PacketType::Unsubscribe)?;
     let properties = read_properties(&mut r, version, Site::Unsubscribe, sender)?;
@@ -207,7 +207,7 @@ pub fn decode_unsubscribe(body: Bytes, version: Version, sender: Role) -> Result
 }
 
 /// Checks an UNSUBSCRIBE for encoding as `version`; returns its remaining length.
-pub fn unsubscribe_len(u: &Unsubscribe, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn unsubscribe_len(u: &Unsubscribe, version: Version) -> Result<usize, EncodeError> {
     if u.pkid == 0 {
         return Err(DecodeError::PacketIdZero(PacketType::Unsubscribe).into());
     }
@@ -223,7 +223,7 @@ pub fn unsubscribe_len(u: &Unsubscribe, version: Version) -> Result<usize, Encod
 }
 
 /// Writes an UNSUBSCRIBE body checked by [`unsubscribe_len`].
-pub fn write_unsubscribe(u: &Unsubscribe, version: Version, out: &mut BytesMut) {
+pub(super) fn write_unsubscribe(u: &Unsubscribe, version: Version, out: &mut BytesMut) {
     out.put_u16(u.pkid);
     if version.is_v5() {
         u.properties.write(out);
@@ -234,7 +234,7 @@ pub fn write_unsubscribe(u: &Unsubscribe, version: Version, out: &mut BytesMut) 
 }
 
 /// Decodes an UNSUBACK body: just the packet identifier in 3.x.
-pub fn decode_unsuback(body: Bytes, version: Version, sender: Role) -> Result<UnsubAck, DecodeError> {
+pub(super) fn decode_unsuback(body: Bytes, version: Version, sender: Role) -> Result<UnsubAck, DecodeError> {
     let mut r = Reader::new(body);
     let pkid = read_pkid(&mut r, PacketType::UnsubAck)?;
     if !version.is_v5() {
@@ -251,7 +251,7 @@ pub fn decode_unsuback(body: Bytes, version: Version, sender: Role) -> Result<Un
 }
 
 /// Checks an UNSUBACK for encoding as `version`; returns its remaining length.
-pub fn unsuback_len(u: &UnsubAck, version: Version) -> Result<usize, EncodeError> {
+pub(super) fn unsuback_len(u: &UnsubAck, version: Version) -> Result<usize, EncodeError> {
     if u.pkid == 0 {
         return Err(DecodeError::PacketIdZero(PacketType::UnsubAck).into());
     }
@@ -263,7 +263,7 @@ pub fn unsuback_len(u: &UnsubAck, version: Version) -> Result<usize, EncodeError
 }
 
 /// Writes an UNSUBACK body checked by [`unsuback_len`].
-pub fn write_unsuback(u: &UnsubAck, version: Version, out: &mut BytesMut) {
+pub(super) fn write_unsuback(u: &UnsubAck, version: Version, out: &mut BytesMut) {
     out.put_u16(u.pkid);
     if version.is_v5() {
         u.properties.write(out);

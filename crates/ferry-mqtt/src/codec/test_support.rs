@@ -5,10 +5,10 @@ use bytes::BytesMut;
 use super::{DecodeError, Decoder, Packet, Role, Version};
 
 /// A generous packet size limit for tests.
-pub const MAX: usize = 1 << 20;
+pub(super) const MAX: usize = 1 << 20;
 
 /// Decode exactly one whole packet from `bytes` as `role` speaking `version`.
-pub fn decode_as(role: Role, version: Version, bytes: &[u8]) -> Result<Packet, DecodeError> {
+pub(super) fn decode_as(role: Role, version: Version, bytes: &[u8]) -> Result<Packet, DecodeError> {
     let mut dec = match role {
         Role::Server => Decoder::server_with_version(version, MAX),
         Role::Client => Decoder::client(version, MAX),

@@ -20,7 +20,7 @@ pub const MAX_FIELD: usize = 65_535;
 ///
 /// `Ok(None)` means `buf` ends before the integer does. Otherwise the value and the
 /// number of bytes it took. Rejects more than four bytes and non-minimal encodings.
-pub fn parse_varint(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
+pub(super) fn parse_varint(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
     let mut value = 0usize;
     for (i, &byte) in buf.iter().enumerate().take(4) {
         value |= usize::from(byte & 0x7F) << (7 * i);
@@ -40,7 +40,7 @@ pub fn parse_varint(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
 
 /// The number of bytes `value` takes as a Variable Byte Integer (1 to 4; values over
 /// [`MAX_VARINT`] must be refused before).
-pub fn varint_len(value: usize) -> usize {
+pub(super) fn varint_len(value: usize) -> usize {
     match value {
         0..=127 => 1,
         128..=16_383 => 2,
@@ -50,7 +50,7 @@ pub fn varint_len(value: usize) -> usize {
 }
 
 /// Writes `value` (at most [`MAX_VARINT`]) as a Variable Byte Integer.
-pub fn put_varint(out: &mut BytesMut, mut value: usize) {
+pub(super) fn put_varint(out: &mut BytesMut, mut value: usize) {
     loop {
         let mut byte = (value % 128) as u8;
         value /= 128;
@@ -65,13 +65,13 @@ pub fn put_varint(out: &mut BytesMut, mut value: usize) {
 }
 
 /// Writes a two-byte length then `data` (length checked by the caller).
-pub fn put_binary(out: &mut BytesMut, data: &[u8]) {
+pub(super) fn put_binary(out: &mut BytesMut, data: &[u8]) {
     out.put_u16(data.len() as u16);
     out.put_slice(data);
 }
 
 /// Checks that `data` fits a length-prefixed field; returns its encoded size.
-pub fn binary_len(data: &[u8]) -> Result<usize, EncodeError> {
+pub(super) fn binary_len(data: &[u8]) -> Result<usize, EncodeError> {
     if data.len() > MAX_FIELD {
         return Err(EncodeError::FieldTooLong(data.len()));
     }
@@ -79,7 +79,7 @@ pub fn binary_len(data: &[u8]) -> Result<usize, EncodeError> {
 }
 
 /// Checks that `s` is a valid MQTT string (length, no U+0000); returns its encoded size.
-pub fn string_len(s: &str) -> Result<usize, EncodeError> {
+pub(super) fn string_len(s: &str) -> Result<usize, EncodeError> {
     if s.as_bytes().contains(&0) {
         return Err(DecodeError::NullCharacter.into());
     }
@@ -88,7 +88,7 @@ pub fn string_len(s: &str) -> Result<usize, EncodeError> {
 
 /// Makes a [`ByteString`] of `bytes` if they are an MQTT UTF-8 string: well-formed
 /// UTF-8 (which excludes the surrogates U+D800..U+DFFF) without U+0000.
-pub fn utf8(bytes: Bytes) -> Result<ByteString, DecodeError> {
+pub(super) fn utf8(bytes: Bytes) -> Result<ByteString, DecodeError> {
     if bytes.contains(&0) {
         return Err(DecodeError::NullCharacter);
     }
@@ -97,23 +97,23 @@ pub fn utf8(bytes: Bytes) -> Result<ByteString, DecodeError> {
 
 /// A cursor over the bytes of one packet (after its fixed header).
 #[derive(Debug)]
-pub struct Reader {
+pub(crate) struct Reader {
     buf: Bytes,
 }
 
 impl Reader {
     /// A reader over `buf`.
-    pub fn new(buf: Bytes) -> Self {
+    pub(crate) fn new(buf: Bytes) -> Self {
         Self { buf }
     }
 
     /// Bytes not read yet.
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len()
     }
 
     /// Whether everything has been read.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
@@ -126,25 +126,25 @@ impl Reader {
     }
 
     /// A byte.
-    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         self.need(1)?;
         Ok(self.buf.get_u8())
     }
 
     /// A big-endian Two Byte Integer.
-    pub fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         self.need(2)?;
         Ok(self.buf.get_u16())
     }
 
     /// A big-endian Four Byte Integer.
-    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         self.need(4)?;
         Ok(self.buf.get_u32())
     }
 
     /// A Variable Byte Integer.
-    pub fn varint(&mut self) -> Result<usize, DecodeError> {
+    pub(crate) fn varint(&mut self) -> Result<usize, DecodeError> {
         match parse_varint(&self.buf)? {
             Some((value, len)) => {
                 self.buf.advance(len);
@@ -155,29 +155,29 @@ impl Reader {
     }
 
     /// The next `n` bytes, shared with the packet (no copy).
-    pub fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
         self.need(n)?;
         Ok(self.buf.split_to(n))
     }
 
     /// Binary Data: a two-byte length and that many bytes.
-    pub fn binary(&mut self) -> Result<Bytes, DecodeError> {
+    pub(crate) fn binary(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.u16()?;
         self.take(usize::from(len))
     }
 
     /// A UTF-8 Encoded String.
-    pub fn string(&mut self) -> Result<ByteString, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<ByteString, DecodeError> {
         utf8(self.binary()?)
     }
 
     /// Everything not read yet.
-    pub fn rest(&mut self) -> Bytes {
+    pub(crate) fn rest(&mut self) -> Bytes {
         std::mem::take(&mut self.buf)
     }
 
     /// Fails unless everything has been read.
-    pub fn finish(&self) -> Result<(), DecodeError> {
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         if self.buf.is_empty() {
             Ok(())
         } else {

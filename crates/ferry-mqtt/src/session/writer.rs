@@ -10,13 +10,13 @@ use crate::codec::{self, Packet, Version};
 
 /// The packets one call of the session produces.
 #[derive(Default)]
-pub struct Writer {
+pub(super) struct Writer {
     pending: Coalescer,
 }
 
 impl Writer {
     /// Encode `packet` for `version` at the end of the batch.
-    pub fn packet(&mut self, packet: &Packet, version: Version) {
+    pub(super) fn packet(&mut self, packet: &Packet, version: Version) {
         // Encoding only fails for packets the broker must never build (e.g. a
         // property not allowed on the packet); dropping such a packet is the only
         // safe answer and is a bug to fix, not a peer's doing.
@@ -26,12 +26,12 @@ impl Writer {
     }
 
     /// Append an already encoded frame, shared with other subscribers.
-    pub fn frame(&mut self, frame: Bytes, out: &mut Output) {
+    pub(super) fn frame(&mut self, frame: Bytes, out: &mut Output) {
         self.pending.push(&frame, |b| out.send(MessageKind::Binary, b));
     }
 
     /// Hand what is pending to the transport.
-    pub fn flush(&mut self, out: &mut Output) {
+    pub(super) fn flush(&mut self, out: &mut Output) {
         if let Some(b) = self.pending.take() {
             out.send(MessageKind::Binary, b);
         }

@@ -27,7 +27,7 @@ use crate::codec::{Command, Frame, Version};
 use crate::error::ProtocolError;
 
 /// The `server` header: `Ferry/<version>`.
-pub const SERVER: &str = concat!("Ferry/", env!("CARGO_PKG_VERSION"));
+pub(super) const SERVER: &str = concat!("Ferry/", env!("CARGO_PKG_VERSION"));
 
 /// A CONNECT whose credentials the gatekeeper is checking.
 pub(super) struct Authenticating {

@@ -14,7 +14,7 @@ use tracing::error;
 use crate::codec::{self, Encodable, Version, FRAME_END, HEARTBEAT};
 
 /// The frames one call of the session produces.
-pub struct Writer {
+pub(super) struct Writer {
     carrier: Carrier,
     pending: Coalescer,
     wrote: bool,
@@ -22,7 +22,7 @@ pub struct Writer {
 
 impl Writer {
     /// A writer for a connection over `carrier`.
-    pub fn new(carrier: Carrier) -> Self {
+    pub(super) fn new(carrier: Carrier) -> Self {
         Self {
             carrier,
             pending: Coalescer::new(),
@@ -33,7 +33,7 @@ impl Writer {
     /// Encode `frame` for `version`. Returns false when the encoder refused it (a
     /// header this version cannot carry; the broker filters peer-supplied ones first,
     /// so this is a bug to fix, and the frame is dropped).
-    pub fn frame(&mut self, frame: &impl Encodable, version: Version, out: &mut Output) -> bool {
+    pub(super) fn frame(&mut self, frame: &impl Encodable, version: Version, out: &mut Output) -> bool {
         self.wrote = true;
         match self.carrier {
             Carrier::WebSocket => {
@@ -71,7 +71,7 @@ impl Writer {
     }
 
     /// One heart-beat.
-    pub fn heartbeat(&mut self, out: &mut Output) {
+    pub(super) fn heartbeat(&mut self, out: &mut Output) {
         self.wrote = true;
         match self.carrier {
             Carrier::WebSocket => out.send(MessageKind::Text, Bytes::from_static(HEARTBEAT)),
@@ -80,14 +80,14 @@ impl Writer {
     }
 
     /// Hand what is pending to the transport.
-    pub fn flush(&mut self, out: &mut Output) {
+    pub(super) fn flush(&mut self, out: &mut Output) {
         if let Some(b) = self.pending.take() {
             out.send(MessageKind::Text, b);
         }
     }
 
     /// Whether anything was written through this writer.
-    pub fn wrote(&self) -> bool {
+    pub(super) fn wrote(&self) -> bool {
         self.wrote
     }
 }

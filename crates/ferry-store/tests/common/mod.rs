@@ -8,7 +8,7 @@ use ferry_store::io::StorageIo;
 use ferry_store::{Lsn, Recovery, Replayed, Source, Store, StoreConfig, StoreError};
 
 /// A small-segment configuration in `dir`.
-pub fn config(dir: &Path) -> StoreConfig {
+pub(crate) fn config(dir: &Path) -> StoreConfig {
     StoreConfig {
         segment_bytes: 8192,
         max_disk_bytes: 1 << 30,
@@ -18,7 +18,7 @@ pub fn config(dir: &Path) -> StoreConfig {
 
 /// One replayed record, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rec {
+pub(crate) struct Rec {
     pub lsn: Lsn,
     pub kind: u8,
     pub body: Vec<u8>,
@@ -26,7 +26,7 @@ pub struct Rec {
 }
 
 /// Opens `config`, collecting what recovery hands over.
-pub fn open(config: StoreConfig) -> Result<(Store, Recovery, Vec<Rec>), StoreError> {
+pub(crate) fn open(config: StoreConfig) -> Result<(Store, Recovery, Vec<Rec>), StoreError> {
     let mut seen = Vec::new();
     let (store, rec) = Store::open(config, |r: Replayed<'_>| {
         seen.push(Rec {
@@ -41,7 +41,7 @@ pub fn open(config: StoreConfig) -> Result<(Store, Recovery, Vec<Rec>), StoreErr
 }
 
 /// Opens `config` through `io`, collecting what recovery hands over.
-pub fn open_with(config: StoreConfig, io: Arc<dyn StorageIo>) -> Result<(Store, Recovery, Vec<Rec>), StoreError> {
+pub(crate) fn open_with(config: StoreConfig, io: Arc<dyn StorageIo>) -> Result<(Store, Recovery, Vec<Rec>), StoreError> {
     let mut seen = Vec::new();
     let (store, rec) = Store::open_with(config, io, |r: Replayed<'_>| {
         seen.push(Rec {
@@ -56,18 +56,18 @@ pub fn open_with(config: StoreConfig, io: Arc<dyn StorageIo>) -> Result<(Store, 
 }
 
 /// The body of the `i`th record of a test history: its length varies from 0 to 96.
-pub fn body(i: u64) -> Vec<u8> {
+pub(crate) fn body(i: u64) -> Vec<u8> {
     let len = (i * 37 % 97) as usize;
     (0..len).map(|j| (i as usize * 7 + j) as u8).collect()
 }
 
 /// The kind of the `i`th record.
-pub fn kind(i: u64) -> u8 {
+pub(crate) fn kind(i: u64) -> u8 {
     (i % 5) as u8 + 1
 }
 
 /// Copies the store's files (not the lock) from `from` into a new directory `to`.
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -78,7 +78,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The segment files of `dir`, by name.
-pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -89,7 +89,7 @@ pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// Asserts `seen` is exactly records `1..=n` of the test history, from the log.
-pub fn assert_history(seen: &[Rec], n: u64) {
+pub(crate) fn assert_history(seen: &[Rec], n: u64) {
     assert_eq!(seen.len() as u64, n, "record count");
     for (i, r) in seen.iter().enumerate() {
         let lsn = i as u64 + 1;
@@ -102,7 +102,7 @@ pub fn assert_history(seen: &[Rec], n: u64) {
 }
 
 /// The error of an open that must fail.
-pub fn open_err(config: StoreConfig) -> StoreError {
+pub(crate) fn open_err(config: StoreConfig) -> StoreError {
     match open(config) {
         Ok((_, rec, seen)) => panic!("open succeeded: {rec:?}, {} records", seen.len()),
         Err(e) => e,

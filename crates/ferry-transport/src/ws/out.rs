@@ -12,7 +12,7 @@ use crate::ws::deflate::{DeflateError, MessageDeflater};
 
 impl OutBuf {
     /// Queue one unmasked, unfragmented server frame (RFC 6455 §5.2).
-    pub fn push_frame(&mut self, opcode: OpCode, payload: &Bytes) {
+    pub(crate) fn push_frame(&mut self, opcode: OpCode, payload: &Bytes) {
         let mut head = [0u8; 16];
         let n = Frame::new(true, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
         self.push_head(&head[..n]);
@@ -22,7 +22,12 @@ impl OutBuf {
     /// Queue one data message: compressed (RSV1, RFC 7692 §6) when the connection
     /// negotiated permessage-deflate and the message gains from it, else as it is. An
     /// error comes only from a connection's own compressor (close it with 1011).
-    pub fn push_message(&mut self, opcode: OpCode, payload: &Bytes, deflater: Option<&mut MessageDeflater>) -> Result<(), DeflateError> {
+    pub(crate) fn push_message(
+        &mut self,
+        opcode: OpCode,
+        payload: &Bytes,
+        deflater: Option<&mut MessageDeflater>,
+    ) -> Result<(), DeflateError> {
         if let Some(compressed) = deflater.map(|d| d.compress(payload)).transpose()?.flatten() {
             let mut head = [0u8; 16];
             let n = frame_head(opcode, true, &compressed, &mut head);
@@ -36,7 +41,7 @@ impl OutBuf {
 
     /// Queue a close frame with `code` and `reason` (cut to fit the 125-byte limit on a
     /// character boundary).
-    pub fn push_close(&mut self, code: CloseCode, reason: &str) {
+    pub(crate) fn push_close(&mut self, code: CloseCode, reason: &str) {
         let mut end = reason.len().min(123);
         while !reason.is_char_boundary(end) {
             end -= 1;
