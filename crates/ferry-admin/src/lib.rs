@@ -80,27 +80,19 @@ pub struct ListenerInfo {
     pub tls: bool,
 }
 
-/// The admin crate's counters (exported by the binary's `/metrics`).
-#[derive(Debug, Default)]
-pub struct AdminStats {
-    /// HTTP publishes accepted (admin and public).
-    pub http_publishes: AtomicU64,
-    /// HTTP publishes refused (bad body, too large, auth, ACL, rate).
-    pub http_publish_refused: AtomicU64,
-    /// Event streams open now.
-    pub sse_streams: AtomicU64,
-    /// Event streams opened since start.
-    pub sse_opened: AtomicU64,
-    /// Events written to streams.
-    pub sse_events: AtomicU64,
-    /// Events dropped because a stream's queue was full (`http_api.sse_queue`).
-    pub sse_dropped: AtomicU64,
-    /// Clients closed by an administrator.
-    pub kicks: AtomicU64,
-    /// `$SYS` messages published.
-    pub sys_published: AtomicU64,
-    /// Admin API requests refused for want of a valid key or role.
-    pub auth_refused: AtomicU64,
+ferry_core::counters! {
+    /// The admin crate's counters (exported by the binary's `/metrics`).
+    pub struct AdminStats {
+        http_publishes: Counter("http_publishes", "HTTP publishes accepted (admin and public listeners)"),
+        http_publish_refused: Counter("http_publishes_refused", "HTTP publishes refused: bad body, too large (http_api.max_body, http_api.max_payload), credentials, ACL, rate"),
+        sse_streams: Gauge("sse_streams", "Server-Sent Event streams open (at most http_api.max_streams)"),
+        sse_opened: Counter("sse_streams_opened", "Server-Sent Event streams opened"),
+        sse_events: Counter("sse_events", "Events written to Server-Sent Event streams"),
+        sse_dropped: Counter("sse_dropped", "Events dropped because a stream's queue was full (http_api.sse_queue), counted when the stream closes"),
+        kicks: Counter("admin_kicks", "Clients closed through the admin API"),
+        sys_published: Counter("sys_published", "$SYS messages published (admin.sys_interval)"),
+        auth_refused: Counter("admin_auth_refused", "Admin API requests refused for want of a valid key or role"),
+    }
 }
 
 /// The admin side of the broker: shared by the admin routes, the messaging routes and

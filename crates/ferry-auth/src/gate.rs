@@ -125,41 +125,26 @@ pub enum Refusal {
     TooFast,
 }
 
-/// Counters for the metrics endpoint, bumped by the gatekeeper, the adapters and the
-/// transport as each limit or rule bites.
-#[derive(Debug, Default)]
-pub struct SecurityStats {
-    /// Clients authenticated (any method, anonymous included).
-    pub auth_successes: AtomicU64,
-    /// Clients refused for bad credentials (CONNACK 0x04/0x86, STOMP ERROR, HTTP 401).
-    pub auth_bad_credentials: AtomicU64,
-    /// Clients refused as not authorized (CONNACK 0x05/0x87, STOMP ERROR).
-    pub auth_not_authorized: AtomicU64,
-    /// Publishes (and wills, and STOMP SENDs) the ACL refused.
-    pub denied_publish: AtomicU64,
-    /// Subscriptions the ACL refused.
-    pub denied_subscribe: AtomicU64,
-    /// Deliveries withheld because the ACL refuses the topic to the subscriber.
-    pub denied_delivery: AtomicU64,
-    /// Connections refused for the broker-wide count.
-    pub refused_total: AtomicU64,
-    /// Connections refused for the per-listener count.
-    pub refused_listener: AtomicU64,
-    /// Connections refused for the per-address count.
-    pub refused_address: AtomicU64,
-    /// Connections refused for the per-address rate of new connections (they would have
-    /// waited longer than `limits.connection_max_wait`).
-    pub refused_rate: AtomicU64,
-    /// Connections held back by the per-address rate before they were served.
-    pub paced: AtomicU64,
-    /// Connections closed for exceeding `limits.messages_per_second`.
-    pub message_rate_exceeded: AtomicU64,
-    /// Times a connection's reads were paused for `limits.bytes_per_second`.
-    pub byte_rate_throttled: AtomicU64,
-    /// Subscriptions refused for `max_subscriptions`.
-    pub subscription_quota_exceeded: AtomicU64,
-    /// Connections closed because their token expired.
-    pub token_expired: AtomicU64,
+ferry_core::counters! {
+    /// Counters for the metrics endpoint, bumped by the gatekeeper, the adapters and the
+    /// transport as each limit or rule bites.
+    pub struct SecurityStats {
+        auth_successes: Counter("auth_successes", "Clients authenticated (anonymous included)"),
+        auth_bad_credentials: Counter("auth_bad_credentials", "Clients refused for bad credentials (CONNACK 0x04/0x86, STOMP ERROR, HTTP 401)"),
+        auth_not_authorized: Counter("auth_not_authorized", "Clients refused as not authorized (CONNACK 0x05/0x87, STOMP ERROR)"),
+        denied_publish: Counter("acl_denied_publish", "Publishes, wills and SENDs the ACL refused"),
+        denied_subscribe: Counter("acl_denied_subscribe", "Subscriptions the ACL refused"),
+        denied_delivery: Counter("acl_denied_delivery", "Deliveries withheld because the ACL refuses the topic to the subscriber"),
+        refused_total: Counter("connections_refused_total_limit", "Connections refused at limits.max_connections"),
+        refused_listener: Counter("connections_refused_listener_limit", "Connections refused at a listener's max_connections"),
+        refused_address: Counter("connections_refused_address_limit", "Connections refused at limits.max_connections_per_address"),
+        refused_rate: Counter("connections_refused_rate_limit", "Connections refused at limits.connection_rate (they would have waited longer than limits.connection_max_wait)"),
+        paced: Counter("connections_paced", "Connections held back by limits.connection_rate before they were served"),
+        message_rate_exceeded: Counter("message_rate_exceeded", "Connections closed for limits.messages_per_second"),
+        byte_rate_throttled: Counter("byte_rate_throttled", "Times a connection's reads were paused for limits.bytes_per_second"),
+        subscription_quota_exceeded: Counter("subscription_quota_exceeded", "Subscriptions refused at max_subscriptions"),
+        token_expired: Counter("token_expired", "Connections closed because their token expired"),
+    }
 }
 
 impl SecurityStats {

@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod retained;
 pub mod router;
 pub mod sessions;
+pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod topic;
@@ -52,5 +53,6 @@ pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};
 pub use retained::{MemoryRetained, RetainedFull, RetainedStore, Weighed};
 pub use router::{Router, SubscribeOptions, Subscriber};
 pub use sessions::{Claim, Owner, SessionRegistry, SessionSlot, SessionStore};
+pub use stats::{Metric, MetricKind};
 pub use topic::{SharedFilter, SharedFilterError, Subscription, TopicError, TopicFilter, TopicName};
 pub use tree::SubscriptionTree;

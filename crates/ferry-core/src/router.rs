@@ -14,7 +14,7 @@
 //! covers every record before its position). The publisher's acknowledgement waits for
 //! the record's position ([`Published::durable_at`]); deliveries do not.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -93,23 +93,16 @@ impl SharedGroup {
     }
 }
 
-/// Router counters.
-#[derive(Debug, Default)]
-pub struct RouterStats {
-    /// Messages published.
-    pub published: AtomicU64,
-    /// Deliveries queued on outboxes.
-    pub delivered: AtomicU64,
-    /// Deliveries dropped by full outboxes.
-    pub dropped: AtomicU64,
-    /// Messages that matched no subscriber.
-    pub unrouted: AtomicU64,
-    /// Deliveries skipped because the message had expired.
-    pub expired: AtomicU64,
-    /// Retained messages on new topics not kept because the retained store was at its
-    /// limits (`limits.max_retained_messages`, `limits.max_retained_bytes`); they were
-    /// still delivered live.
-    pub retained_refused: AtomicU64,
+crate::counters! {
+    /// Router counters.
+    pub struct RouterStats {
+        published: Counter("messages_published", "Messages published, all protocols"),
+        delivered: Counter("deliveries", "Deliveries queued to subscribers"),
+        dropped: Counter("deliveries_dropped", "Deliveries dropped because a subscriber's queue was full"),
+        unrouted: Counter("messages_unrouted", "Messages that matched no subscription"),
+        expired: Counter("messages_expired", "Deliveries skipped because the message had expired"),
+        retained_refused: Counter("retained_refused", "Retained messages on new topics not kept: limits.max_retained_messages or max_retained_bytes reached"),
+    }
 }
 
 /// The broker's router: subscriptions of every session, and the retained messages.

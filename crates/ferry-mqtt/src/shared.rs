@@ -22,37 +22,23 @@ struct PendingWill {
     message: Arc<Message>,
 }
 
-/// Counters of the MQTT adapter.
-#[derive(Debug, Default)]
-pub struct MqttStats {
-    /// CONNECTs accepted.
-    pub connects: AtomicU64,
-    /// CONNECTs refused (any CONNACK error code).
-    pub refused: AtomicU64,
-    /// Connections closed for a protocol violation.
-    pub protocol_errors: AtomicU64,
-    /// Connections closed for a keep-alive timeout.
-    pub keep_alive_timeouts: AtomicU64,
-    /// Acknowledgements held until the journal had their record on disk.
-    pub acks_held: AtomicU64,
-    /// Publishes refused because they needed the disk and storage was unavailable.
-    pub storage_refused: AtomicU64,
-    /// Will messages published.
-    pub wills: AtomicU64,
-    /// PUBLISH packets received.
-    pub publishes_in: AtomicU64,
-    /// PUBLISH packets sent.
-    pub publishes_out: AtomicU64,
-    /// Messages not sent because they exceeded the client's maximum packet size.
-    pub too_large_for_client: AtomicU64,
-    /// Connections closed before their CONNECT was accepted for sending a packet larger
-    /// than `max_packet_size_unauthenticated`, or more than `max_packet_size` bytes while
-    /// their credentials were checked.
-    pub too_large_unauthenticated: AtomicU64,
-    /// CONNECTs refused because the ACL denies the will topic (CONNACK 0x05 / 0x87).
-    pub will_denied: AtomicU64,
-    /// Connections closed for sending MQTT in a WebSocket text frame [MQTT-6.0.0-1].
-    pub text_frames: AtomicU64,
+ferry_core::counters! {
+    /// Counters of the MQTT adapter.
+    pub struct MqttStats {
+        connects: Counter("mqtt_connects", "MQTT CONNECTs accepted"),
+        refused: Counter("mqtt_connects_refused", "MQTT CONNECTs refused"),
+        protocol_errors: Counter("mqtt_protocol_errors", "MQTT connections closed for a protocol violation"),
+        keep_alive_timeouts: Counter("mqtt_keep_alive_timeouts", "MQTT connections closed for silence past 1.5 keep-alives"),
+        acks_held: Counter("mqtt_acks_held", "MQTT PUBACKs and PUBRECs held until the journal had their retained message on disk"),
+        storage_refused: Counter("mqtt_publishes_refused_storage", "MQTT publishes refused because they needed the disk and storage was unavailable"),
+        wills: Counter("mqtt_wills", "MQTT will messages published"),
+        publishes_in: Counter("mqtt_publishes_received", "MQTT PUBLISH packets received"),
+        publishes_out: Counter("mqtt_publishes_sent", "MQTT PUBLISH packets sent"),
+        too_large_for_client: Counter("mqtt_too_large_for_client", "MQTT messages not sent because they exceed the client's maximum packet size"),
+        too_large_unauthenticated: Counter("mqtt_too_large_unauthenticated", "MQTT connections closed for input beyond mqtt.max_packet_size_unauthenticated before authentication"),
+        will_denied: Counter("mqtt_will_denied", "MQTT CONNECTs refused because the ACL denies the will topic"),
+        text_frames: Counter("mqtt_text_frames", "MQTT connections closed for sending a packet in a WebSocket text frame"),
+    }
 }
 
 /// The MQTT adapter's shared state.

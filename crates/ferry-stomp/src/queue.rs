@@ -26,7 +26,7 @@
 //! lock.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -88,19 +88,15 @@ pub enum QueueError {
     },
 }
 
-/// Counters of the queues.
-#[derive(Debug, Default)]
-pub struct QueueStats {
-    /// Messages put into a queue.
-    pub enqueued: AtomicU64,
-    /// Messages put back after a NACK or a consumer's end.
-    pub redelivered: AtomicU64,
-    /// Messages refused because their queue was full.
-    pub refused_full: AtomicU64,
-    /// SENDs refused because no more queues may be created.
-    pub refused_too_many: AtomicU64,
-    /// Replies to a temporary queue whose connection had gone.
-    pub replies_dropped: AtomicU64,
+ferry_core::counters! {
+    /// Counters of the queues.
+    pub struct QueueStats {
+        enqueued: Counter("stomp_queue_enqueued", "Messages put into STOMP queues"),
+        redelivered: Counter("stomp_queue_redelivered", "STOMP queue messages redelivered"),
+        refused_full: Counter("stomp_queue_refused_full", "SENDs refused because the queue was full"),
+        refused_too_many: Counter("stomp_queue_refused_too_many", "SENDs refused because no more queues may be created"),
+        replies_dropped: Counter("stomp_replies_dropped", "Replies to a temporary queue whose owner had gone"),
+    }
 }
 
 #[derive(Debug)]

@@ -2,7 +2,6 @@
 //! protocols meet on), the queues, the settings, the gatekeeper (authentication, ACL,
 //! rate limits, shared with the other protocols) and the adapter's counters.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use ferry_auth::{CoreParts, Gatekeeper};
@@ -11,23 +10,17 @@ use ferry_core::Router;
 use crate::config::StompConfig;
 use crate::queue::Queues;
 
-/// Counters of the STOMP adapter.
-#[derive(Debug, Default)]
-pub struct StompStats {
-    /// CONNECT/STOMP frames accepted.
-    pub connects: AtomicU64,
-    /// Sessions ended by an ERROR frame (protocol errors and refusals, timeouts aside).
-    pub protocol_errors: AtomicU64,
-    /// Connections that sent no CONNECT in time.
-    pub connect_timeouts: AtomicU64,
-    /// Connections closed because the client's heart-beats stopped.
-    pub heart_beat_timeouts: AtomicU64,
-    /// SEND frames applied (committed, for transactions).
-    pub sends: AtomicU64,
-    /// MESSAGE frames sent.
-    pub messages_out: AtomicU64,
-    /// Messages redelivered to a topic subscription after a NACK.
-    pub redelivered: AtomicU64,
+ferry_core::counters! {
+    /// Counters of the STOMP adapter.
+    pub struct StompStats {
+        connects: Counter("stomp_connects", "STOMP CONNECT/STOMP frames accepted"),
+        protocol_errors: Counter("stomp_protocol_errors", "STOMP sessions ended by an ERROR frame"),
+        connect_timeouts: Counter("stomp_connect_timeouts", "STOMP connections that sent no CONNECT in time"),
+        heart_beat_timeouts: Counter("stomp_heart_beat_timeouts", "STOMP connections closed because heart-beats stopped"),
+        sends: Counter("stomp_sends", "STOMP SEND frames applied"),
+        messages_out: Counter("stomp_messages_sent", "STOMP MESSAGE frames sent"),
+        redelivered: Counter("stomp_redelivered", "STOMP topic messages redelivered after a NACK"),
+    }
 }
 
 /// The STOMP adapter's shared state.
