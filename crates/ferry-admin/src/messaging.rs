@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use ferry_auth::{AuthFailure, ConnectAttempt, Identity};
 use ferry_core::{
-    next_subscriber_id, Delivery, Journal, Lsn, Outbox, OutboxLimits, QoS, SubscriberId, StorageUnavailable, SubscribeOptions, Subscriber,
+    next_subscriber_id, Delivery, Journal, Lsn, Outbox, OutboxLimits, QoS, StorageUnavailable, SubscribeOptions, Subscriber, SubscriberId,
     Subscription, TopicFilter, TransportCredentials, Wakeup,
 };
 use ferry_transport::{BodyError, BodyStream, HandlerFuture, HttpRequest, HttpResponse, HttpRoutes};

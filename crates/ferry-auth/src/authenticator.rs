@@ -13,9 +13,9 @@ use thiserror::Error;
 use crate::acl::{Acl, AclError, Action, Decision, Explanation};
 use crate::config::{AnonymousPolicy, AuthSettings, CertUsername};
 use crate::identity::{AuthFailure, AuthMethod, BadCredentials, Credentials, Identity, NotAuthorized};
-use ferry_core::ClientCert;
 use crate::jwt::{looks_like_token, JwtConfigError, JwtVerifier};
 use crate::password::{CheckFailure, PasswordFile, PasswordFileError};
+use ferry_core::ClientCert;
 
 /// Why the auth files cannot be (re)loaded.
 #[derive(Debug, Error)]

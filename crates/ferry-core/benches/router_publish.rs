@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ferry_core::{
-    next_subscriber_id, Message, Outbox, OutboxLimits, QoS, Router, SubscribeOptions, Subscriber, Subscription, TopicFilter, TopicName, Wakeup,
+    next_subscriber_id, Message, Outbox, OutboxLimits, QoS, Router, SubscribeOptions, Subscriber, Subscription, TopicFilter, TopicName,
+    Wakeup,
 };
 
 const TOPIC: &str = "fleet/truck7/position";

@@ -39,7 +39,7 @@ pub mod topic;
 pub mod tree;
 
 pub use adapter::{
-    Adapter, Carrier, ClientCert, CloseCode, CloseRequest, ConnectionInfo, Input, MessageKind, Outgoing, Output, Connection, Sniff,
+    Adapter, Carrier, ClientCert, CloseCode, CloseRequest, Connection, ConnectionInfo, Input, MessageKind, Outgoing, Output, Sniff,
     Subprotocol, TransportCredentials, Wakeup,
 };
 pub use compact_map::CompactMap;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_auth::Gatekeeper;
-use ferry_core::{Adapter, ConnectionInfo, MessageKind, Router, Connection, Sniff, Subprotocol};
+use ferry_core::{Adapter, Connection, ConnectionInfo, MessageKind, Router, Sniff, Subprotocol};
 
-use crate::shared::MqttShared;
 use crate::config::MqttConfig;
 use crate::session::MqttConnection;
+use crate::shared::MqttShared;
 
 /// WebSocket subprotocol names for MQTT (the README's WebSocket section): `mqtt` for 3.1.1 and 5.0,
 /// `mqttv3.1` as MQTT.js offers it for protocol level 3, and EMQX's aliases. The

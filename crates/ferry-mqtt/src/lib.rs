@@ -12,13 +12,13 @@
 #![forbid(unsafe_code)]
 
 pub mod adapter;
-pub mod shared;
 pub mod codec;
 pub mod config;
 mod convert;
-pub mod session_state;
 pub mod session;
+pub mod session_state;
+pub mod shared;
 
 pub use adapter::MqttAdapter;
-pub use shared::MqttShared;
 pub use config::MqttConfig;
+pub use shared::MqttShared;

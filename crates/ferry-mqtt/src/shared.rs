@@ -95,7 +95,12 @@ impl MqttShared {
     }
 
     /// Shared state keeping sessions in `sessions`, clients checked by `gate`.
-    pub fn with_parts(router: Arc<Router>, config: MqttConfig, sessions: Arc<dyn SessionStore<SessionState>>, gate: Arc<Gatekeeper>) -> Self {
+    pub fn with_parts(
+        router: Arc<Router>,
+        config: MqttConfig,
+        sessions: Arc<dyn SessionStore<SessionState>>,
+        gate: Arc<Gatekeeper>,
+    ) -> Self {
         Self {
             router,
             sessions,

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_auth::Gatekeeper;
-use ferry_core::{Adapter, ConnectionInfo, MessageKind, Router, Connection, Sniff, Subprotocol};
+use ferry_core::{Adapter, Connection, ConnectionInfo, MessageKind, Router, Sniff, Subprotocol};
 
-use crate::shared::StompShared;
 use crate::config::StompConfig;
 use crate::session::StompConnection;
+use crate::shared::StompShared;
 
 /// WebSocket subprotocol names for STOMP (the README's WebSocket section). stompjs offers the three
 /// versioned ones: the highest wins; the version itself is then settled by

@@ -38,7 +38,6 @@
 #![warn(missing_docs)]
 
 pub mod adapter;
-pub mod shared;
 pub mod codec;
 pub mod config;
 pub mod convert;
@@ -46,10 +45,11 @@ pub mod destination;
 pub mod error;
 pub mod queue;
 pub mod session;
+pub mod shared;
 
 pub use adapter::StompAdapter;
-pub use shared::StompShared;
 pub use codec::{Command, Decoded, Decoder, EncodeError, Frame, Headers, Limits, StompError, Version};
 pub use config::StompConfig;
 pub use error::ProtocolError;
 pub use session::StompConnection;
+pub use shared::StompShared;

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Connection, Sniff, Subprotocol};
+use ferry_core::{Adapter, Connection, ConnectionInfo, Input, MessageKind, Output, Sniff, Subprotocol};
 
 /// The echo adapter.
 #[derive(Debug, Default)]

@@ -124,7 +124,7 @@ pub fn parse_offers<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use ferry_core::{ConnectionInfo, MessageKind, Connection, Subprotocol};
+    use ferry_core::{Connection, ConnectionInfo, MessageKind, Subprotocol};
 
     /// A stand-in adapter with real protocol names, for negotiation tests.
     pub(crate) struct Named {

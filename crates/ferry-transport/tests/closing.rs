@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_core::{Adapter, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Connection, Sniff, Subprotocol};
+use ferry_core::{Adapter, CloseRequest, Connection, ConnectionInfo, Input, MessageKind, Output, Sniff, Subprotocol};
 use ferry_transport::config::{ListenerConfig, Listeners};
 use ferry_transport::{Registry, Server, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

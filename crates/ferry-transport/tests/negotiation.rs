@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Connection, Sniff, Subprotocol};
+use ferry_core::{Adapter, Connection, ConnectionInfo, Input, MessageKind, Output, Sniff, Subprotocol};
 use ferry_transport::config::{ListenerConfig, Listeners};
 use ferry_transport::{Registry, Server, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

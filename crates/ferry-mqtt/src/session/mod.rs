@@ -19,12 +19,12 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::{Identity, PendingVerdict, SecurityStats, Verdict};
-use ferry_core::{CloseCode, CloseRequest, ConnectionInfo, HeldAcks, Input, Message, MessageKind, Output, Owner, Connection, SessionSlot};
+use ferry_core::{CloseCode, CloseRequest, Connection, ConnectionInfo, HeldAcks, Input, Message, MessageKind, Output, Owner, SessionSlot};
 use tracing::{debug, info};
 
-use crate::shared::MqttShared;
 use crate::codec::{DecodeError, Decoder, Disconnect, Packet, ReasonCode, Version};
 use crate::session_state::SessionState;
+use crate::shared::MqttShared;
 
 use writer::Writer;
 

@@ -11,12 +11,12 @@ use ferry_auth::config::{AnonymousPolicy, FailedAuthSettings};
 use ferry_auth::jwt::{Algorithm, JwtKey};
 use ferry_auth::password::HashParams;
 use ferry_auth::{Acl, AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, Offload, PasswordFile, RunInline};
-use ferry_core::{Carrier, ConnectionInfo, Input, Message, MessageKind, Output, QoS, Router, Connection, TopicName, Wakeup};
+use ferry_core::{Carrier, Connection, ConnectionInfo, Input, Message, MessageKind, Output, QoS, Router, TopicName, Wakeup};
 
 use super::MqttConnection;
-use crate::shared::MqttShared;
 use crate::codec::{self, Ack, Connect, Packet, Property, Publish, Subscribe, Subscription, Version, Will};
 use crate::config::MqttConfig;
+use crate::shared::MqttShared;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 /// The wall clock the gatekeeper reads: fixed.

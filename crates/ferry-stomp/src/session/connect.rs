@@ -22,7 +22,7 @@ use tracing::debug;
 
 use super::heartbeat::{self, HeartBeat};
 use super::transaction::Transactions;
-use super::{Connected, ConnectHeaders, Phase, StompConnection, Writer};
+use super::{ConnectHeaders, Connected, Phase, StompConnection, Writer};
 use crate::codec::{Command, Frame, Version};
 use crate::error::ProtocolError;
 

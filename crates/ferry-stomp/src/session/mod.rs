@@ -38,13 +38,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use ferry_auth::limits::TokenBucket;
 use ferry_auth::{Identity, SecurityStats};
-use ferry_core::{CloseRequest, CompactMap, ConnectionInfo, Input, Output, Connection, SubscriberId, TopicName};
+use ferry_core::{CloseRequest, CompactMap, Connection, ConnectionInfo, Input, Output, SubscriberId, TopicName};
 use foldhash::fast::RandomState;
 use tracing::{debug, info};
 
-use crate::shared::StompShared;
 use crate::codec::{Command, Decoded, Decoder, Frame, Version};
 use crate::error::ProtocolError;
+use crate::shared::StompShared;
 
 use connect::Authenticating;
 use heartbeat::HeartBeat;

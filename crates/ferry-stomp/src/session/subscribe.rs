@@ -20,15 +20,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ferry_auth::{Action, SecurityStats};
-use ferry_core::{next_subscriber_id, Delivery, Outbox, OutboxLimits, QoS, SubscriberId, SubscribeOptions, Subscriber, Subscription};
+use ferry_core::{next_subscriber_id, Delivery, Outbox, OutboxLimits, QoS, SubscribeOptions, Subscriber, SubscriberId, Subscription};
 use tracing::debug;
 
 use super::{Connected, Ctx};
-use crate::shared::StompShared;
 use crate::codec::{Command, Frame, Version};
 use crate::destination::{self, Destination, TEMP_QUEUE};
 use crate::error::ProtocolError;
 use crate::queue::{Acking, ConsumerId, Queue};
+use crate::shared::StompShared;
 
 /// A subscription's acknowledgement mode (`ack` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ferry_core::{
-    Carrier, CloseRequest, ConnectionInfo, Delivery, Input, Message, MessageKind, Outbox, OutboxLimits, Output, Properties, QoS, Router,
-    Connection, SubscribeOptions, Subscriber, Subscription, TopicName, TransportCredentials, Wakeup,
+    Carrier, CloseRequest, Connection, ConnectionInfo, Delivery, Input, Message, MessageKind, Outbox, OutboxLimits, Output, Properties,
+    QoS, Router, SubscribeOptions, Subscriber, Subscription, TopicName, TransportCredentials, Wakeup,
 };
 
 use super::StompConnection;
-use crate::shared::StompShared;
 use crate::codec::{Command, Decoded, Decoder, Frame, Limits, Version};
 use crate::config::StompConfig;
+use crate::shared::StompShared;
 
 mod auth;
 

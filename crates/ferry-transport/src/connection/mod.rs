@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::OpCode;
-use ferry_core::{Adapter, Carrier, CloseCode, CloseRequest, ConnectionInfo, Input, MessageKind, Output, Connection};
+use ferry_core::{Adapter, Carrier, CloseCode, CloseRequest, Connection, ConnectionInfo, Input, MessageKind, Output};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 
