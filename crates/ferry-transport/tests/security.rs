@@ -11,14 +11,13 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use bytes::Bytes;
 use ferry_auth::jwt::{Algorithm, JwtKey};
 use ferry_auth::{AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, RunInline};
-use ferry_core::{Adapter, ConnectionInfo, Input, MessageKind, Output, Connection, Sniff, Subprotocol};
+use ferry_core::{Adapter, Connection, ConnectionInfo, Input, MessageKind, Output, Sniff, Subprotocol};
+use ferry_testkit::pki::Pki;
 use ferry_transport::config::{ClientAuth, ListenerConfig, Listeners, TlsConfig};
 use ferry_transport::{Metrics, Registry, Server, TransportConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 /// Bound on every wait for the server, so that a broken server fails the test instead of
@@ -472,52 +471,14 @@ async fn byte_rate_throttles_reads() {
     assert!(g.stats.byte_rate_throttled.load(Ordering::Relaxed) >= 1);
 }
 
-/// A CA, a server certificate for localhost and a client certificate for `device-1`.
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
+/// The kit's test PKI: a server certificate for localhost, a client certificate for
+/// `device-1` (also named `device-1.example`).
 fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "Ferry test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(vec!["device-1.example".to_string()]).unwrap();
-    client_params.distinguished_name.push(DnType::CommonName, "device-1");
-    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
-    Pki {
-        ca: ca.pem(),
-        server_cert: server.pem(),
-        server_key: server_key.serialize_pem(),
-        client_cert: client.pem(),
-        client_key: client_key.serialize_pem(),
-    }
+    Pki::builder().client_names(&["device-1.example"]).build()
 }
 
 fn connector(pki: &Pki, alpn: &[u8]) -> TlsConnector {
-    let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap()).unwrap();
-    let chain = vec![CertificateDer::from_pem_slice(pki.client_cert.as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(pki.client_key.as_bytes()).unwrap();
-    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
+    let mut config = pki.client_config(true);
     if !alpn.is_empty() {
         config.alpn_protocols = vec![alpn.to_vec()];
     }

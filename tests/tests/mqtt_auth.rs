@@ -2,12 +2,10 @@
 //! an ACL file and an HS256 JWT secret, rumqttc v4 (3.1.1) and v5 clients over TCP and
 //! WebSocket, raw bytes where rumqttc cannot express the case.
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
 use ferry_auth::password::{hash_password, HashParams};
+use ferry_testkit::prelude::*;
 use rumqttc::v5::mqttbytes::v5::{
     ConnectReturnCode as ConnectReturnCode5, Disconnect, DisconnectReasonCode, Packet as Packet5, PubAckReason,
     SubscribeReasonCode as SubscribeReasonCode5,

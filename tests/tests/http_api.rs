@@ -2,13 +2,12 @@
 //! body; 200/202/400/401/403/413), and Server-Sent Events at `GET /api/v1/events`
 //! (retained first, live messages from MQTT, heartbeats, the ACL, the Origin check).
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
 use ferry_auth::password::{hash_password, HashParams};
+use ferry_testkit::mqtt::{packet, string as mqtt_string};
+use ferry_testkit::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -55,19 +54,6 @@ async fn read_until(s: &mut TcpStream, seen: &mut String, needle: &str) -> bool 
         }
     }
     true
-}
-
-fn mqtt_string(s: &str) -> Vec<u8> {
-    let mut v = (s.len() as u16).to_be_bytes().to_vec();
-    v.extend_from_slice(s.as_bytes());
-    v
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    assert!(body.len() < 128);
-    let mut v = vec![first, body.len() as u8];
-    v.extend_from_slice(body);
-    v
 }
 
 /// An MQTT 3.1.1 client: connects, subscribes to `filter` if given, reads CONNACK/SUBACK.

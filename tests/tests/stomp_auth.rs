@@ -2,19 +2,14 @@
 //! password file, an ACL file and a JWT secret, raw STOMP frames over TCP (and one
 //! WebSocket), answers read with Ferry's own codec.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
-use common::*;
 use ferry_auth::password::{hash_password, HashParams};
-use ferry_stomp::codec::{Command, Decoded, Decoder, Frame, Limits, Version};
+use ferry_stomp::codec::{Command, Frame};
+use ferry_testkit::prelude::*;
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{encode, EncodingKey, Header};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -32,42 +27,21 @@ user carol
 topic readwrite carol/#
 ";
 
-/// A STOMP client speaking raw frames over TCP.
-struct Stomp {
-    stream: TcpStream,
-    decoder: Decoder,
-    buf: BytesMut,
-}
+/// The kit's STOMP client over TCP, with the calls these tests make.
+struct Stomp(ferry_testkit::stomp::Stomp);
 
 impl Stomp {
     async fn open(b: &Broker) -> Stomp {
-        Stomp {
-            stream: TcpStream::connect(b.addr("stomp")).await.unwrap(),
-            decoder: Decoder::with_version(Limits::default(), Version::V1_2),
-            buf: BytesMut::new(),
-        }
+        Stomp(ferry_testkit::stomp::Stomp::tcp(b).await)
     }
 
     async fn send(&mut self, raw: &str) {
-        self.stream.write_all(raw.as_bytes()).await.unwrap();
+        self.0.send(raw).await;
     }
 
     /// The next frame; `None` once the broker closed.
     async fn frame(&mut self) -> Option<Frame> {
-        loop {
-            match self.decoder.decode(&mut self.buf).expect("the broker writes valid frames") {
-                Some(Decoded::Frame(f)) => return Some(f),
-                Some(Decoded::HeartBeat) => continue,
-                None => {}
-            }
-            self.buf.reserve(16 * 1024);
-            let n = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("the broker answers in time");
-            if !matches!(n, Ok(n) if n > 0) {
-                return None;
-            }
-        }
+        self.0.next_frame().await
     }
 
     /// CONNECT with `login`/`passcode` (no heart-beats); the broker's first answer.

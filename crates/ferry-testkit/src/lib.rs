@@ -1,0 +1,20 @@
+//! Ferry's test kit (dev-only): the broker process harness ([`process`]), raw HTTP and
+//! WebSocket helpers ([`http`]), raw MQTT bytes ([`mqtt`]), a STOMP client ([`stomp`]) and a
+//! test PKI ([`pki`]).
+//!
+//! A `[dev-dependencies]` entry only: never a normal dependency of a shipped crate.
+//! Everything here panics on failure, as a test wants.
+
+#![warn(missing_docs)]
+
+pub mod http;
+pub mod mqtt;
+pub mod pki;
+pub mod process;
+pub mod stomp;
+
+/// What the end-to-end tests use most: the broker harness and the HTTP/WebSocket helpers.
+pub mod prelude {
+    pub use crate::http::*;
+    pub use crate::process::*;
+}
