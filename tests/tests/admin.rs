@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_auth::password::{hash_password, HashParams};
+use ferry_testkit::gatekeeper::light_hash;
 use ferry_testkit::mqtt::{packet, read_packet, string as mqtt_string};
 use ferry_testkit::prelude::*;
 use serde_json::Value;
@@ -202,7 +202,7 @@ async fn the_openapi_document_and_the_dashboard_are_served() {
 }
 
 fn hashed(secret: &str) -> String {
-    hash_password(secret.as_bytes(), &HashParams::new(64, 1, 1).unwrap()).unwrap()
+    light_hash(secret)
 }
 
 #[tokio::test]

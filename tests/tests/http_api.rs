@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ferry_auth::password::{hash_password, HashParams};
+use ferry_testkit::gatekeeper::light_hash;
 use ferry_testkit::mqtt::{packet, string as mqtt_string};
 use ferry_testkit::prelude::*;
 use serde_json::Value;
@@ -127,8 +127,7 @@ async fn publish_answers_200_to_a_matched_topic_202_otherwise_and_clear_errors()
 }
 
 fn auth_files(dir: &std::path::Path) -> String {
-    let params = HashParams::new(64, 1, 1).unwrap();
-    let users = format!("ann:{}\n", hash_password(b"pw", &params).unwrap());
+    let users = format!("ann:{}\n", light_hash("pw"));
     let passwd = write_file(dir, "passwd", &users);
     let acl = write_file(dir, "acl", "user ann\ntopic readwrite ann/#\ntopic read $SYS/#\n");
     format!("[auth]\nallow_anonymous = false\npassword_file = {passwd:?}\nacl_file = {acl:?}\n[auth.failed_auth]\nmax_failures = 0\n")

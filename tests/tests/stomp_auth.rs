@@ -5,11 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferry_auth::password::{hash_password, HashParams};
 use ferry_stomp::codec::{Command, Frame};
+use ferry_testkit::gatekeeper::{hs256_token, light_hash};
 use ferry_testkit::prelude::*;
 use futures_util::{SinkExt, StreamExt};
-use jsonwebtoken::{encode, EncodingKey, Header};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -78,7 +77,7 @@ impl Stomp {
 
 fn auth_config(dir: &Path, extra: &str) -> String {
     // Light argon2id parameters (64 KiB, 1 pass): quick in debug builds.
-    let hash = hash_password(b"pw", &HashParams::new(64, 1, 1).unwrap()).unwrap();
+    let hash = light_hash("pw");
     let users = write_file(dir, "passwd", &format!("alice:{hash}\nbob:{hash}\n"));
     let acl = write_file(dir, "acl", ACL);
     format!(
@@ -94,8 +93,7 @@ fn secured(dir: &Path) -> Broker {
 
 fn token(subject: &str, valid_for: Duration) -> String {
     let exp = (SystemTime::now() + valid_for).duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let claims = serde_json::json!({ "sub": subject, "exp": exp });
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    hs256_token(SECRET.as_bytes(), &serde_json::json!({ "sub": subject, "exp": exp }))
 }
 
 async fn login(b: &Broker, user: &str, passcode: &str) -> Stomp {
@@ -189,12 +187,7 @@ async fn a_jwt_passcode_connects_and_its_expiry_closes_the_connection() {
     assert_eq!(metric(b.addr("ws"), "ferry_token_expired").await, Some(1.0));
     // An expired token is refused at CONNECT.
     let mut c = Stomp::open(&b).await;
-    let expired = encode(
-        &Header::default(),
-        &serde_json::json!({ "sub": "carol", "exp": 1 }),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
+    let expired = hs256_token(SECRET.as_bytes(), &serde_json::json!({ "sub": "carol", "exp": 1 }));
     let e = c.connect(Some("carol"), Some(&expired)).await;
     assert_eq!((e.command, e.header("message")), (Command::Error, Some("access refused")));
 }

@@ -1,12 +1,13 @@
 //! Ferry's test kit (dev-only): the broker process harness ([`process`]), raw HTTP and
-//! WebSocket helpers ([`http`]), raw MQTT bytes ([`mqtt`]), a STOMP client ([`stomp`]) and a
-//! test PKI ([`pki`]).
+//! WebSocket helpers ([`http`]), raw MQTT bytes ([`mqtt`]), a STOMP client ([`stomp`]), a
+//! test PKI ([`pki`]) and authentication fixtures ([`gatekeeper`]).
 //!
 //! A `[dev-dependencies]` entry only: never a normal dependency of a shipped crate.
 //! Everything here panics on failure, as a test wants.
 
 #![warn(missing_docs)]
 
+pub mod gatekeeper;
 pub mod http;
 pub mod mqtt;
 pub mod pki;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ferry_auth::jwt::{Algorithm, JwtKey};
-use ferry_auth::{AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, RunInline};
+use ferry_auth::{Gatekeeper, LimitSettings};
 use ferry_core::{Adapter, Connection, ConnectionInfo, Input, MessageKind, Output, Sniff, Subprotocol};
+use ferry_testkit::gatekeeper::{anonymous_gatekeeper, hs256_token, jwt_gatekeeper};
 use ferry_testkit::pki::Pki;
 use ferry_transport::config::{ClientAuth, ListenerConfig, Listeners, TlsConfig};
 use ferry_transport::{Metrics, Registry, Server, TransportConfig};
@@ -106,16 +106,7 @@ fn config(tls: Option<TlsConfig>) -> TransportConfig {
 }
 
 fn gate(limits: LimitSettings) -> Arc<Gatekeeper> {
-    let authenticator = Arc::new(Authenticator::from_parts(AuthParts {
-        anonymous: ferry_auth::config::AnonymousPolicy::Allow,
-        ..AuthParts::default()
-    }));
-    Arc::new(Gatekeeper::new(
-        authenticator,
-        &AuthSettings::default(),
-        limits,
-        Arc::new(RunInline),
-    ))
+    Arc::new(anonymous_gatekeeper(limits))
 }
 
 async fn start(config: TransportConfig, gate: Arc<Gatekeeper>) -> Server {
@@ -375,27 +366,11 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const NOW: u64 = 1_700_000_000;
 
 fn jwt_gate() -> Arc<Gatekeeper> {
-    let authenticator = Arc::new(Authenticator::from_parts(AuthParts {
-        jwt: Some(JwtVerifier::new(&[Algorithm::HS256], JwtKey::Secret(SECRET)).unwrap()),
-        ..AuthParts::default()
-    }));
-    let gate = Gatekeeper::new(
-        authenticator,
-        &AuthSettings::default(),
-        LimitSettings::default(),
-        Arc::new(RunInline),
-    );
-    Arc::new(gate.with_clock(Arc::new(|| UNIX_EPOCH + Duration::from_secs(NOW))))
+    Arc::new(jwt_gatekeeper(SECRET).with_clock(Arc::new(|| UNIX_EPOCH + Duration::from_secs(NOW))))
 }
 
 fn token(sub: &str) -> String {
-    let claims = serde_json::json!({ "sub": sub, "exp": NOW + 3600 });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET),
-    )
-    .unwrap()
+    hs256_token(SECRET, &serde_json::json!({ "sub": sub, "exp": NOW + 3600 }))
 }
 
 #[tokio::test]
