@@ -11,8 +11,9 @@ run:
 ## test: everything — lint, unit and end-to-end tests, interop with real clients, Autobahn
 test: lint unit interop autobahn
 
-## unit: unit tests beside the code and end-to-end tests in tests/
+## unit: unit tests beside the code and end-to-end tests in tests/ (they run target/<profile>/ferry)
 unit:
+	$(CARGO) build -p ferry
 	$(CARGO) test --workspace --all-targets
 
 INTEROP := tests/interop

@@ -1,9 +1,32 @@
 //! ferry-bench against the real `ferry` binary: short runs over each transport that must
 //! deliver everything they publish.
 
-mod common;
+use std::process::{Command, Stdio};
 
-use common::{bench, Broker};
+use ferry_testkit::process::Broker;
+
+/// A broker for a bench run: the test kit's loopback listeners, info-level logs.
+fn broker() -> Broker {
+    Broker::start_with("", &[("FERRY_LOG__LEVEL", "info")])
+}
+
+/// Runs ferry-bench with `args` (plus `--json --quiet`) and returns its JSON result.
+pub fn bench(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
+        .args(args)
+        .args(["--json", "--quiet"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ferry-bench {args:?} failed:\n{stderr}");
+    let line = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no output from ferry-bench {args:?}:\n{stderr}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{stderr}"))
+}
 
 fn assert_clean(result: &serde_json::Value, what: &str) {
     let delivered = result["window"]["delivered"].as_u64().unwrap_or(0);
@@ -18,10 +41,10 @@ const SHORT: [&str; 6] = ["--duration", "1", "--warmup", "300ms", "--clients", "
 
 #[test]
 fn fanout_over_websocket_and_tcp() {
-    let broker = Broker::start();
+    let broker = broker();
     let pid = broker.pid().to_string();
-    let ws = format!("ws://{}/mqtt", broker.addr("ws").expect("ws listener"));
-    let tcp = format!("tcp://{}", broker.addr("mqtt").expect("mqtt listener"));
+    let ws = format!("ws://{}/mqtt", broker.addr("ws"));
+    let tcp = format!("tcp://{}", broker.addr("mqtt"));
     for (url, qos) in [(&ws, "0"), (&tcp, "0"), (&ws, "1"), (&tcp, "2")] {
         let mut args = vec!["fanout", "--url", url, "--qos", qos, "--broker-pid", &pid];
         args.extend(SHORT);
@@ -40,8 +63,8 @@ fn fanout_over_websocket_and_tcp() {
 
 #[test]
 fn fanin_pairs_and_a_paced_rate() {
-    let broker = Broker::start();
-    let tcp = format!("tcp://{}", broker.addr("mqtt").expect("mqtt listener"));
+    let broker = broker();
+    let tcp = format!("tcp://{}", broker.addr("mqtt"));
     for scenario in ["fanin", "pairs"] {
         let mut args = vec![scenario, "--url", &tcp];
         args.extend(SHORT);
@@ -57,9 +80,9 @@ fn fanin_pairs_and_a_paced_rate() {
 
 #[test]
 fn idle_connections_and_broker_memory() {
-    let broker = Broker::start();
+    let broker = broker();
     let pid = broker.pid().to_string();
-    let ws = format!("ws://{}/", broker.addr("ws").expect("ws listener"));
+    let ws = format!("ws://{}/", broker.addr("ws"));
     let result = bench(&["conns", "--url", &ws, "--clients", "200", "--duration", "1", "--broker-pid", &pid]);
     let conns = &result["conns"];
     assert_eq!(conns["established"], 200, "{result}");
@@ -70,10 +93,10 @@ fn idle_connections_and_broker_memory() {
 
 #[test]
 fn a_stalled_subscriber_in_the_second_phase() {
-    let broker = Broker::start();
+    let broker = broker();
     let pid = broker.pid().to_string();
-    let tcp = format!("tcp://{}", broker.addr("mqtt").expect("mqtt listener"));
-    let ws = format!("ws://{}/mqtt", broker.addr("ws").expect("ws listener"));
+    let tcp = format!("tcp://{}", broker.addr("mqtt"));
+    let ws = format!("ws://{}/mqtt", broker.addr("ws"));
     for (url, pace) in [(&tcp, "--max"), (&ws, "--rate=2000")] {
         let result = bench(&[
             "slow",
@@ -114,12 +137,12 @@ fn a_stalled_subscriber_in_the_second_phase() {
 
 #[test]
 fn stomp_and_cross_protocol_when_served() {
-    let broker = Broker::start();
-    let Some(stomp) = broker.addr("stomp") else {
+    let broker = broker();
+    let Some(stomp) = broker.try_addr("stomp") else {
         eprintln!("skipped: this ferry serves no STOMP yet");
         return;
     };
-    let ws = format!("ws://{}/", broker.addr("ws").expect("ws listener"));
+    let ws = format!("ws://{}/", broker.addr("ws"));
     let stomp = format!("stomp://{stomp}");
     let mut args = vec!["fanout", "--protocol", "stomp", "--url", &ws];
     args.extend(SHORT);
@@ -136,13 +159,17 @@ fn stomp_and_cross_protocol_when_served() {
 fn websocket_and_mqtt_over_tls() {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("certificate");
     let (cert, key) = (certified.cert.pem(), certified.key_pair.serialize_pem());
-    let broker = Broker::start_tls(&cert, &key);
     let dir = tempfile::tempdir().expect("temp dir");
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, &cert).expect("write cert");
+    std::fs::write(&key_file, &key).expect("write key");
+    let tls = format!("[tls]\ncert_file = {cert_file:?}\nkey_file = {key_file:?}\n");
+    let broker = Broker::start_with(&tls, &[("FERRY_LOG__LEVEL", "info")]);
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &cert).expect("write ca");
     let ca = ca.to_string_lossy().to_string();
-    let wss = format!("wss://localhost:{}/mqtt", broker.addr("wss").expect("wss listener").port());
-    let mqtts = format!("mqtts://127.0.0.1:{}", broker.addr("mqtts").expect("mqtts listener").port());
+    let wss = format!("wss://localhost:{}/mqtt", broker.addr("wss").port());
+    let mqtts = format!("mqtts://127.0.0.1:{}", broker.addr("mqtts").port());
     let runs: [(&str, Vec<&str>); 2] = [(&wss, vec!["--ca", &ca]), (&mqtts, vec!["--insecure", "--qos", "1"])];
     for (url, extra) in runs {
         let mut args = vec!["fanout", "--url", url];

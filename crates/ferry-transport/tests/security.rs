@@ -9,16 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ferry_auth::jwt::{Algorithm, JwtKey};
-use ferry_auth::{AuthParts, AuthSettings, Authenticator, Gatekeeper, JwtVerifier, LimitSettings, RunInline};
+use ferry_auth::{Gatekeeper, LimitSettings};
 use ferry_core::{Adapter, Connection, ConnectionInfo, Input, MessageKind, Output, Sniff, Subprotocol};
+use ferry_testkit::gatekeeper::{anonymous_gatekeeper, hs256_token, jwt_gatekeeper};
+use ferry_testkit::pki::Pki;
 use ferry_transport::config::{ClientAuth, ListenerConfig, Listeners, TlsConfig};
 use ferry_transport::{Registry, Server, ServerParts, TransportConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 /// Bound on every wait for the server, so that a broken server fails the test instead of
@@ -107,16 +106,7 @@ fn config(tls: Option<TlsConfig>) -> TransportConfig {
 }
 
 fn gate(limits: LimitSettings) -> Arc<Gatekeeper> {
-    let authenticator = Arc::new(Authenticator::from_parts(AuthParts {
-        anonymous: ferry_auth::config::AnonymousPolicy::Allow,
-        ..AuthParts::default()
-    }));
-    Arc::new(Gatekeeper::new(
-        authenticator,
-        &AuthSettings::default(),
-        limits,
-        Arc::new(RunInline),
-    ))
+    Arc::new(anonymous_gatekeeper(limits))
 }
 
 async fn start(config: TransportConfig, gate: Arc<Gatekeeper>) -> Server {
@@ -381,27 +371,11 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const NOW: u64 = 1_700_000_000;
 
 fn jwt_gate() -> Arc<Gatekeeper> {
-    let authenticator = Arc::new(Authenticator::from_parts(AuthParts {
-        jwt: Some(JwtVerifier::new(&[Algorithm::HS256], JwtKey::Secret(SECRET)).unwrap()),
-        ..AuthParts::default()
-    }));
-    let gate = Gatekeeper::new(
-        authenticator,
-        &AuthSettings::default(),
-        LimitSettings::default(),
-        Arc::new(RunInline),
-    );
-    Arc::new(gate.with_clock(Arc::new(|| UNIX_EPOCH + Duration::from_secs(NOW))))
+    Arc::new(jwt_gatekeeper(SECRET).with_clock(Arc::new(|| UNIX_EPOCH + Duration::from_secs(NOW))))
 }
 
 fn token(sub: &str) -> String {
-    let claims = serde_json::json!({ "sub": sub, "exp": NOW + 3600 });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET),
-    )
-    .unwrap()
+    hs256_token(SECRET, &serde_json::json!({ "sub": sub, "exp": NOW + 3600 }))
 }
 
 #[tokio::test]
@@ -477,52 +451,14 @@ async fn byte_rate_throttles_reads() {
     assert!(g.stats.byte_rate_throttled.load(Ordering::Relaxed) >= 1);
 }
 
-/// A CA, a server certificate for localhost and a client certificate for `device-1`.
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
+/// The kit's test PKI: a server certificate for localhost, a client certificate for
+/// `device-1` (also named `device-1.example`).
 fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "Ferry test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(vec!["device-1.example".to_string()]).unwrap();
-    client_params.distinguished_name.push(DnType::CommonName, "device-1");
-    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
-    Pki {
-        ca: ca.pem(),
-        server_cert: server.pem(),
-        server_key: server_key.serialize_pem(),
-        client_cert: client.pem(),
-        client_key: client_key.serialize_pem(),
-    }
+    Pki::builder().client_names(&["device-1.example"]).build()
 }
 
 fn connector(pki: &Pki, alpn: &[u8]) -> TlsConnector {
-    let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap()).unwrap();
-    let chain = vec![CertificateDer::from_pem_slice(pki.client_cert.as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(pki.client_key.as_bytes()).unwrap();
-    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
+    let mut config = pki.client_config(true);
     if !alpn.is_empty() {
         config.alpn_protocols = vec![alpn.to_vec()];
     }

@@ -4,33 +4,14 @@
 //! `Host` header; a will whose delay outlasts its session; an oversized MQTT 5 CONNECT;
 //! RabbitMQ's STOMP destinations over TCP and WebSocket, seen from MQTT too.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use ferry_testkit::mqtt::{packet, varint};
+use ferry_testkit::prelude::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 // --- raw MQTT 5 packets (MQTT 5 §3), independent of Ferry's codec ---
-
-fn varint(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n % 128) as u8;
-        n /= 128;
-        out.push(if n > 0 { byte | 0x80 } else { byte });
-        if n == 0 {
-            return;
-        }
-    }
-}
-
-fn packet(head: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![head];
-    varint(body.len(), &mut p);
-    p.extend_from_slice(body);
-    p
-}
 
 fn string(s: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(s.len() as u16).to_be_bytes());

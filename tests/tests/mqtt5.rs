@@ -2,12 +2,10 @@
 //! subscription identifiers, retain handling, message expiry, will delay, session
 //! expiry, take-over reason codes, the client's maximum packet size, topic aliases.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::*;
+use ferry_testkit::prelude::*;
 use rumqttc::v5::mqttbytes::v5::{
     Filter, LastWill, LastWillProperties, Packet, Publish, PublishProperties, RetainForwardRule, SubscribeProperties,
 };

@@ -3,14 +3,13 @@
 //! keys and roles, the refusal of a public bind without keys, `$SYS`, the dashboard, the
 //! OpenAPI document, and the README's `curl` examples.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use ferry_auth::password::{hash_password, HashParams};
+use ferry_testkit::gatekeeper::light_hash;
+use ferry_testkit::mqtt::{packet, read_packet, string as mqtt_string};
+use ferry_testkit::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,30 +37,6 @@ async fn get(addr: SocketAddr, path: &str) -> Value {
     v
 }
 
-fn mqtt_string(s: &str) -> Vec<u8> {
-    let mut v = (s.len() as u16).to_be_bytes().to_vec();
-    v.extend_from_slice(s.as_bytes());
-    v
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![first];
-    let mut n = body.len();
-    loop {
-        let mut d = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            d |= 128;
-        }
-        v.push(d);
-        if n == 0 {
-            break;
-        }
-    }
-    v.extend_from_slice(body);
-    v
-}
-
 /// An MQTT 5 client over TCP, connected as `id` and subscribed to `filter`.
 async fn mqtt5(addr: SocketAddr, id: &str, filter: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -80,28 +55,6 @@ async fn mqtt5(addr: SocketAddr, id: &str, filter: &str) -> TcpStream {
         seen.push(first & 0xF0);
     }
     s
-}
-
-/// The next MQTT packet: (first byte, body).
-async fn read_packet(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut first = [0u8; 1];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut first))
-        .await
-        .ok()?
-        .ok()?;
-    let (mut len, mut mul) = (0usize, 1usize);
-    loop {
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.ok()?;
-        len += usize::from(b[0] & 127) * mul;
-        mul *= 128;
-        if b[0] & 128 == 0 {
-            break;
-        }
-    }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.ok()?;
-    Some((first[0], body))
 }
 
 fn wait_for<F: FnMut() -> bool>(mut f: F) {
@@ -249,7 +202,7 @@ async fn the_openapi_document_and_the_dashboard_are_served() {
 }
 
 fn hashed(secret: &str) -> String {
-    hash_password(secret.as_bytes(), &HashParams::new(64, 1, 1).unwrap()).unwrap()
+    light_hash(secret)
 }
 
 #[tokio::test]
@@ -362,12 +315,14 @@ async fn sys_topics_are_retained_and_reach_mqtt_and_stomp_subscribers() {
     assert!(!get(admin, "/api/v1/samples").await["data"].as_array().unwrap().is_empty());
 }
 
-/// The README's `curl` examples (the block after `<!-- tested by tests/admin.rs -->`), run
+/// The README's `curl` examples (the block after `<!-- tested by tests/tests/admin.rs -->`), run
 /// with the default ports replaced by this broker's.
 #[tokio::test]
 async fn the_readme_curl_examples_run() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let start = readme.find("<!-- tested by tests/admin.rs -->").expect("the marked README block");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("<!-- tested by tests/tests/admin.rs -->")
+        .expect("the marked README block");
     let block = &readme[start..];
     let block = &block[block.find("```sh").expect("a sh block") + 5..];
     let block = &block[..block.find("```").unwrap()];

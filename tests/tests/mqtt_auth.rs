@@ -2,12 +2,10 @@
 //! an ACL file and an HS256 JWT secret, rumqttc v4 (3.1.1) and v5 clients over TCP and
 //! WebSocket, raw bytes where rumqttc cannot express the case.
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
-use ferry_auth::password::{hash_password, HashParams};
+use ferry_testkit::gatekeeper::{hs256_token, light_hash};
+use ferry_testkit::prelude::*;
 use rumqttc::v5::mqttbytes::v5::{
     ConnectReturnCode as ConnectReturnCode5, Disconnect, DisconnectReasonCode, Packet as Packet5, PubAckReason,
     SubscribeReasonCode as SubscribeReasonCode5,
@@ -31,12 +29,7 @@ topic readwrite #
 fn auth_files() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     // Light argon2 parameters: the defaults take seconds in a debug build.
-    let params = HashParams::new(64, 1, 1).unwrap();
-    let users = format!(
-        "alice:{}\nadmin:{}\n",
-        hash_password(b"wonderland", &params).unwrap(),
-        hash_password(b"root", &params).unwrap()
-    );
+    let users = format!("alice:{}\nadmin:{}\n", light_hash("wonderland"), light_hash("root"));
     std::fs::write(dir.path().join("passwd"), users).unwrap();
     std::fs::write(dir.path().join("acl"), ACL).unwrap();
     let toml = format!(
@@ -59,13 +52,7 @@ fn secured(extra: &str) -> (Broker, tempfile::TempDir) {
 fn token(exp_in: i64) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let exp = now.checked_add_signed(exp_in).unwrap();
-    let claims = serde_json::json!({ "sub": "alice", "exp": exp });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    hs256_token(SECRET.as_bytes(), &serde_json::json!({ "sub": "alice", "exp": exp }))
 }
 
 fn addr(b: &Broker, ws: bool) -> (String, u16) {
@@ -319,12 +306,10 @@ async fn a_jwt_password_works_until_it_expires() {
     let expired = connect5(&b, "jwt5", false, Some(("alice", &token(-10)))).await;
     assert_eq!(expired.err(), Some(ConnectReturnCode5::BadUserNamePassword));
     // And a token signed with another secret.
-    let forged = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
+    let forged = hs256_token(
+        b"another secret, also 32 bytes...",
         &serde_json::json!({ "sub": "alice", "exp": u64::MAX / 2 }),
-        &jsonwebtoken::EncodingKey::from_secret(b"another secret, also 32 bytes..."),
-    )
-    .unwrap();
+    );
     assert_eq!(
         connect4(&b, "jwt3", false, Some(("alice", &forged))).await.err(),
         Some(ConnectReturnCode::BadUserNamePassword)

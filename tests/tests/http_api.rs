@@ -2,13 +2,12 @@
 //! body; 200/202/400/401/403/413), and Server-Sent Events at `GET /api/v1/events`
 //! (retained first, live messages from MQTT, heartbeats, the ACL, the Origin check).
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
-use ferry_auth::password::{hash_password, HashParams};
+use ferry_testkit::gatekeeper::light_hash;
+use ferry_testkit::mqtt::{packet, string as mqtt_string};
+use ferry_testkit::prelude::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -55,19 +54,6 @@ async fn read_until(s: &mut TcpStream, seen: &mut String, needle: &str) -> bool 
         }
     }
     true
-}
-
-fn mqtt_string(s: &str) -> Vec<u8> {
-    let mut v = (s.len() as u16).to_be_bytes().to_vec();
-    v.extend_from_slice(s.as_bytes());
-    v
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    assert!(body.len() < 128);
-    let mut v = vec![first, body.len() as u8];
-    v.extend_from_slice(body);
-    v
 }
 
 /// An MQTT 3.1.1 client: connects, subscribes to `filter` if given, reads CONNACK/SUBACK.
@@ -141,8 +127,7 @@ async fn publish_answers_200_to_a_matched_topic_202_otherwise_and_clear_errors()
 }
 
 fn auth_files(dir: &std::path::Path) -> String {
-    let params = HashParams::new(64, 1, 1).unwrap();
-    let users = format!("ann:{}\n", hash_password(b"pw", &params).unwrap());
+    let users = format!("ann:{}\n", light_hash("pw"));
     let passwd = write_file(dir, "passwd", &users);
     let acl = write_file(dir, "acl", "user ann\ntopic readwrite ann/#\ntopic read $SYS/#\n");
     format!("[auth]\nallow_anonymous = false\npassword_file = {passwd:?}\nacl_file = {acl:?}\n[auth.failed_auth]\nmax_failures = 0\n")

@@ -1,11 +1,9 @@
 //! The HTTP listener and the WebSocket opening handshake (RFC 6455 §4.2), spoken as
 //! raw HTTP/1.1 over TCP to the real broker.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use ferry_testkit::prelude::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -3,11 +3,9 @@
 //! graceful shutdown. Uses tokio-tungstenite as an independent client and raw frames
 //! where a well-behaved client cannot express the case.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use ferry_testkit::prelude::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

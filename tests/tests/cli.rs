@@ -1,14 +1,12 @@
 //! The `ferry` command line: running without a file, `check-config`, and refusals of
 //! unknown keys and bad values naming the key.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use ferry_testkit::prelude::*;
 
 fn conf() -> String {
-    format!("{}/../../conf/ferry.toml", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../conf/ferry.toml", env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]

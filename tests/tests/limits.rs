@@ -3,12 +3,11 @@
 //! 127.0.0.1 keeps exchanging messages. The flood trips the per-address rate and count
 //! limits and the per-connection message rate; the good pair loses nothing.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use ferry_testkit::mqtt::packet;
+use ferry_testkit::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -21,25 +20,6 @@ fn connect_packet(id: &str, v5: bool) -> Vec<u8> {
     body.extend_from_slice(&u16::try_from(id.len()).unwrap().to_be_bytes());
     body.extend_from_slice(id.as_bytes());
     packet(0x10, &body)
-}
-
-/// A fixed header (type byte and remaining length) before `body`.
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap();
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
 }
 
 fn publish_qos0(topic: &str, payload: &[u8], v5: bool) -> Vec<u8> {

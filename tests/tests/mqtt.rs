@@ -2,11 +2,9 @@
 //! the real broker, over TCP and WebSocket, plus raw bytes where a well-behaved client
 //! cannot express the case. Each test names the behaviour it checks.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use ferry_testkit::prelude::*;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -482,24 +480,7 @@ fn raw_connect_v5(keep_alive: u16) -> Vec<u8> {
 
 /// Read one packet: (first byte, body).
 async fn read_packet(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut first = [0u8; 1];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut first))
-        .await
-        .unwrap()
-        .unwrap();
-    let (mut len, mut shift) = (0usize, 0);
-    loop {
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.unwrap();
-        len |= usize::from(b[0] & 0x7f) << shift;
-        shift += 7;
-        if b[0] & 0x80 == 0 {
-            break;
-        }
-    }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.unwrap();
-    (first[0], body)
+    ferry_testkit::mqtt::read_packet(s).await.expect("a packet within 5 s")
 }
 
 #[tokio::test]

@@ -2,19 +2,13 @@
 //! password file, an ACL file and a JWT secret, raw STOMP frames over TCP (and one
 //! WebSocket), answers read with Ferry's own codec.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
-use common::*;
-use ferry_auth::password::{hash_password, HashParams};
-use ferry_stomp::codec::{Command, Decoded, Decoder, Frame, Limits, Version};
+use ferry_stomp::codec::{Command, Frame};
+use ferry_testkit::gatekeeper::{hs256_token, light_hash};
+use ferry_testkit::prelude::*;
 use futures_util::{SinkExt, StreamExt};
-use jsonwebtoken::{encode, EncodingKey, Header};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -32,42 +26,21 @@ user carol
 topic readwrite carol/#
 ";
 
-/// A STOMP client speaking raw frames over TCP.
-struct Stomp {
-    stream: TcpStream,
-    decoder: Decoder,
-    buf: BytesMut,
-}
+/// The kit's STOMP client over TCP, with the calls these tests make.
+struct Stomp(ferry_testkit::stomp::Stomp);
 
 impl Stomp {
     async fn open(b: &Broker) -> Stomp {
-        Stomp {
-            stream: TcpStream::connect(b.addr("stomp")).await.unwrap(),
-            decoder: Decoder::with_version(Limits::default(), Version::V1_2),
-            buf: BytesMut::new(),
-        }
+        Stomp(ferry_testkit::stomp::Stomp::tcp(b).await)
     }
 
     async fn send(&mut self, raw: &str) {
-        self.stream.write_all(raw.as_bytes()).await.unwrap();
+        self.0.send(raw).await;
     }
 
     /// The next frame; `None` once the broker closed.
     async fn frame(&mut self) -> Option<Frame> {
-        loop {
-            match self.decoder.decode(&mut self.buf).expect("the broker writes valid frames") {
-                Some(Decoded::Frame(f)) => return Some(f),
-                Some(Decoded::HeartBeat) => continue,
-                None => {}
-            }
-            self.buf.reserve(16 * 1024);
-            let n = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("the broker answers in time");
-            if !matches!(n, Ok(n) if n > 0) {
-                return None;
-            }
-        }
+        self.0.next_frame().await
     }
 
     /// CONNECT with `login`/`passcode` (no heart-beats); the broker's first answer.
@@ -104,7 +77,7 @@ impl Stomp {
 
 fn auth_config(dir: &Path, extra: &str) -> String {
     // Light argon2id parameters (64 KiB, 1 pass): quick in debug builds.
-    let hash = hash_password(b"pw", &HashParams::new(64, 1, 1).unwrap()).unwrap();
+    let hash = light_hash("pw");
     let users = write_file(dir, "passwd", &format!("alice:{hash}\nbob:{hash}\n"));
     let acl = write_file(dir, "acl", ACL);
     format!(
@@ -120,8 +93,7 @@ fn secured(dir: &Path) -> Broker {
 
 fn token(subject: &str, valid_for: Duration) -> String {
     let exp = (SystemTime::now() + valid_for).duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let claims = serde_json::json!({ "sub": subject, "exp": exp });
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    hs256_token(SECRET.as_bytes(), &serde_json::json!({ "sub": subject, "exp": exp }))
 }
 
 async fn login(b: &Broker, user: &str, passcode: &str) -> Stomp {
@@ -215,12 +187,7 @@ async fn a_jwt_passcode_connects_and_its_expiry_closes_the_connection() {
     assert_eq!(metric(b.addr("ws"), "ferry_token_expired").await, Some(1.0));
     // An expired token is refused at CONNECT.
     let mut c = Stomp::open(&b).await;
-    let expired = encode(
-        &Header::default(),
-        &serde_json::json!({ "sub": "carol", "exp": 1 }),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
+    let expired = hs256_token(SECRET.as_bytes(), &serde_json::json!({ "sub": "carol", "exp": 1 }));
     let e = c.connect(Some("carol"), Some(&expired)).await;
     assert_eq!((e.command, e.header("message")), (Command::Error, Some("access refused")));
 }

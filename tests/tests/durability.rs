@@ -2,15 +2,13 @@
 //! broker, no acknowledged change is lost, the data directory is locked and private,
 //! a full store refuses instead of acknowledging, and the operator's commands work.
 
-mod common;
-
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::*;
+use ferry_testkit::prelude::*;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};

@@ -3,11 +3,9 @@
 //! client must not notice, the broker must drop every bad connection itself, and its
 //! task and file-descriptor counts must return to where they were.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use ferry_testkit::prelude::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
