@@ -50,6 +50,17 @@ fn publish(topic: &str, payload: &'static [u8], qos: QoS, retain: bool) -> Packe
     })
 }
 
+/// A QoS 0 will, not retained.
+fn will(topic: &str, payload: &'static [u8], properties: Properties) -> Will {
+    Will {
+        topic: ByteString::from(topic),
+        payload: Bytes::from_static(payload),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties,
+    }
+}
+
 /// An MQTT 5 client, connected (CONNACK read).
 fn mqtt_client(b: &mut MemoryBroker, id: &str, keep_alive: u16, will: Option<Will>) -> ClientId {
     let c = b.connect_mqtt();
@@ -148,13 +159,7 @@ fn a_retained_mqtt_message_is_replayed_to_a_later_stomp_subscriber() {
 fn a_delayed_will_reaches_stomp_only_after_its_delay() {
     let mut b = MemoryBroker::new();
     let sub = stomp_subscriber(&mut b, "/topic/clients.#", "0,0");
-    let will = Will {
-        topic: ByteString::from("clients/dev1"),
-        payload: Bytes::from_static(b"gone"),
-        qos: QoS::AtMostOnce,
-        retain: false,
-        properties: Properties::default().with(Property::WillDelayInterval(5)),
-    };
+    let will = will("clients/dev1", b"gone", Properties::default().with(Property::WillDelayInterval(5)));
     let dev = b.connect_mqtt();
     let mut c = match connect("dev1", 0, Some(will)) {
         Packet::Connect(c) => c,
@@ -176,13 +181,7 @@ fn a_delayed_will_reaches_stomp_only_after_its_delay() {
 fn a_silent_mqtt_client_is_closed_after_one_and_a_half_keep_alives_and_its_will_goes_to_stomp() {
     let mut b = MemoryBroker::new();
     let sub = stomp_subscriber(&mut b, "/topic/lwt", "0,0");
-    let will = Will {
-        topic: ByteString::from("lwt"),
-        payload: Bytes::from_static(b"dev2 lost"),
-        qos: QoS::AtMostOnce,
-        retain: false,
-        properties: Properties::default(),
-    };
+    let will = will("lwt", b"dev2 lost", Properties::default());
     let dev = mqtt_client(&mut b, "dev2", 10, Some(will));
     b.advance(Duration::from_secs(14));
     assert!(b.is_open(dev), "open within 1.5 × keep-alive");
