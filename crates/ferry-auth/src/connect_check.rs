@@ -61,13 +61,10 @@ impl ConnectCheck {
                 CheckState::Waiting
             };
         }
-        match (self.timeout(), self.verdict.take()) {
-            (Some(at), Some(verdict)) if now >= at => CheckState::Ready(verdict),
-            (_, verdict) => {
-                self.verdict = verdict;
-                CheckState::Waiting
-            }
+        if self.timeout().is_some_and(|at| now < at) {
+            return CheckState::Waiting;
         }
+        self.verdict.take().map_or(CheckState::Waiting, CheckState::Ready)
     }
 
     /// Whether the deadline passed with no verdict taken (the pending one is not looked at).

@@ -25,16 +25,26 @@ impl Coalescer {
         len <= COPY_LIMIT
     }
 
-    /// Add `piece`: copied when small; otherwise what is pending, then `piece` itself,
-    /// are handed to `emit` in order.
-    pub fn push(&mut self, piece: &Bytes, mut emit: impl FnMut(Bytes)) {
+    /// Add `piece`: copied when small; otherwise what is pending, then `piece` itself
+    /// (moved, not cloned), are handed to `emit` in order.
+    pub fn push(&mut self, piece: Bytes, mut emit: impl FnMut(Bytes)) {
         if Self::copies(piece.len()) {
-            self.pending.extend_from_slice(piece);
+            self.pending.extend_from_slice(&piece);
         } else {
             if let Some(p) = self.take() {
                 emit(p);
             }
-            emit(piece.clone());
+            emit(piece);
+        }
+    }
+
+    /// [`Coalescer::push`] for a piece the caller keeps: cloned (a reference count)
+    /// only when it is shared rather than copied.
+    pub fn push_ref(&mut self, piece: &Bytes, emit: impl FnMut(Bytes)) {
+        if Self::copies(piece.len()) {
+            self.pending.extend_from_slice(piece);
+        } else {
+            self.push(piece.clone(), emit);
         }
     }
 
@@ -75,17 +85,17 @@ mod tests {
     fn small_pieces_are_copied_together_and_large_ones_shared_in_order() {
         let mut c = Coalescer::new();
         let mut out = Vec::new();
-        c.push(&Bytes::from_static(b"ab"), |b| out.push(b));
-        c.push(&Bytes::from_static(b"cd"), |b| out.push(b));
+        c.push(Bytes::from_static(b"ab"), |b| out.push(b));
+        c.push_ref(&Bytes::from_static(b"cd"), |b| out.push(b));
         assert!(out.is_empty());
         let big = Bytes::from(vec![7u8; COPY_LIMIT + 1]);
-        c.push(&big, |b| out.push(b));
+        c.push(big.clone(), |b| out.push(b));
         assert_eq!(out.len(), 2);
         assert_eq!(&out[0][..], b"abcd");
         assert_eq!(out[1].as_ptr(), big.as_ptr(), "shared, not copied");
         assert!(c.take().is_none());
         let edge = Bytes::from(vec![1u8; COPY_LIMIT]);
-        c.push(&edge, |b| out.push(b));
+        c.push_ref(&edge, |b| out.push(b));
         assert_eq!(c.take().map(|b| b.len()), Some(COPY_LIMIT), "the limit itself is copied");
     }
 }

@@ -45,7 +45,7 @@ impl OutBuf {
     /// Queue raw bytes (stream carriers).
     pub(crate) fn push_bytes(&mut self, data: &Bytes) {
         let segments = &mut self.segments;
-        self.tail.push(data, |b| segments.push_back(b));
+        self.tail.push_ref(data, |b| segments.push_back(b));
         self.len += data.len();
     }
 

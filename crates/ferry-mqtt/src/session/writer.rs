@@ -27,7 +27,7 @@ impl Writer {
 
     /// Append an already encoded frame, shared with other subscribers.
     pub(super) fn frame(&mut self, frame: Bytes, out: &mut Output) {
-        self.pending.push(&frame, |b| out.send(MessageKind::Binary, b));
+        self.pending.push(frame, |b| out.send(MessageKind::Binary, b));
     }
 
     /// Hand what is pending to the transport.
