@@ -388,6 +388,7 @@ impl EventStream {
             admin.router.subscribe_as(
                 s,
                 Subscriber {
+                    durable: None,
                     id: session,
                     outbox: outbox.clone(),
                     options: SubscribeOptions::default(),

@@ -45,6 +45,7 @@ fn fan_out(n: usize, qos: QoS) -> (Router, Vec<(Arc<Outbox>, Wakeup)>) {
             outbox.attach(wakeup.clone());
             let filter = TopicFilter::new(FILTERS[i % FILTERS.len()]).expect("a valid filter");
             let subscriber = Subscriber {
+                durable: None,
                 id: next_subscriber_id(),
                 outbox: outbox.clone(),
                 options: SubscribeOptions { qos, ..Default::default() },

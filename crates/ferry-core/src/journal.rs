@@ -9,15 +9,28 @@
 //! ring its [`Wakeup`] then ([`Journal::when_durable`]). Nothing blocks: other
 //! connections, and deliveries to online subscribers, go on meanwhile.
 //!
-//! What is journaled today: retained messages set and cleared by clients (not the
-//! broker's own `$SYS` messages, which it publishes again). Sessions and queues follow
-//! (ARCHITECTURE.md, "Storage").
+//! What is journaled: retained messages set and cleared by clients (not the broker's
+//! own `$SYS` messages, which it publishes again), and persistent sessions (MQTT clean
+//! session 0 or session expiry > 0): their life, subscriptions, the QoS 1/2 messages
+//! queued for them and how far each got, and the QoS 2 packet ids they received. A
+//! message body is written once ([`Message::stored_id_or`]) however many sessions hold
+//! it. The calls that return an [`Lsn`] are the ones an acknowledgement waits for
+//! (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK, CONNACK); the others record what a
+//! subscriber acknowledged or was sent, lazily: losing one costs a redelivery, which
+//! at-least-once allows.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::adapter::Wakeup;
 use crate::message::Message;
-use crate::topic::TopicName;
+use crate::outbox::Delivery;
+use crate::router::SubscribeOptions;
+use crate::topic::{Subscription, TopicName};
+
+/// A persistent session's id in the journal, stable across restarts (the router's
+/// [`crate::SubscriberId`] is process-local).
+pub type SessionKey = u64;
 
 /// A position in the journal: every record gets the next one, starting at 1. 0 is
 /// "nothing" (always durable).
@@ -46,6 +59,61 @@ pub trait Journal: Send + Sync {
     /// Records that `topic` has no retained message any more.
     fn retained_clear(&self, topic: &TopicName) -> Result<Lsn, StorageUnavailable>;
 
+    /// Records a persistent session for `client_id`, online now, that outlives its
+    /// connection by `expiry` (`None`: until it is discarded). `key` is the session's
+    /// key when it already has one (a resumed session: its expiry is recorded again);
+    /// `None` makes a new one. Returns the key and the record's position (CONNACK waits
+    /// for it).
+    fn session_open(
+        &self,
+        key: Option<SessionKey>,
+        client_id: &str,
+        expiry: Option<Duration>,
+    ) -> Result<(SessionKey, Lsn), StorageUnavailable>;
+
+    /// The session's connection ended; it is forgotten `expiry` from now (`None`: never)
+    /// unless its client comes back. The journal turns that into a wall-clock deadline.
+    /// Lazy.
+    fn session_detached(&self, key: SessionKey, expiry: Option<Duration>);
+
+    /// The session is gone (clean start, expiry, zero expiry at the end of its
+    /// connection) with everything it held. Lazy.
+    fn session_end(&self, key: SessionKey);
+
+    /// The session subscribed to `subscription` with `options`; `filter` is the filter
+    /// as the client sent it (what UNSUBSCRIBE names). SUBACK waits for the position.
+    fn subscribed(
+        &self,
+        key: SessionKey,
+        filter: &str,
+        subscription: &Subscription,
+        options: &SubscribeOptions,
+    ) -> Result<Lsn, StorageUnavailable>;
+
+    /// The session unsubscribed from `filter`. UNSUBACK waits for the position.
+    fn unsubscribed(&self, key: SessionKey, filter: &str) -> Result<Lsn, StorageUnavailable>;
+
+    /// `delivery` (QoS 1 or 2) was queued for the session; the message's body is
+    /// written first if no record holds it yet. The publisher's ack waits for it.
+    fn enqueued(&self, key: SessionKey, delivery: &Delivery) -> Result<Lsn, StorageUnavailable>;
+
+    /// The session's oldest unsent copy of `message` was sent with packet id `pkid`.
+    /// Lazy.
+    fn sent(&self, key: SessionKey, message: &Message, pkid: u16);
+
+    /// The QoS 2 message sent with `pkid` was received (PUBREC; PUBREL sent). Lazy.
+    fn released(&self, key: SessionKey, pkid: u16);
+
+    /// The session is done with its oldest copy of `message` (acknowledged, expired,
+    /// refused by the ACL, dropped from a full queue). Lazy.
+    fn acked(&self, key: SessionKey, message: &Message);
+
+    /// The session received a QoS 2 PUBLISH with `pkid` (PUBREC waits for the position).
+    fn qos2_received(&self, key: SessionKey, pkid: u16) -> Result<Lsn, StorageUnavailable>;
+
+    /// The session's client released `pkid` (PUBREL; PUBCOMP waits for the position).
+    fn qos2_released(&self, key: SessionKey, pkid: u16) -> Result<Lsn, StorageUnavailable>;
+
     /// Every record at or before this position is durable.
     fn durable_lsn(&self) -> Lsn;
 
@@ -57,13 +125,47 @@ pub trait Journal: Send + Sync {
     fn health(&self) -> Result<(), StorageUnavailable>;
 }
 
+/// A persistent session as the journal restored it at start, for its adapter to take
+/// back into its live registry.
+#[derive(Debug, Clone)]
+pub struct RestoredSession {
+    /// Its key in the journal.
+    pub key: SessionKey,
+    /// The client identifier it belongs to.
+    pub client_id: Arc<str>,
+    /// How long it outlives a connection (`None`: until discarded).
+    pub expiry: Option<Duration>,
+    /// When it is forgotten unless its client comes back (wall clock): the deadline
+    /// recorded when its connection ended, or, for a session that was online when the
+    /// broker stopped, the broker's start plus `expiry`. `None`: never.
+    pub expires_at: Option<SystemTime>,
+    /// Its subscriptions: the filter as the client sent it, parsed, and the options.
+    pub subscriptions: Vec<(String, Subscription, SubscribeOptions)>,
+    /// Its QoS 1/2 messages, oldest first.
+    pub messages: Vec<RestoredDelivery>,
+    /// QoS 2 packet ids received and not yet released.
+    pub incoming_qos2: Vec<u16>,
+}
+
+/// One message a restored session holds.
+#[derive(Debug, Clone)]
+pub struct RestoredDelivery {
+    /// The delivery (the message's expiry made an `Instant` again).
+    pub delivery: Delivery,
+    /// The packet id it was sent with, if it was sent.
+    pub pkid: Option<u16>,
+    /// QoS 2: PUBREC received, PUBREL sent.
+    pub released: bool,
+}
+
 /// What happened to one published message in the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Published {
     /// Deliveries queued to subscribers.
     pub deliveries: usize,
     /// The journal position the publisher's acknowledgement must wait for, when the
-    /// message changed durable state (a retained message set or cleared).
+    /// message changed durable state (a retained message set or cleared, a QoS 1/2
+    /// delivery queued for a persistent session).
     pub durable_at: Option<Lsn>,
 }
 

@@ -115,6 +115,9 @@ pub struct Message {
     /// The publishing subscriber, for MQTT 5's no-local option; `None` for the broker's own.
     pub publisher: Option<SubscriberId>,
     encoded: [OnceLock<Bytes>; ENCODING_SLOTS],
+    /// The journal's id of this message's body, once a durable queue holds it: the body
+    /// is written once however many sessions or queues hold the message.
+    stored: OnceLock<u64>,
 }
 
 impl Message {
@@ -129,6 +132,7 @@ impl Message {
             expiry: None,
             publisher: None,
             encoded: Default::default(),
+            stored: OnceLock::new(),
         }
     }
 
@@ -165,6 +169,32 @@ impl Message {
             Some(cell) => cell.get_or_init(|| encode(self)).clone(),
             None => encode(self),
         }
+    }
+}
+
+impl Message {
+    /// The journal's id of this message's body, if it was written (see
+    /// [`Message::stored_id_or`]).
+    pub fn stored_id(&self) -> Option<u64> {
+        self.stored.get().copied()
+    }
+
+    /// The journal's id of this message's body: `store` writes it the first time and
+    /// returns the new id; every later caller gets that id. Two callers racing on a
+    /// message's first write may both run `store`; the first id set wins (the other
+    /// body is an orphan the next snapshot leaves out).
+    pub fn stored_id_or<E>(&self, store: impl FnOnce() -> Result<u64, E>) -> Result<u64, E> {
+        if let Some(id) = self.stored.get() {
+            return Ok(*id);
+        }
+        let id = store()?;
+        Ok(*self.stored.get_or_init(|| id))
+    }
+
+    /// Marks the body as already in the journal under `id` (a message restored at start).
+    pub fn with_stored_id(self, id: u64) -> Self {
+        let _ = self.stored.set(id);
+        self
     }
 }
 

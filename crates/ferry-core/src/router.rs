@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::journal::{Journal, Lsn, Published, StorageUnavailable};
+use crate::journal::{Journal, Lsn, Published, SessionKey, StorageUnavailable};
 
 use crate::message::{Message, QoS, SubscriberId};
 use crate::monitor::{RetainedSummary, SubscriptionSummary};
@@ -43,6 +43,17 @@ pub struct SubscribeOptions {
     pub id: Option<u32>,
 }
 
+/// What routing one message did.
+#[derive(Debug, Default)]
+struct Routed {
+    /// Deliveries queued.
+    queued: usize,
+    /// The last journal position of a delivery to a persistent session.
+    durable_at: Option<Lsn>,
+    /// Why a delivery to a persistent session could not be journaled.
+    refused: Option<StorageUnavailable>,
+}
+
 /// One subscriber's subscription as the router keeps it.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
@@ -52,6 +63,9 @@ pub struct Subscriber {
     pub outbox: Arc<Outbox>,
     /// Its options for this filter.
     pub options: SubscribeOptions,
+    /// Its key in the journal when it is a persistent session: QoS 1/2 deliveries to it
+    /// are journaled, and the publisher's acknowledgement waits for them.
+    pub durable: Option<SessionKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -224,10 +238,14 @@ impl Router {
     /// and the journal is poisoned (then nothing was kept or delivered: refuse it).
     pub fn publish_durable(&self, message: Arc<Message>, now: Instant) -> Result<Published, StorageUnavailable> {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
-        let durable_at = if message.retain { self.retain(&message, true)? } else { None };
+        let retained_at = if message.retain { self.retain(&message, true)? } else { None };
+        let routed = self.route(message, now, true);
+        if let Some(e) = routed.refused {
+            return Err(e);
+        }
         Ok(Published {
-            deliveries: self.route(message, now, true),
-            durable_at,
+            deliveries: routed.queued,
+            durable_at: retained_at.max(routed.durable_at),
         })
     }
 
@@ -240,7 +258,7 @@ impl Router {
             // Not journaled: cannot fail.
             let _ = self.retain(&message, false);
         }
-        self.route(message, now, false)
+        self.route(message, now, false).queued
     }
 
     /// Applies a retained message's set or clear to the store, and to the journal when
@@ -285,7 +303,7 @@ impl Router {
         }
     }
 
-    fn route(&self, message: Arc<Message>, now: Instant, counted: bool) -> usize {
+    fn route(&self, message: Arc<Message>, now: Instant, counted: bool) -> Routed {
         let mut targets: Vec<Subscriber> = Vec::new();
         let mut groups: Vec<Arc<SharedGroup>> = Vec::new();
         {
@@ -299,28 +317,30 @@ impl Router {
         // Shared subscriptions are delivered apart from the session's own ones (MQTT 5 §4.8.2).
         targets.sort_unstable_by_key(|s| s.id);
         let mut shared: Vec<Subscriber> = groups.iter().filter_map(|g| g.pick()).collect();
-        let mut queued = 0;
+        let mut routed = Routed::default();
         let mut i = 0;
         while i < targets.len() {
             let mut j = i + 1;
             while j < targets.len() && targets[j].id == targets[i].id {
                 j += 1;
             }
-            queued += self.deliver(&message, &targets[i..j], now);
+            self.deliver(&message, &targets[i..j], now, &mut routed);
             i = j;
         }
         for s in shared.drain(..) {
-            queued += self.deliver(&message, std::slice::from_ref(&s), now);
+            self.deliver(&message, std::slice::from_ref(&s), now, &mut routed);
         }
         if counted && targets.is_empty() && groups.is_empty() {
             self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
         }
-        queued
+        routed
     }
 
-    /// Deliver to one session whose subscriptions `subs` all matched.
-    fn deliver(&self, message: &Arc<Message>, subs: &[Subscriber], now: Instant) -> usize {
-        let Some(first) = subs.first() else { return 0 };
+    /// Deliver to one session whose subscriptions `subs` all matched. A QoS 1/2
+    /// delivery to a persistent session is journaled before it is queued (so that the
+    /// subscriber's acknowledgement, journaled after, always follows it).
+    fn deliver(&self, message: &Arc<Message>, subs: &[Subscriber], now: Instant, routed: &mut Routed) {
+        let Some(first) = subs.first() else { return };
         let own = message.publisher == Some(first.id);
         let eligible = subs.iter().filter(|s| !(own && s.options.no_local));
         let mut granted: Option<QoS> = None;
@@ -331,10 +351,10 @@ impl Router {
             retain |= s.options.retain_as_published && message.retain;
             ids.extend(s.options.id);
         }
-        let Some(granted) = granted else { return 0 };
+        let Some(granted) = granted else { return };
         if message.is_expired(now) {
             self.stats.expired.fetch_add(1, Ordering::Relaxed);
-            return 0;
+            return;
         }
         let delivery = Delivery {
             message: message.clone(),
@@ -342,14 +362,32 @@ impl Router {
             retain,
             subscription_ids: ids,
         };
+        let journaled = match (&self.journal, first.durable) {
+            (Some(journal), Some(key)) if delivery.qos != QoS::AtMostOnce => match journal.enqueued(key, &delivery) {
+                Ok(lsn) => {
+                    routed.durable_at = routed.durable_at.max(Some(lsn));
+                    Some((journal, key))
+                }
+                Err(e) => {
+                    // Delivered all the same (at least once: the publisher, refused,
+                    // sends it again), but the publisher is not acknowledged.
+                    routed.refused = Some(e);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let message = delivery.message.clone();
         match first.outbox.push(delivery) {
             Pushed::Queued => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                1
+                routed.queued += 1;
             }
             Pushed::Dropped => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                0
+                if let Some((journal, key)) = journaled {
+                    journal.acked(key, &message);
+                }
             }
         }
     }
@@ -495,6 +533,7 @@ mod tests {
 
     fn subscriber(id: SubscriberId, qos: QoS) -> Subscriber {
         Subscriber {
+            durable: None,
             id,
             outbox: Arc::new(Outbox::new(OutboxLimits::default())),
             options: SubscribeOptions { qos, ..Default::default() },
@@ -676,6 +715,7 @@ mod tests {
     fn full_outboxes_drop_and_count_without_touching_others() {
         let r = Router::default();
         let slow = Subscriber {
+            durable: None,
             id: 1,
             outbox: Arc::new(Outbox::new(OutboxLimits {
                 max_qos0: 2,

@@ -96,6 +96,12 @@ pub trait SessionStore<S>: Send + Sync {
     /// The connection no longer serves `slot` (see [`SessionRegistry::release`]).
     fn release(&self, slot: &Arc<SessionSlot<S>>, connection: u64, expiry: Option<Duration>, now: Instant) -> Option<Arc<SessionSlot<S>>>;
 
+    /// Takes back an offline session restored from the journal at start, with its
+    /// `state`, forgotten at `expires_at` (`None`: never) unless its client comes back.
+    /// Returns the live slot (its outbox, for the restored messages) or `None` if a
+    /// session of that client id is already known.
+    fn restore(&self, client_id: &str, state: S, expires_at: Option<Instant>) -> Option<Arc<SessionSlot<S>>>;
+
     /// Forget offline sessions whose expiry has passed, returning them.
     fn expire(&self, now: Instant) -> Vec<Arc<SessionSlot<S>>>;
 
@@ -123,6 +129,10 @@ impl<S: Default + Send> SessionStore<S> for SessionRegistry<S> {
 
     fn release(&self, slot: &Arc<SessionSlot<S>>, connection: u64, expiry: Option<Duration>, now: Instant) -> Option<Arc<SessionSlot<S>>> {
         SessionRegistry::release(self, slot, connection, expiry, now)
+    }
+
+    fn restore(&self, client_id: &str, state: S, expires_at: Option<Instant>) -> Option<Arc<SessionSlot<S>>> {
+        SessionRegistry::restore(self, client_id, state, expires_at)
     }
 
     fn expire(&self, now: Instant) -> Vec<Arc<SessionSlot<S>>> {
@@ -236,6 +246,25 @@ impl<S: Default> SessionRegistry<S> {
         }
     }
 
+    /// Takes back an offline session restored at start (see [`SessionStore::restore`]).
+    pub fn restore(&self, client_id: &str, state: S, expires_at: Option<Instant>) -> Option<Arc<SessionSlot<S>>> {
+        let mut sessions = self.sessions.lock();
+        if sessions.contains_key(client_id) {
+            return None;
+        }
+        let client_id: Arc<str> = Arc::from(client_id);
+        let slot = Arc::new(SessionSlot {
+            id: next_subscriber_id(),
+            client_id: client_id.clone(),
+            outbox: Arc::new(Outbox::new(self.limits)),
+            state: Mutex::new(state),
+            owner: Mutex::new(None),
+            expires_at: Mutex::new(expires_at),
+        });
+        sessions.insert(client_id, slot.clone());
+        Some(slot)
+    }
+
     /// Forget the offline sessions whose expiry has passed; returns them so the caller
     /// can remove their subscriptions.
     pub fn expire(&self, now: Instant) -> Vec<Arc<SessionSlot<S>>> {
@@ -338,6 +367,19 @@ mod tests {
         r.release(&c.slot, 2, Some(Duration::from_secs(10)), now);
         assert_eq!(r.expire(now + Duration::from_secs(11)).len(), 1);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_restored_session_is_offline_until_claimed() {
+        let r: SessionRegistry<u32> = SessionRegistry::new(OutboxLimits::default());
+        let now = Instant::now();
+        let slot = r.restore("a", 7, Some(now + Duration::from_secs(5))).unwrap();
+        assert!(slot.owner().is_none());
+        assert!(r.restore("a", 8, None).is_none(), "one session per client id");
+        assert_eq!(r.next_expiry(), Some(now + Duration::from_secs(5)));
+        let c = r.claim("a", owner(1), false);
+        assert!(c.resumed);
+        assert_eq!(*c.slot.state.lock(), 7);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use foldhash::fast::RandomState;
 
-use ferry_core::{CompactMap, Delivery, SubscribeOptions, Subscription};
+use ferry_core::{CompactMap, Delivery, SessionKey, SubscribeOptions, Subscription};
 
 /// Where an outgoing QoS 1/2 message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,9 @@ pub struct SessionState {
     pub incoming_qos2: HashSet<u16, RandomState>,
     /// The last packet id used.
     pub last_pkid: u16,
+    /// The session's key in the journal, when it is persistent and storage is on: its
+    /// changes are journaled (see `ferry_core::Journal`).
+    pub durable: Option<SessionKey>,
 }
 
 impl SessionState {

@@ -5,14 +5,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use ferry_auth::{CoreParts, Gatekeeper};
-use ferry_core::{Message, OutboxLimits, Router, SessionRegistry, SessionSlot, SessionStore};
+use ferry_core::{Journal, Lsn, Message, OutboxLimits, RestoredSession, Router, SessionRegistry, SessionSlot, SessionStore, Subscriber};
 use parking_lot::Mutex;
+use tracing::warn;
 
 use crate::config::MqttConfig;
-use crate::session_state::SessionState;
+use crate::session_state::{InFlight, SessionState, Stage};
 
 /// A will waiting for its delay interval (MQTT 5 §3.1.3.2).
 #[derive(Debug)]
@@ -107,12 +108,114 @@ impl MqttShared {
         self.wills.lock().retain(|w| &*w.client_id != client_id);
     }
 
-    /// Remove every subscription of a session that ends.
+    /// Remove every subscription of a session that ends (and the session from the
+    /// journal).
     pub fn drop_session(&self, slot: &SessionSlot<SessionState>) {
         let state = slot.state.lock();
         for (subscription, _) in state.subscriptions.values() {
             self.router.unsubscribe(subscription, slot.id);
         }
+        if let (Some(journal), Some(key)) = (self.router.journal(), state.durable) {
+            journal.session_end(key);
+        }
+    }
+
+    /// Records a persistent session in the journal: a new key, or the key it has with
+    /// its expiry again. A session resumed without a key (it was not persistent until
+    /// now) gets its subscriptions journaled too, and its router entries the key.
+    /// Returns the position its CONNACK waits for (`None`: the journal failed; the
+    /// session stays in memory only, and what needs the disk is refused).
+    pub(crate) fn journal_session(&self, journal: &Arc<dyn Journal>, slot: &SessionSlot<SessionState>, expiry: Duration) -> Option<Lsn> {
+        let mut state = slot.state.lock();
+        let expiry = (expiry != Duration::MAX).then_some(expiry);
+        let (key, mut lsn) = match journal.session_open(state.durable, &slot.client_id, expiry) {
+            Ok(opened) => opened,
+            Err(e) => {
+                warn!(client = %slot.client_id, error = %e, "persistent session not journaled");
+                return None;
+            }
+        };
+        if state.durable.replace(key).is_none() {
+            for (filter, (subscription, options)) in state.subscriptions.iter() {
+                if let Ok(at) = journal.subscribed(key, filter, subscription, options) {
+                    lsn = at;
+                }
+                let subscriber = Subscriber {
+                    id: slot.id,
+                    outbox: slot.outbox.clone(),
+                    options: *options,
+                    durable: Some(key),
+                };
+                self.router.subscribe_as(subscription, subscriber, Some(slot.client_id.clone()));
+            }
+        }
+        Some(lsn)
+    }
+
+    /// Takes back the persistent sessions the journal restored at start (`now` and
+    /// `wall_now` the same moment): each offline, with its subscriptions in the router,
+    /// its in-flight messages (resent with DUP when its client connects) and its
+    /// queued ones. Returns how many sessions and messages were taken back.
+    pub fn restore(&self, sessions: Vec<RestoredSession>, now: Instant, wall_now: SystemTime) -> (usize, usize) {
+        let (mut count, mut messages) = (0, 0);
+        for restored in sessions {
+            let expires_at = restored
+                .expires_at
+                .map(|at| now + at.duration_since(wall_now).unwrap_or(Duration::ZERO));
+            let mut state = SessionState {
+                durable: Some(restored.key),
+                ..SessionState::default()
+            };
+            state.incoming_qos2.extend(restored.incoming_qos2.iter().copied());
+            let mut queued = Vec::new();
+            for m in restored.messages {
+                match m.pkid {
+                    Some(pkid) if !state.inflight.contains_key(&pkid) => {
+                        state.inflight.insert(
+                            pkid,
+                            InFlight {
+                                delivery: m.delivery,
+                                stage: if m.released { Stage::Released } else { Stage::Published },
+                            },
+                        );
+                        state.order.push_back(pkid);
+                        state.last_pkid = state.last_pkid.max(pkid);
+                    }
+                    _ => queued.push(m.delivery),
+                }
+            }
+            for (filter, subscription, options) in &restored.subscriptions {
+                state.subscriptions.insert(filter.clone(), (subscription.clone(), *options));
+            }
+            let Some(slot) = self.sessions.restore(&restored.client_id, state, expires_at) else {
+                warn!(client = %restored.client_id, "storage: two stored sessions for one client id; the second left out");
+                continue;
+            };
+            for (_, subscription, options) in restored.subscriptions {
+                let subscriber = Subscriber {
+                    id: slot.id,
+                    outbox: slot.outbox.clone(),
+                    options,
+                    durable: Some(restored.key),
+                };
+                self.router.subscribe_as(&subscription, subscriber, Some(slot.client_id.clone()));
+            }
+            messages += slot.state.lock().inflight.len();
+            for delivery in queued {
+                let message = delivery.message.clone();
+                match slot.outbox.push(delivery) {
+                    ferry_core::Pushed::Queued => messages += 1,
+                    // The queue limits shrank since: the rest is dropped, as it would be.
+                    ferry_core::Pushed::Dropped => {
+                        if let Some(journal) = self.router.journal() {
+                            journal.acked(restored.key, &message);
+                        }
+                    }
+                }
+            }
+            count += 1;
+        }
+        (count, messages)
     }
 
     /// Time-driven work: publish wills whose delay passed, forget expired sessions.

@@ -3,16 +3,22 @@
 //! the snapshot and the log when the broker starts, and writes snapshots of that state.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use ferry_core::{Journal, Lsn, MemoryRetained, Message, RetainedStore, Router, StorageUnavailable, TopicName, Wakeup};
+use ferry_core::{
+    Delivery, Journal, Lsn, MemoryRetained, Message, RestoredSession, RetainedStore, Router, SessionKey, StorageUnavailable,
+    SubscribeOptions, Subscription, TopicName, Wakeup,
+};
+use parking_lot::Mutex;
 use tracing::info;
 
 use crate::records::{self, Decoded, RETAINED_CLEAR, RETAINED_SET};
+use crate::session_records::{self, Outgoing, SessionRecord};
+use crate::sessions::{Dropped, SessionCounts, StoredSessions};
 use crate::{Recovery, SnapshotInfo, Store, StoreConfig, StoreError};
 
 /// What [`BrokerJournal::open`] restored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Restored {
     /// What the log's recovery found and did.
     pub recovery: Recovery,
@@ -20,6 +26,13 @@ pub struct Restored {
     pub retained: usize,
     /// Retained messages left out because they expired while the broker was down.
     pub expired: u64,
+    /// Persistent sessions, for the MQTT adapter to take back.
+    pub sessions: Vec<RestoredSession>,
+    /// What the sessions hold.
+    pub session_counts: SessionCounts,
+    /// Sessions and queued messages left out because they expired while the broker was
+    /// down.
+    pub sessions_dropped: Dropped,
     /// How long opening and replaying took.
     pub took: Duration,
 }
@@ -27,6 +40,9 @@ pub struct Restored {
 /// The broker's journal: a [`Store`] written to through the core's [`Journal`] calls.
 pub struct BrokerJournal {
     store: Store,
+    /// The sessions' durable state. Every session record is appended to the store and
+    /// applied here under this lock, so this is the log's state at its last position.
+    sessions: Mutex<StoredSessions>,
 }
 
 impl std::fmt::Debug for BrokerJournal {
@@ -68,7 +84,12 @@ impl BrokerJournal {
     ) -> crate::Result<(Self, Restored)> {
         let started = Instant::now();
         let mut expired = 0;
+        let mut sessions = StoredSessions::default();
         let (store, recovery) = Store::open_with(config, io, |record| {
+            if session_records::is_session_kind(record.kind) {
+                sessions.apply(&SessionRecord::decode(record.kind, record.body)?);
+                return Ok(());
+            }
             match records::decode(record.kind, record.body)? {
                 Decoded::RetainedSet(topic, Some(message)) => {
                     retained.set(topic, Arc::new(*message));
@@ -84,13 +105,66 @@ impl BrokerJournal {
             }
             Ok(())
         })?;
+        let (restored_sessions, detach, sessions_dropped) = sessions.restore(Instant::now(), SystemTime::now());
+        let journal = Self {
+            store,
+            sessions: Mutex::new(sessions),
+        };
+        // Sessions that were online when the broker stopped are offline from now.
+        for record in detach {
+            journal
+                .log(record)
+                .map_err(|e| StoreError::Poisoned(crate::Poisoned { reason: e.reason }))?;
+        }
         let restored = Restored {
             recovery,
             retained: retained.len(),
             expired,
+            session_counts: journal.sessions.lock().counts(),
+            sessions: restored_sessions,
+            sessions_dropped,
             took: started.elapsed(),
         };
-        Ok((Self { store }, restored))
+        Ok((journal, restored))
+    }
+
+    /// Appends a session record and applies it to the sessions' state, in one order.
+    fn log(&self, record: SessionRecord) -> Result<Lsn, StorageUnavailable> {
+        let mut body = Vec::with_capacity(48);
+        record.encode(&mut body);
+        let mut sessions = self.sessions.lock();
+        let lsn = self.store.append(record.kind(), &body).map_err(unavailable)?;
+        sessions.apply(&record);
+        Ok(lsn)
+    }
+
+    /// A lazy record: an error means the store is poisoned, which every later record
+    /// that an acknowledgement waits for reports.
+    fn log_lazily(&self, record: SessionRecord) {
+        let _ = self.log(record);
+    }
+
+    /// Writes `message`'s body under a new id; returns the id.
+    fn log_body(&self, message: &Arc<Message>) -> Result<u64, StorageUnavailable> {
+        let record = SessionRecord::Body { id: 0, message: None };
+        let mut body = Vec::with_capacity(48 + message.topic.as_str().len() + message.payload.len());
+        record.encode(&mut body);
+        records::encode_message_at(message, Instant::now(), SystemTime::now(), &mut body);
+        let mut sessions = self.sessions.lock();
+        let id = sessions.new_body();
+        // The id sits right after the format byte.
+        body[1..9].copy_from_slice(&id.to_le_bytes());
+        self.store.append(session_records::BODY, &body).map_err(unavailable)?;
+        sessions.apply(&SessionRecord::Body {
+            id,
+            message: Some(message.clone()),
+        });
+        Ok(id)
+    }
+
+    /// What the persistent sessions hold now.
+    pub fn session_counts(&self) -> SessionCounts {
+        self.sessions.lock().counts()
     }
 
     /// The store underneath, for its counters and health.
@@ -111,7 +185,12 @@ impl BrokerJournal {
     /// Writes a snapshot of `router`'s durable state now (nothing if no record was
     /// written since the last one).
     pub fn snapshot(&self, router: &Router) -> crate::Result<SnapshotInfo> {
-        let (lsn, all) = router.retained_snapshot(|| self.store.last_lsn());
+        // Both locks at once (retained order → sessions): no record is appended while the
+        // position is read, so the snapshot covers exactly the records up to it.
+        let ((lsn, session_records), all) = router.retained_snapshot(|| {
+            let sessions = self.sessions.lock();
+            (self.store.last_lsn(), sessions.snapshot_records())
+        });
         let now = Instant::now();
         let mut w = self.store.begin_snapshot(lsn)?;
         let mut body = Vec::new();
@@ -120,8 +199,18 @@ impl BrokerJournal {
             records::encode_retained_set(m, &mut body);
             w.push(RETAINED_SET, &body)?;
         }
+        for r in &session_records {
+            body.clear();
+            r.encode(&mut body);
+            w.push(r.kind(), &body)?;
+        }
         let info = w.finish()?;
-        info!(lsn, retained = all.len(), "storage: snapshot written");
+        info!(
+            lsn,
+            retained = all.len(),
+            session_records = session_records.len(),
+            "storage: snapshot written"
+        );
         Ok(info)
     }
 
@@ -142,6 +231,106 @@ impl Journal for BrokerJournal {
         let mut body = Vec::with_capacity(8 + topic.as_str().len());
         records::encode_retained_clear(topic, &mut body);
         self.store.append(RETAINED_CLEAR, &body).map_err(unavailable)
+    }
+
+    fn session_open(
+        &self,
+        key: Option<SessionKey>,
+        client_id: &str,
+        expiry: Option<Duration>,
+    ) -> Result<(SessionKey, Lsn), StorageUnavailable> {
+        let client_id: Arc<str> = Arc::from(client_id);
+        let mut sessions = self.sessions.lock();
+        let key = key.unwrap_or_else(|| sessions.new_key());
+        let record = SessionRecord::Open { key, client_id, expiry };
+        let mut body = Vec::with_capacity(32);
+        record.encode(&mut body);
+        let lsn = self.store.append(record.kind(), &body).map_err(unavailable)?;
+        sessions.apply(&record);
+        Ok((key, lsn))
+    }
+
+    fn session_detached(&self, key: SessionKey, expiry: Option<Duration>) {
+        let expires_at_ms = expiry.map(|e| {
+            let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            u64::try_from(now.saturating_add(e).as_millis()).unwrap_or(u64::MAX - 1)
+        });
+        self.log_lazily(SessionRecord::Detached { key, expires_at_ms });
+    }
+
+    fn session_end(&self, key: SessionKey) {
+        self.log_lazily(SessionRecord::End { key });
+    }
+
+    fn subscribed(
+        &self,
+        key: SessionKey,
+        filter: &str,
+        subscription: &Subscription,
+        options: &SubscribeOptions,
+    ) -> Result<Lsn, StorageUnavailable> {
+        // A shared subscription's filter is read back the MQTT 5 way; a plain one is read
+        // as a topic filter, which is what MQTT 3.1.1 made of it.
+        self.log(SessionRecord::Subscribed {
+            key,
+            filter: filter.to_owned(),
+            shared_syntax: matches!(subscription, Subscription::Shared(_)),
+            options: *options,
+        })
+    }
+
+    fn unsubscribed(&self, key: SessionKey, filter: &str) -> Result<Lsn, StorageUnavailable> {
+        self.log(SessionRecord::Unsubscribed {
+            key,
+            filter: filter.to_owned(),
+        })
+    }
+
+    fn enqueued(&self, key: SessionKey, delivery: &Delivery) -> Result<Lsn, StorageUnavailable> {
+        let body = delivery.message.stored_id_or(|| self.log_body(&delivery.message))?;
+        self.log(SessionRecord::Enqueued {
+            key,
+            body,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscription_ids: delivery.subscription_ids.clone(),
+        })
+    }
+
+    fn sent(&self, key: SessionKey, message: &Message, pkid: u16) {
+        if let Some(body) = message.stored_id() {
+            self.log_lazily(SessionRecord::Outgoing {
+                key,
+                pkid,
+                stage: Outgoing::Sent { body },
+            });
+        }
+    }
+
+    fn released(&self, key: SessionKey, pkid: u16) {
+        self.log_lazily(SessionRecord::Outgoing {
+            key,
+            pkid,
+            stage: Outgoing::Released,
+        });
+    }
+
+    fn acked(&self, key: SessionKey, message: &Message) {
+        if let Some(body) = message.stored_id() {
+            self.log_lazily(SessionRecord::Acked { key, body });
+        }
+    }
+
+    fn qos2_received(&self, key: SessionKey, pkid: u16) -> Result<Lsn, StorageUnavailable> {
+        self.log(SessionRecord::Incoming { key, pkid, received: true })
+    }
+
+    fn qos2_released(&self, key: SessionKey, pkid: u16) -> Result<Lsn, StorageUnavailable> {
+        self.log(SessionRecord::Incoming {
+            key,
+            pkid,
+            received: false,
+        })
     }
 
     fn durable_lsn(&self) -> Lsn {

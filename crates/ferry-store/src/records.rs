@@ -56,6 +56,9 @@ pub enum RecordError {
     /// A kind this build does not know.
     #[error("unknown record kind {0}")]
     UnknownKind(u8),
+    /// A field holds a value its record does not allow.
+    #[error("record holds an invalid {0} ({1})")]
+    Invalid(&'static str, u64),
 }
 
 /// A record read back.
@@ -70,7 +73,7 @@ pub enum Decoded {
 
 /// Milliseconds since the Unix epoch of `at`, an instant measured against `now` and the
 /// wall clock `wall_now`.
-fn unix_ms(at: Instant, now: Instant, wall_now: SystemTime) -> u64 {
+pub(crate) fn unix_ms(at: Instant, now: Instant, wall_now: SystemTime) -> u64 {
     let wall = match at.checked_duration_since(now) {
         Some(ahead) => wall_now + ahead,
         None => wall_now - now.saturating_duration_since(at),
@@ -80,13 +83,13 @@ fn unix_ms(at: Instant, now: Instant, wall_now: SystemTime) -> u64 {
 }
 
 /// The instant of the wall-clock time `ms`, or `None` if it has passed.
-fn instant_of(ms: u64, now: Instant, wall_now: SystemTime) -> Option<Instant> {
+pub(crate) fn instant_of(ms: u64, now: Instant, wall_now: SystemTime) -> Option<Instant> {
     let wall = UNIX_EPOCH + Duration::from_millis(ms);
     let ahead = wall.duration_since(wall_now).ok().filter(|d| !d.is_zero())?;
     now.checked_add(ahead)
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     // A field longer than 4 GiB cannot be in a record (a record fits in a segment).
     out.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(b);
@@ -98,6 +101,13 @@ pub fn encode_retained_set(message: &Message, out: &mut Vec<u8>) {
 }
 
 fn encode_retained_set_at(message: &Message, now: Instant, wall_now: SystemTime, out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    encode_message_at(message, now, wall_now, out);
+}
+
+/// Appends `message`'s fields (topic, QoS, flags, expiry, properties, payload: the
+/// retained record's body after its format byte) to `out`.
+pub(crate) fn encode_message_at(message: &Message, now: Instant, wall_now: SystemTime, out: &mut Vec<u8>) {
     let p = &message.properties;
     let mut flags = 0;
     if message.expiry.is_some() {
@@ -115,7 +125,6 @@ fn encode_retained_set_at(message: &Message, now: Instant, wall_now: SystemTime,
             flags |= bit;
         }
     }
-    out.push(FORMAT);
     put_bytes(out, message.topic.as_str().as_bytes());
     out.push(message.qos as u8);
     out.push(flags);
@@ -151,62 +160,84 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Decoded, RecordError> {
 }
 
 fn decode_at(kind: u8, body: &[u8], now: Instant, wall_now: SystemTime) -> Result<Decoded, RecordError> {
-    let mut r = Reader { body, at: 0 };
+    let mut r = Reader::new(body);
     let format = r.u8()?;
     if format > FORMAT {
         return Err(RecordError::NewerFormat(format));
     }
     match kind {
         RETAINED_SET => {
-            let topic = r.topic()?;
-            let qos = r.u8()?;
-            let qos = QoS::from_u8(qos).ok_or(RecordError::BadQos(qos))?;
-            let flags = r.u8()?;
-            let expires_at = if flags & HAS_EXPIRY != 0 { Some(r.u64()?) } else { None };
-            let mut properties = Properties {
-                payload_is_utf8: (flags & HAS_UTF8 != 0).then_some(flags & IS_UTF8 != 0),
-                ..Properties::default()
-            };
-            if flags & HAS_CONTENT_TYPE != 0 {
-                properties.content_type = Some(r.string()?);
-            }
-            if flags & HAS_RESPONSE_TOPIC != 0 {
-                properties.response_topic = Some(r.string()?);
-            }
-            if flags & HAS_CORRELATION != 0 {
-                properties.correlation_data = Some(Bytes::copy_from_slice(r.bytes()?));
-            }
-            let count = r.u32()?;
-            for _ in 0..count {
-                let k = r.string()?;
-                let v = r.string()?;
-                properties.user_properties.push((k, v));
-            }
-            let payload = Bytes::copy_from_slice(r.bytes()?);
-            let expiry = match expires_at {
-                None => None,
-                Some(ms) => match instant_of(ms, now, wall_now) {
-                    Some(at) => Some(Expiry { at }),
-                    None => return Ok(Decoded::RetainedSet(topic, None)),
-                },
-            };
-            let message = Message::new(topic.clone(), payload, qos, true)
-                .with_properties(properties)
-                .with_expiry(expiry);
-            Ok(Decoded::RetainedSet(topic, Some(Box::new(message))))
+            let (topic, message) = read_message(&mut r, true, now, wall_now)?;
+            Ok(Decoded::RetainedSet(topic, message.map(Box::new)))
         }
         RETAINED_CLEAR => Ok(Decoded::RetainedClear(r.topic()?)),
         other => Err(RecordError::UnknownKind(other)),
     }
 }
 
+/// Reads the fields [`encode_message_at`] wrote: the topic, and the message with
+/// `retain` set and its expiry made an `Instant` again, or `None` if it expired.
+pub(crate) fn read_message(
+    r: &mut Reader<'_>,
+    retain: bool,
+    now: Instant,
+    wall_now: SystemTime,
+) -> Result<(TopicName, Option<Message>), RecordError> {
+    let topic = r.topic()?;
+    let qos = r.u8()?;
+    let qos = QoS::from_u8(qos).ok_or(RecordError::BadQos(qos))?;
+    let flags = r.u8()?;
+    let expires_at = if flags & HAS_EXPIRY != 0 { Some(r.u64()?) } else { None };
+    let mut properties = Properties {
+        payload_is_utf8: (flags & HAS_UTF8 != 0).then_some(flags & IS_UTF8 != 0),
+        ..Properties::default()
+    };
+    if flags & HAS_CONTENT_TYPE != 0 {
+        properties.content_type = Some(r.string()?);
+    }
+    if flags & HAS_RESPONSE_TOPIC != 0 {
+        properties.response_topic = Some(r.string()?);
+    }
+    if flags & HAS_CORRELATION != 0 {
+        properties.correlation_data = Some(Bytes::copy_from_slice(r.bytes()?));
+    }
+    let count = r.u32()?;
+    for _ in 0..count {
+        let k = r.string()?;
+        let v = r.string()?;
+        properties.user_properties.push((k, v));
+    }
+    let payload = Bytes::copy_from_slice(r.bytes()?);
+    let expiry = match expires_at {
+        None => None,
+        Some(ms) => match instant_of(ms, now, wall_now) {
+            Some(at) => Some(Expiry { at }),
+            None => return Ok((topic, None)),
+        },
+    };
+    let message = Message::new(topic.clone(), payload, qos, retain)
+        .with_properties(properties)
+        .with_expiry(expiry);
+    Ok((topic, Some(message)))
+}
+
 /// Reads fields off a body, never past its end.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     body: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `body`.
+    pub(crate) fn new(body: &'a [u8]) -> Self {
+        Self { body, at: 0 }
+    }
+
+    /// Whether every byte was read.
+    pub(crate) fn is_done(&self) -> bool {
+        self.at == self.body.len()
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         let end = self.at.checked_add(n).filter(|end| *end <= self.body.len());
         let end = end.ok_or(RecordError::Short(self.at))?;
@@ -215,34 +246,39 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn u8(&mut self) -> Result<u8, RecordError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, RecordError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, RecordError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, RecordError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, RecordError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn u64(&mut self) -> Result<u64, RecordError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, RecordError> {
         let b = self.take(8)?;
         let mut a = [0; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], RecordError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], RecordError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
 
-    fn string(&mut self) -> Result<String, RecordError> {
+    pub(crate) fn string(&mut self) -> Result<String, RecordError> {
         let at = self.at;
         let b = self.bytes()?;
         std::str::from_utf8(b).map(str::to_owned).map_err(|_| RecordError::NotUtf8(at))
     }
 
-    fn topic(&mut self) -> Result<TopicName, RecordError> {
+    pub(crate) fn topic(&mut self) -> Result<TopicName, RecordError> {
         let s = self.string()?;
         TopicName::new(&s).map_err(|_| RecordError::BadTopic(s))
     }
@@ -252,7 +288,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn topic(s: &str) -> TopicName {
+    pub(crate) fn topic(s: &str) -> TopicName {
         TopicName::new(s).unwrap()
     }
 

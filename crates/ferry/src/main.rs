@@ -157,8 +157,12 @@ struct Wired {
     journal: Option<Arc<BrokerJournal>>,
 }
 
-/// Opens the journal in `storage.dir` and restores what it holds into `retained`.
-fn open_storage(settings: &Settings, retained: &MemoryRetained<Arc<ferry_core::Message>>) -> anyhow::Result<Arc<BrokerJournal>> {
+/// Opens the journal in `storage.dir` and restores what it holds into `retained`;
+/// returns it with the persistent sessions it holds, for the MQTT adapter.
+fn open_storage(
+    settings: &Settings,
+    retained: &MemoryRetained<Arc<ferry_core::Message>>,
+) -> anyhow::Result<(Arc<BrokerJournal>, Vec<ferry_core::RestoredSession>)> {
     let dir = &settings.storage.dir;
     let (journal, restored) = BrokerJournal::open(settings.storage.store_config(), retained).with_context(|| {
         format!(
@@ -177,12 +181,16 @@ fn open_storage(settings: &Settings, retained: &MemoryRetained<Arc<ferry_core::M
         dir = %dir.display(),
         retained = restored.retained,
         expired = restored.expired,
+        sessions = restored.session_counts.sessions,
+        session_messages = restored.session_counts.messages,
+        sessions_expired = restored.sessions_dropped.sessions,
+        messages_expired = restored.sessions_dropped.messages,
         snapshot_records = restored.recovery.snapshot_records,
         log_records = restored.recovery.log_records,
         took_ms = u64::try_from(restored.took.as_millis()).unwrap_or(u64::MAX),
         "storage: restored"
     );
-    Ok(Arc::new(journal))
+    Ok((Arc::new(journal), restored.sessions))
 }
 
 /// The protocol adapters, sharing one router, the MQTT state that needs ticks, the
@@ -192,7 +200,11 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
         settings.limits.max_retained_messages,
         settings.limits.max_retained_bytes,
     ));
-    let journal = settings.storage.enabled.then(|| open_storage(settings, &retained)).transpose()?;
+    let opened = settings.storage.enabled.then(|| open_storage(settings, &retained)).transpose()?;
+    let (journal, sessions) = match opened {
+        Some((journal, sessions)) => (Some(journal), sessions),
+        None => (None, Vec::new()),
+    };
     let mut router = Router::new(retained);
     if let Some(journal) = &journal {
         router = router.with_journal(journal.clone());
@@ -203,6 +215,10 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
     let stomp = Arc::new(StompAdapter::new(parts, settings.stomp.clone()));
     let mut registry = Registry::new();
     let broker = mqtt.broker();
+    if !sessions.is_empty() {
+        let (count, messages) = broker.restore(sessions, Instant::now(), std::time::SystemTime::now());
+        info!(sessions = count, messages, "storage: persistent MQTT sessions taken back");
+    }
     let stomp_broker = stomp.broker();
     registry.register(mqtt);
     registry.register(stomp);

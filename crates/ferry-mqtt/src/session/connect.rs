@@ -210,6 +210,13 @@ impl MqttConnection {
         } else {
             None
         };
+        // A session that must outlive its connection needs the disk: refuse the CONNECT
+        // before claiming anything when the journal cannot take it.
+        let journal = self.broker.router.journal().cloned().filter(|_| !session_expiry.is_zero());
+        if let Some(Err(e)) = journal.as_ref().map(|j| j.health()) {
+            info!(conn = self.info.id, client = %client_id, error = %e, "persistent session refused: storage unavailable");
+            return self.refuse(version, ReasonCode::SERVER_UNAVAILABLE, "storage unavailable", w, out);
+        }
         let owner = Owner::new(self.info.id, self.info.wakeup.clone());
         // Claim first: it marks a previous connection as taken over, so that if that
         // connection ends only now it does not queue its delayed will; then cancel a
@@ -221,6 +228,7 @@ impl MqttConnection {
         }
         // MQTT 3.1.1 §3.2.2.2: session present only for a resumed clean-session-0 session.
         let session_present = claim.resumed && !connect.clean_start;
+        let connack_at = journal.and_then(|j| self.broker.journal_session(&j, &claim.slot, session_expiry));
         let receive_max = connect.properties.receive_maximum().unwrap_or(u16::MAX);
         let mut ack = ConnAck::accepted(session_present);
         if v5 {
@@ -242,7 +250,6 @@ impl MqttConnection {
                 p.push(Property::SessionExpiryInterval(granted));
             }
         }
-        w.packet(&Packet::ConnAck(ack), version);
         self.broker.stats.connects.fetch_add(1, Ordering::Relaxed);
         self.info.monitor.set_client(ferry_core::ClientDetails {
             protocol: "mqtt",
@@ -272,8 +279,15 @@ impl MqttConnection {
             }),
             ended: None,
             held: None,
+            awaiting_connack: false,
             policy: gate.client_policy(identity, now),
         }));
+        // The CONNACK of a persistent session waits for its record to be on disk; what
+        // the session has to send waits behind it.
+        self.acknowledge(Packet::ConnAck(ack), connack_at, w);
+        if let Phase::Connected(c) = &mut self.phase {
+            c.awaiting_connack = c.held.as_ref().is_some_and(|h| !h.is_empty());
+        }
         self.resend_inflight(now, w);
         self.pump(now, w, out);
     }

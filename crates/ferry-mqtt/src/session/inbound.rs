@@ -101,20 +101,45 @@ impl MqttConnection {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.acknowledge(Packet::PubAck(ack), published.durable_at, w),
             QoS::ExactlyOnce => {
-                c.slot.state.lock().incoming_qos2.insert(p.pkid);
-                self.acknowledge(Packet::PubRec(ack), published.durable_at, w);
+                let durable = {
+                    let mut state = c.slot.state.lock();
+                    state.incoming_qos2.insert(p.pkid);
+                    state.durable
+                };
+                // A persistent session keeps the packet id across a restart, so that a
+                // resent PUBLISH is not routed twice; the PUBREC waits for it.
+                let mut durable_at = published.durable_at;
+                if let (Some(journal), Some(key)) = (self.broker.router.journal(), durable) {
+                    match journal.qos2_received(key, p.pkid) {
+                        Ok(lsn) => durable_at = durable_at.max(Some(lsn)),
+                        Err(e) => {
+                            c.slot.state.lock().incoming_qos2.remove(&p.pkid);
+                            return self.refuse_unstored(p.qos, p.pkid, &e, w, out);
+                        }
+                    }
+                }
+                self.acknowledge(Packet::PubRec(ack), durable_at, w);
             }
         }
     }
 
     pub(super) fn on_pubrel(&mut self, a: Ack, w: &mut Writer) {
         let Phase::Connected(c) = &mut self.phase else { return };
-        let known = c.slot.state.lock().incoming_qos2.remove(&a.pkid);
+        let (known, durable) = {
+            let mut state = c.slot.state.lock();
+            (state.incoming_qos2.remove(&a.pkid), state.durable)
+        };
         let mut comp = Ack::new(a.pkid);
         if !known && c.version.is_v5() {
             comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
-        self.acknowledge(Packet::PubComp(comp), None, w);
+        // The PUBCOMP waits until the released id is on disk: after a restart the id must
+        // not still be taken (a new PUBLISH with it would be dropped as a duplicate).
+        let durable_at = match (self.broker.router.journal(), durable) {
+            (Some(journal), Some(key)) if known => journal.qos2_released(key, a.pkid).ok(),
+            _ => None,
+        };
+        self.acknowledge(Packet::PubComp(comp), durable_at, w);
     }
 
     /// Sends `ack` now, or holds it until the journal has `durable_at` on disk (and
@@ -140,22 +165,57 @@ impl MqttConnection {
 
     /// Sends the held acknowledgements whose records are now durable; if the journal
     /// failed, refuses the rest.
-    pub(super) fn release_acks(&mut self, w: &mut Writer, out: &mut Output) {
+    pub(super) fn release_acks(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
         let Phase::Connected(c) = &mut self.phase else { return };
         let Some(held) = c.held.as_mut().filter(|h| !h.is_empty()) else {
             return;
         };
-        let Some(journal) = self.broker.router.journal() else { return };
+        let Some(journal) = self.broker.router.journal().cloned() else {
+            return;
+        };
         let durable = journal.durable_lsn();
         let version = c.version;
-        held.release(durable, |ack| w.packet(&ack, version));
-        if held.is_empty() {
+        let mut connack_sent = false;
+        held.release(durable, |ack| {
+            connack_sent |= matches!(ack, Packet::ConnAck(_));
+            w.packet(&ack, version)
+        });
+        let drained = held.is_empty();
+        if connack_sent {
+            // What the session had to send waited behind its CONNACK.
+            c.awaiting_connack = false;
+            self.resend_inflight(now, w);
+            self.pump(now, w, out);
+        }
+        if drained {
             return;
         }
         let Err(e) = journal.health() else { return };
+        let Phase::Connected(c) = &mut self.phase else { return };
+        let Some(held) = c.held.as_mut() else { return };
         let refused: Vec<(Lsn, Packet)> = held.drain().collect();
         for (lsn, ack) in refused {
+            if !matches!(self.phase, Phase::Connected(_)) {
+                break;
+            }
             match ack {
+                Packet::ConnAck(_) if lsn > durable => {
+                    let Phase::Connected(c) = &self.phase else { break };
+                    let version = c.version;
+                    info!(conn = self.info.id, error = %e, "persistent session refused: storage unavailable");
+                    let mut refusal = crate::codec::ConnAck::refused(ReasonCode::SERVER_UNAVAILABLE);
+                    if version.is_v5() {
+                        refusal
+                            .properties
+                            .push(crate::codec::Property::ReasonString(ByteString::from(e.to_string())));
+                    }
+                    w.packet(&Packet::ConnAck(refusal), version);
+                    self.phase_close("", w, out);
+                    if let Phase::Connected(c) = &mut self.phase {
+                        c.ended = Some(End::Abnormal);
+                    }
+                    break;
+                }
                 Packet::PubAck(a) if lsn > durable => self.refuse_unstored(QoS::AtLeastOnce, a.pkid, &e, w, out),
                 Packet::PubRec(a) if lsn > durable => {
                     if let Phase::Connected(c) = &self.phase {

@@ -64,6 +64,9 @@ struct Connected {
     /// retained change goes once it is on disk, and every acknowledgement after it
     /// waits behind it. Boxed on first use.
     held: Option<Box<HeldAcks<Packet>>>,
+    /// The CONNACK is held (a persistent session's record is not on disk yet): nothing
+    /// else is sent before it.
+    awaiting_connack: bool,
 }
 
 impl Connected {
@@ -359,7 +362,7 @@ impl Connection for MqttConnection {
         if matches!(self.phase, Phase::Authenticating(_)) {
             self.advance_auth(now, &mut w, out);
         } else if !self.check_taken_over(&mut w, out) {
-            self.release_acks(&mut w, out);
+            self.release_acks(now, &mut w, out);
             self.pump(now, &mut w, out);
         }
         w.flush(out);
@@ -459,12 +462,18 @@ impl Connection for MqttConnection {
                 self.broker.publish_will(c.client_id.clone(), will.message, now + delay, now);
             }
         }
-        if let Some(ended) = self
+        match self
             .broker
             .sessions
             .release(&c.slot, c.owner.connection, Some(c.session_expiry), now)
         {
-            self.broker.drop_session(&ended);
+            Some(ended) => self.broker.drop_session(&ended),
+            None => {
+                let key = c.slot.state.lock().durable;
+                if let (Some(journal), Some(key)) = (self.broker.router.journal(), key) {
+                    journal.session_detached(key, (c.session_expiry != Duration::MAX).then_some(c.session_expiry));
+                }
+            }
         }
         debug!(conn = self.info.id, client = %c.client_id, ?end, "MQTT session left");
     }

@@ -63,11 +63,12 @@ impl MqttConnection {
         let Phase::Connected(c) = &self.phase else { return };
         // A connection whose session was taken over sends nothing more, even before it
         // has noticed: what waits in the outbox is the new connection's.
-        if c.ended.is_some() || c.owner.is_taken_over() {
+        if c.ended.is_some() || c.owner.is_taken_over() || c.awaiting_connack {
             return;
         }
         let version = c.version;
         let outbox = c.slot.outbox.clone();
+        let journal = self.broker.router.journal();
         // Whether deliveries pass the ACL: asked once per call that has something to send
         // (the ACL may be reloaded between calls), so that a broker without delivery rules
         // does no ACL work per message, and an empty pump none at all.
@@ -89,13 +90,24 @@ impl MqttConnection {
             let mut rest = batch.drain(..);
             let mut sent_qos12 = 0;
             let mut stopped = None;
+            // A QoS 1/2 delivery of a persistent session dropped here (expired, withheld,
+            // too large) is done with: the journal is told, lazily.
+            let done_with = |d: &Delivery| {
+                if let (Some(journal), true) = (journal, d.qos != QoS::AtMostOnce) {
+                    if let Some(key) = c.slot.state.lock().durable {
+                        journal.acked(key, &d.message);
+                    }
+                }
+            };
             for d in rest.by_ref() {
                 if d.message.is_expired(now) {
+                    done_with(&d);
                     continue;
                 }
                 // Withheld (and counted) when the ACL refuses this topic to the client;
                 // a QoS 1/2 delivery is simply dropped here, before it takes a packet id.
                 if check_delivery && !c.policy.may_receive(d.message.topic.as_str()) {
+                    done_with(&d);
                     continue;
                 }
                 let mut aliases = c.aliases_out.borrow_mut();
@@ -143,7 +155,12 @@ impl MqttConnection {
                 let frame = Self::encode(&packet, version);
                 if c.too_big_for_client(frame.len()) {
                     self.broker.stats.too_large_for_client.fetch_add(1, Ordering::Relaxed);
+                    drop(state);
+                    done_with(&d);
                     continue;
+                }
+                if let (Some(journal), Some(key)) = (journal, state.durable) {
+                    journal.sent(key, &d.message, pkid);
                 }
                 state.send(pkid, d);
                 drop(state);
@@ -163,6 +180,9 @@ impl MqttConnection {
     /// After a reconnect: resend what was in flight, PUBLISH with DUP or PUBREL.
     pub(super) fn resend_inflight(&mut self, now: Instant, w: &mut Writer) {
         let Phase::Connected(c) = &self.phase else { return };
+        if c.awaiting_connack {
+            return;
+        }
         let state = c.slot.state.lock();
         let mut aliases = c.aliases_out.borrow_mut();
         for (pkid, f) in state.in_order() {
@@ -180,10 +200,12 @@ impl MqttConnection {
         let Phase::Connected(c) = &self.phase else { return };
         let known = {
             let mut state = c.slot.state.lock();
-            match state.inflight.get(&a.pkid) {
-                Some(f) if f.stage == Stage::Published && f.delivery.qos == QoS::AtLeastOnce => state.complete(a.pkid).is_some(),
-                _ => false,
-            }
+            let known = match state.inflight.get(&a.pkid) {
+                Some(f) if f.stage == Stage::Published && f.delivery.qos == QoS::AtLeastOnce => state.complete(a.pkid),
+                _ => None,
+            };
+            Self::journal_done(&self.broker, &state, known.as_ref());
+            known.is_some()
         };
         if !known && c.version.is_v5() {
             return self.violation(ReasonCode::PROTOCOL_ERROR, "PUBACK for an unknown packet id", w, out);
@@ -199,11 +221,15 @@ impl MqttConnection {
             Some(f) if f.delivery.qos == QoS::ExactlyOnce => {
                 if a.reason.is_error() {
                     // MQTT 5 §4.3.3: a failing PUBREC ends the exchange.
-                    state.complete(a.pkid);
+                    let done = state.complete(a.pkid);
+                    Self::journal_done(&self.broker, &state, done.as_ref());
                     drop(state);
                     return self.pump(now, w, out);
                 }
                 f.stage = Stage::Released;
+                if let (Some(journal), Some(key)) = (self.broker.router.journal(), state.durable) {
+                    journal.released(key, a.pkid);
+                }
                 drop(state);
                 w.packet(&Packet::PubRel(Ack::new(a.pkid)), version);
             }
@@ -223,9 +249,21 @@ impl MqttConnection {
         {
             let mut state = c.slot.state.lock();
             if state.inflight.get(&a.pkid).is_some_and(|f| f.stage == Stage::Released) {
-                state.complete(a.pkid);
+                let done = state.complete(a.pkid);
+                Self::journal_done(&self.broker, &state, done.as_ref());
             }
         }
         self.pump(now, w, out);
+    }
+
+    /// Tells the journal that a persistent session is done with `done` (lazily).
+    fn journal_done(
+        broker: &crate::shared::MqttShared,
+        state: &crate::session_state::SessionState,
+        done: Option<&crate::session_state::InFlight>,
+    ) {
+        if let (Some(journal), Some(key), Some(done)) = (broker.router.journal(), state.durable, done) {
+            journal.acked(key, &done.delivery.message);
+        }
     }
 }

@@ -17,6 +17,7 @@ impl MqttConnection {
         let sub_id = s.properties.subscription_identifiers().next();
         let mut codes = Vec::with_capacity(s.subscriptions.len());
         let mut retained: Vec<Delivery> = Vec::new();
+        let mut durable_at = None;
         for request in &s.subscriptions {
             let parsed = if v5 {
                 Subscription::parse(&request.filter).ok()
@@ -65,6 +66,17 @@ impl MqttConnection {
                 });
                 continue;
             }
+            let durable = state.durable;
+            // A persistent session's subscription is journaled; the SUBACK waits for it.
+            if let (Some(journal), Some(key)) = (self.broker.router.journal(), durable) {
+                match journal.subscribed(key, &request.filter, &subscription, &options) {
+                    Ok(lsn) => durable_at = durable_at.max(Some(lsn)),
+                    Err(_) => {
+                        codes.push(ReasonCode::UNSPECIFIED_ERROR);
+                        continue;
+                    }
+                }
+            }
             state
                 .subscriptions
                 .insert(request.filter.to_string(), (subscription.clone(), options));
@@ -72,6 +84,7 @@ impl MqttConnection {
             self.broker.router.subscribe_as(
                 &subscription,
                 Subscriber {
+                    durable,
                     id: c.slot.id,
                     outbox: c.slot.outbox.clone(),
                     options,
@@ -94,14 +107,13 @@ impl MqttConnection {
                 );
             }
         }
-        w.packet(
-            &Packet::SubAck(SubAck {
-                pkid: s.pkid,
-                codes,
-                properties: Default::default(),
-            }),
-            version,
-        );
+        let ack = Packet::SubAck(SubAck {
+            pkid: s.pkid,
+            codes,
+            properties: Default::default(),
+        });
+        self.acknowledge(ack, durable_at, w);
+        let Phase::Connected(c) = &self.phase else { return };
         if !retained.is_empty() {
             // Behind the SUBACK, through the outbox so the in-flight window applies.
             for d in retained {
@@ -114,23 +126,33 @@ impl MqttConnection {
     pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe, w: &mut Writer) {
         let Phase::Connected(c) = &self.phase else { return };
         let mut codes = Vec::with_capacity(u.filters.len());
+        let mut durable_at = None;
         for filter in &u.filters {
-            let removed = c.slot.state.lock().subscriptions.remove(&**filter);
+            let (removed, durable) = {
+                let mut state = c.slot.state.lock();
+                (state.subscriptions.remove(&**filter), state.durable)
+            };
             match removed {
                 Some((subscription, _)) => {
                     self.broker.router.unsubscribe(&subscription, c.slot.id);
+                    if let (Some(journal), Some(key)) = (self.broker.router.journal(), durable) {
+                        // If the journal failed, the UNSUBACK goes all the same: the
+                        // subscription is gone now; a restart could bring it back, which
+                        // costs unwanted messages, never lost ones.
+                        if let Ok(lsn) = journal.unsubscribed(key, filter) {
+                            durable_at = durable_at.max(Some(lsn));
+                        }
+                    }
                     codes.push(ReasonCode::SUCCESS);
                 }
                 None => codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED),
             }
         }
-        w.packet(
-            &Packet::UnsubAck(UnsubAck {
-                pkid: u.pkid,
-                codes,
-                properties: Default::default(),
-            }),
-            c.version,
-        );
+        let ack = Packet::UnsubAck(UnsubAck {
+            pkid: u.pkid,
+            codes,
+            properties: Default::default(),
+        });
+        self.acknowledge(ack, durable_at, w);
     }
 }

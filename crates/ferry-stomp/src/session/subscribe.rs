@@ -211,6 +211,7 @@ impl Connected {
                 ctx.broker.router.subscribe_as(
                     &subscription,
                     Subscriber {
+                        durable: None,
                         id: identity,
                         outbox: outbox.clone(),
                         options: SubscribeOptions { qos, ..Default::default() },

@@ -583,6 +583,7 @@ fn mqtt_subscriber(b: &Arc<StompShared>, filter: &str) -> Arc<Outbox> {
     b.router.subscribe(
         &Subscription::parse(filter).unwrap(),
         Subscriber {
+            durable: None,
             id: ferry_core::next_subscriber_id(),
             outbox: outbox.clone(),
             options: SubscribeOptions {
