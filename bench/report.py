@@ -19,6 +19,7 @@ LABELS = {
     "fanout-q1": "fan-out 1→100, QoS 1 (msg/s delivered)",
     "fanin-q0": "fan-in 100→1, QoS 0 (msg/s delivered)",
     "pairs-q0": "pairs 100, QoS 0 (msg/s delivered)",
+    "persistent-q1": "fan-in 100→1, QoS 1, persistent subscriber (msg/s delivered)",
     "latency": "latency at 10k deliveries/s, p50 / p99 (ms)",
     "stomp-fanout": "STOMP fan-out 1→100, ack auto (msg/s)",
     "stomp-pairs": "STOMP pairs 100, ack auto (msg/s)",
@@ -266,6 +267,7 @@ def main():
             print(f"- {row} {transport} {broker}: {', '.join(values)}")
     if replaced:
         print(f"- replaced by spread runs: {', '.join(replaced)}")
+    persistent(runs)
     wire = wire_bytes(directory)
     if wire:
         print()
@@ -276,6 +278,29 @@ def main():
                 print(f"- compression {mode}: {wire[mode]:.0f} B")
         if "off" in wire and "on" in wire and wire["on"]:
             print(f"- {wire['off'] / wire['on']:.1f}x fewer bytes with compression")
+
+
+def persistent(runs):
+    """The persistent-session row side by side: Ferry with storage on (every PUBACK after
+    fdatasync) and off, Mosquitto (in memory), NATS (JetStream file store)."""
+    brokers = runs.get(("persistent-q1", "tcp"), {})
+    if not brokers:
+        return
+    cols = [("ferry", "Ferry, storage on (fsync)"), ("ferry-nostore", "Ferry, storage off"),
+            ("mosquitto", "Mosquitto (memory)"), ("nats", "NATS MQTT (JetStream file)")]
+    values = {b: figures("persistent-q1", brokers[b]) if brokers.get(b) else (None, "–") for b, _ in cols}
+    print()
+    print("Persistent sessions, TCP: fan-in 100→1 at QoS 1 to a subscriber with clean session 0 (msg/s delivered):")
+    print()
+    print("| " + " | ".join(label for _, label in cols) + " | Ferry on / off | Ferry on / NATS | Ferry on / Mosquitto |")
+    print("|" + "---|" * (len(cols) + 3))
+    on = values["ferry"][0]
+
+    def ratio(other):
+        v = values[other][0]
+        return f"{on / v:.2f}" if on and v else "–"
+
+    print("| " + " | ".join(values[b][1] for b, _ in cols) + f" | {ratio('ferry-nostore')} | {ratio('nats')} | {ratio('mosquitto')} |")
 
 
 def wire_bytes(directory):

@@ -20,8 +20,10 @@
 #                    publishers paced at 150% of the single process's rate (default 0.90)
 #   BENCH_BROKER_CPU / BENCH_LOAD_CPU  cores for the brokers / the load processes
 #   BENCH_ROWS       regular expression: only the rows whose id matches (fanout-q0,
-#                    fanout-q1, fanin-q0, pairs-q0, retained-q1, latency, stomp-fanout, stomp-pairs,
-#                    slow, conns, deflate, admin)
+#                    fanout-q1, fanin-q0, pairs-q0, retained-q1, persistent-q1, latency,
+#                    stomp-fanout, stomp-pairs, slow, conns, deflate, restart, admin)
+#   BENCH_RESTART_RETAINED, BENCH_RESTART_SESSIONS, BENCH_RESTART_STORM
+#                    the restart row's sizes (1000000, 100000, 10000)
 #   BENCH_SKIP_BUILD 1 to use the binaries already in target/release
 set -euo pipefail
 
@@ -104,6 +106,7 @@ fi
 cp target/release/ferry "$WORK/ferry"
 cp target/release/ferry-bench "$WORK/ferry-bench"
 cp target/release/ferry-http-bench "$WORK/ferry-http-bench"
+cp target/release/ferry-restart-bench "$WORK/ferry-restart-bench"
 FERRY="$WORK/ferry"
 BENCH="$WORK/ferry-bench"
 HTTP_BENCH="$WORK/ferry-http-bench"
@@ -133,7 +136,7 @@ wait_port() {
 }
 
 # ---------------------------------------------------------------- brokers
-read -r F_WS F_TCP F_STOMP M_WS M_TCP F_ADMIN <<<"$(free_ports 6)"
+read -r F_WS F_TCP F_STOMP M_WS M_TCP F_ADMIN N_MQTT N_CLIENT <<<"$(free_ports 8)"
 
 cat >"$WORK/ferry.toml" <<EOF
 [log]
@@ -199,9 +202,17 @@ url_of() { # broker transport [protocol]
     ferry:tcp:stomp) echo "stomp://127.0.0.1:$F_STOMP" ;;
     mosquitto:ws:*) echo "ws://127.0.0.1:$M_WS/mqtt" ;;
     mosquitto:tcp:*) echo "tcp://127.0.0.1:$M_TCP" ;;
+    ferry-nostore:*) url_of ferry "$2" "${3:-mqtt}" ;;
+    nats:tcp:*) echo "tcp://127.0.0.1:$N_MQTT" ;;
     esac
 }
-pid_of() { if [[ $1 == ferry ]]; then echo "$FERRY_PID"; else echo "$MOSQ_PID"; fi; }
+pid_of() {
+    case $1 in
+    ferry | ferry-nostore) echo "$FERRY_PID" ;;
+    nats) echo "$NATS_PID" ;;
+    *) echo "$MOSQ_PID" ;;
+    esac
+}
 
 # ---------------------------------------------------------------- one measurement
 # run_one NAME BROKER TRANSPORT PROTOCOL SPLIT ARGS... → writes $OUT/NAME.json
@@ -296,6 +307,7 @@ ROWS=(
     "fanin-q0|fanin --clients 100 --qos 0|0"
     "pairs-q0|pairs --clients 100 --qos 0|1"
     "retained-q1|pairs --clients 100 --qos 1 --retain|0"
+    "persistent-q1|fanin --clients 100 --qos 1 --persistent|0"
     "latency|fanout --clients 100 --qos 0 --rate 100|0"
 )
 STOMP_ROWS=(
@@ -429,6 +441,47 @@ for transport in $TRANSPORTS; do
     done
 done
 
+# Persistent sessions (row persistent-q1), TCP: the same flow as the table's row, 100
+# QoS 1 publishers to one subscriber with a persistent session, against Ferry with
+# storage off (memory only) and, when nats-server is installed, NATS's MQTT (sessions and
+# QoS 1 messages in a JetStream file store). Ferry and Mosquitto ran in the loop above.
+NATS=$(command -v nats-server || true)
+start_nats() {
+    rm -rf "$WORK/nats"
+    cat >"$WORK/nats.conf" <<EOF
+listen: "127.0.0.1:$N_CLIENT"
+server_name: "bench"
+jetstream { store_dir: "$WORK/nats" }
+mqtt { listen: "127.0.0.1:$N_MQTT" }
+EOF
+    taskset -c "$BROKER_CPU" "$NATS" -c "$WORK/nats.conf" >>"$OUT/nats.log" 2>&1 &
+    NATS_PID=$!
+    PIDS+=("$NATS_PID")
+    wait_port "$N_MQTT" || die "nats-server did not start: $(tail -5 "$OUT/nats.log")"
+}
+if [[ " $TRANSPORTS " == *" tcp "* && persistent-q1 =~ $ONLY ]]; then
+    for ((rep = 1; rep <= REPS; rep++)); do
+        name="persistent-q1.tcp.ferry-nostore.$rep"
+        log "$name (fan-in 100→1 QoS 1, persistent subscriber, storage.enabled = false)"
+        export FERRY_STORAGE__ENABLED=false
+        start_ferry
+        unset FERRY_STORAGE__ENABLED
+        sleep 0.5
+        run_one "$name" ferry-nostore tcp mqtt 0 fanin --clients 100 --qos 1 --persistent
+        stop "$FERRY_PID"
+        if [[ -n $NATS ]]; then
+            name="persistent-q1.tcp.nats.$rep"
+            log "$name (fan-in 100→1 QoS 1, persistent subscriber, $("$NATS" --version 2>&1 | head -1))"
+            start_nats
+            sleep 1
+            run_one "$name" nats tcp mqtt 0 fanin --clients 100 --qos 1 --persistent
+            stop "$NATS_PID"
+        else
+            log "nats-server is not installed: the NATS column of persistent-q1 is left out"
+        fi
+    done
+fi
+
 # Idle connections: a fresh broker per run, as the issue asks.
 for transport in $TRANSPORTS; do
     [[ conns =~ $ONLY ]] || break
@@ -484,6 +537,26 @@ if [[ " $TRANSPORTS " == *" ws "* && conns =~ $ONLY ]]; then
     done
 fi
 
+# Restart (rows restart, restart-storm; Ferry only): a data directory filled through
+# Ferry's journal with BENCH_RESTART_RETAINED retained messages and BENCH_RESTART_SESSIONS
+# persistent sessions holding 10 queued QoS 1 messages each (then a snapshot, as a broker
+# that ran a while leaves it); the time from starting the broker until one stored session
+# is served its messages, the replay time it logged and the bytes on disk; then SIGKILL,
+# restart, and BENCH_RESTART_STORM sessions reconnecting at once from 127.0.0.1, timed
+# until every one is back with its messages (limits.connection_rate paces them).
+if [[ restart =~ $ONLY ]]; then
+    log "restart (${BENCH_RESTART_RETAINED:-1000000} retained, ${BENCH_RESTART_SESSIONS:-100000} sessions × 10 queued; storm of ${BENCH_RESTART_STORM:-10000})"
+    if "$WORK/ferry-restart-bench" --ferry "$FERRY" --work "$WORK/restart" \
+        --retained "${BENCH_RESTART_RETAINED:-1000000}" --sessions "${BENCH_RESTART_SESSIONS:-100000}" --queued 10 \
+        --reconnect "${BENCH_RESTART_STORM:-10000}" >"$OUT/restart.txt" 2>"$OUT/restart.log"; then
+        sed -i '1i Restart (Ferry; broker and clients on both CPUs, not pinned):' "$OUT/restart.txt"
+        cat "$OUT/restart.txt"
+    else
+        log "FAILED restart: $(tail -2 "$OUT/restart.log" | tr '\n' ' ')"
+    fi
+    rm -rf "$WORK/restart"
+fi
+
 # What operating Ferry costs it: the dashboard's CPU, the clients API with
 # BENCH_CONNS connections (bench/admin.sh; Ferry only).
 if [[ admin =~ $ONLY ]]; then
@@ -496,6 +569,10 @@ fi
     echo "ferry-bench results $STAMP on $(hostname): $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
         "brokers on CPU $BROKER_CPU, load on CPU $LOAD_CPU; mosquitto $MOSQUITTO_VERSION; $DURATION s per run, median of $REPS"
     python3 "$ROOT/bench/report.py" "$OUT"
+    if [[ -f "$OUT/restart.txt" ]]; then
+        echo
+        cat "$OUT/restart.txt"
+    fi
     if [[ -f "$OUT/admin.txt" ]]; then
         echo
         cat "$OUT/admin.txt"

@@ -51,6 +51,12 @@ pub(crate) struct Args {
     #[arg(long)]
     pub retain: bool,
 
+    /// MQTT subscribers keep persistent sessions (clean session 0; MQTT 5: session
+    /// expiry one hour): with storage on, every QoS 1/2 delivery to them is journaled
+    /// and the publisher's ack waits for the disk.
+    #[arg(long)]
+    pub persistent: bool,
+
     /// STOMP publishers ask for a RECEIPT per SEND (their in-flight window counts
     /// unreceipted SENDs). Default: on unless `--ack auto`.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]

@@ -52,6 +52,8 @@ pub(crate) struct SessionSpec {
     pub receipts: bool,
     /// MQTT: publish with the retain flag.
     pub retain: bool,
+    /// MQTT: subscribers keep persistent sessions.
+    pub persistent: bool,
 }
 
 impl SessionSpec {

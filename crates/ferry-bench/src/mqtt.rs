@@ -22,7 +22,7 @@ pub(crate) fn version(v: MqttVersion) -> Version {
     }
 }
 
-/// Sends CONNECT (clean session, no keep-alive, so idle connections stay silent),
+/// Sends CONNECT (clean session unless `spec.persistent` for a subscriber, no keep-alive, so idle connections stay silent),
 /// waits for CONNACK, then subscribes to `subscribe_to` if given. Bytes read past the
 /// last answer stay in `buf`.
 pub(crate) async fn open(
@@ -39,6 +39,12 @@ pub(crate) async fn open(
     let mut scratch = BytesMut::new();
     let mut connect = Connect::new(version, client_id);
     connect.keep_alive = 0;
+    if spec.persistent && subscribe_to.is_some() {
+        connect.clean_start = false;
+        if version == Version::V5 {
+            connect.properties.push(ferry_mqtt::codec::Property::SessionExpiryInterval(3600));
+        }
+    }
     let mut out = BytesMut::new();
     push(&Packet::Connect(connect), version, framing, &mut scratch, &mut out)?;
     write_now(conn, &out).await?;

@@ -8,7 +8,9 @@ use crate::error::{Lsn, Result};
 use crate::io::{StdIo, StorageIo};
 use crate::recovery;
 use crate::segment::{self, Ending, FileHeader, SEGMENT_MAGIC};
-use crate::snapshot;
+use crate::session_records::{self, SessionRecord};
+use crate::sessions::{SessionCounts, StoredSessions};
+use crate::{records, snapshot};
 
 /// One segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,10 @@ pub struct Inspection {
     pub temp_files: Vec<PathBuf>,
     /// Why the directory would not open (what `open` would say), if it would not.
     pub problem: Option<String>,
+    /// Retained messages the broker would restore (expired ones included).
+    pub retained: usize,
+    /// What the persistent sessions hold (as the log says, before expiry at start).
+    pub sessions: SessionCounts,
 }
 
 /// Describes the store in `dir` without changing anything.
@@ -102,6 +108,8 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
         foreign_files: listing.foreign.clone(),
         temp_files: listing.temps.clone(),
         problem: None,
+        retained: 0,
+        sessions: SessionCounts::default(),
     };
     out.total_bytes = listing
         .segments
@@ -165,7 +173,29 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
             }
         }
     }
-    match recovery::scan(&io, dir, &mut |_| Ok(())) {
+    // The state the records describe, replayed as the broker would (read-only).
+    let mut sessions = StoredSessions::default();
+    let mut retained = std::collections::HashSet::new();
+    let scanned = recovery::scan(&io, dir, &mut |r| {
+        if session_records::is_session_kind(r.kind) {
+            if let Ok(record) = SessionRecord::decode(r.kind, r.body) {
+                sessions.apply(&record);
+            }
+        } else if let Ok(d) = records::decode(r.kind, r.body) {
+            match d {
+                records::Decoded::RetainedSet(topic, _) => {
+                    retained.insert(topic);
+                }
+                records::Decoded::RetainedClear(topic) => {
+                    retained.remove(&topic);
+                }
+            }
+        }
+        Ok(())
+    });
+    out.sessions = sessions.counts();
+    out.retained = retained.len();
+    match scanned {
         Ok(scanned) => {
             out.next_lsn = Some(scanned.next_lsn);
             out.torn_tail_bytes = scanned.torn.map_or(0, |t| t.dirty_end - t.offset);

@@ -5,12 +5,23 @@ use std::path::Path;
 
 use anyhow::Context;
 use ferry_store::records::{RETAINED_CLEAR, RETAINED_SET};
+use ferry_store::session_records as session;
 
 /// The name of a record kind, for people.
 fn kind_name(kind: u8) -> String {
     match kind {
         RETAINED_SET => "retained message set".into(),
         RETAINED_CLEAR => "retained message cleared".into(),
+        session::BODY => "message body (stored once, held by sessions)".into(),
+        session::OPEN => "persistent session opened".into(),
+        session::DETACHED => "session offline".into(),
+        session::END => "session ended".into(),
+        session::SUBSCRIBED => "session subscribed".into(),
+        session::UNSUBSCRIBED => "session unsubscribed".into(),
+        session::ENQUEUED => "message queued for a session".into(),
+        session::OUTGOING => "message sent or released (QoS 2)".into(),
+        session::INCOMING => "incoming QoS 2 packet id".into(),
+        session::ACKED => "message acknowledged by a session".into(),
         other => format!("kind {other} (unknown to this Ferry)"),
     }
 }
@@ -28,6 +39,11 @@ pub(crate) fn inspect(dir: &Path) -> anyhow::Result<()> {
         println!("  store id          {id:032x}");
     }
     println!("  bytes on disk     {}", i.total_bytes);
+    println!("  retained          {} messages", i.retained);
+    println!(
+        "  sessions          {} persistent MQTT sessions, {} subscriptions, {} queued or in-flight messages ({} bodies)",
+        i.sessions.sessions, i.sessions.subscriptions, i.sessions.messages, i.sessions.bodies
+    );
     match &i.snapshot {
         Some(s) => {
             println!(

@@ -78,6 +78,7 @@ impl Env {
                 ack: args.ack,
                 receipts: args.stomp_receipts(),
                 retain: args.retain,
+                persistent: args.persistent,
             };
             let framing = match protocol {
                 Protocol::Mqtt => Framing::WsBinary,
