@@ -203,6 +203,11 @@ impl<A> HeldAcks<A> {
         self.queue.push_back((lsn, ack));
     }
 
+    /// The position the oldest held ack waits for (what to be woken for next).
+    pub fn front_lsn(&self) -> Option<Lsn> {
+        self.queue.front().map(|(lsn, _)| *lsn)
+    }
+
     /// Takes the acks that may go now that `durable` is durable, oldest first.
     pub fn release(&mut self, durable: Lsn, mut f: impl FnMut(A)) {
         while self.queue.front().is_some_and(|(lsn, _)| *lsn <= durable) {

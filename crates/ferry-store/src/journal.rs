@@ -85,12 +85,14 @@ impl BrokerJournal {
         let started = Instant::now();
         let mut expired = 0;
         let mut sessions = StoredSessions::default();
+        // One reading of the clocks for the whole replay (expiry is converted against it).
+        let (now, wall_now) = (Instant::now(), SystemTime::now());
         let (store, recovery) = Store::open_with(config, io, |record| {
             if session_records::is_session_kind(record.kind) {
-                sessions.apply(&SessionRecord::decode(record.kind, record.body)?);
+                sessions.apply(&SessionRecord::decode_at(record.kind, record.body, now, wall_now)?);
                 return Ok(());
             }
-            match records::decode(record.kind, record.body)? {
+            match records::decode_at(record.kind, record.body, now, wall_now)? {
                 Decoded::RetainedSet(topic, Some(message)) => {
                     retained.set(topic, Arc::new(*message));
                 }
@@ -149,7 +151,7 @@ impl BrokerJournal {
         let record = SessionRecord::Body { id: 0, message: None };
         let mut body = Vec::with_capacity(48 + message.topic.as_str().len() + message.payload.len());
         record.encode(&mut body);
-        records::encode_message_at(message, Instant::now(), SystemTime::now(), &mut body);
+        records::encode_message(message, &mut body);
         let mut sessions = self.sessions.lock();
         let id = sessions.new_body();
         // The id sits right after the format byte.

@@ -97,9 +97,22 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Appends the body of a [`RETAINED_SET`] record for `message` to `out`.
 pub fn encode_retained_set(message: &Message, out: &mut Vec<u8>) {
-    encode_retained_set_at(message, Instant::now(), SystemTime::now(), out);
+    out.push(FORMAT);
+    encode_message(message, out);
 }
 
+/// [`encode_message_at`] reading the clocks only for a message that expires (a clock
+/// read costs more than encoding a small message).
+pub(crate) fn encode_message(message: &Message, out: &mut Vec<u8>) {
+    static NO_CLOCK: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let (now, wall_now) = match message.expiry {
+        Some(_) => (Instant::now(), SystemTime::now()),
+        None => (*NO_CLOCK.get_or_init(Instant::now), UNIX_EPOCH),
+    };
+    encode_message_at(message, now, wall_now, out);
+}
+
+#[cfg(test)]
 fn encode_retained_set_at(message: &Message, now: Instant, wall_now: SystemTime, out: &mut Vec<u8>) {
     out.push(FORMAT);
     encode_message_at(message, now, wall_now, out);
@@ -159,7 +172,7 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Decoded, RecordError> {
     decode_at(kind, body, Instant::now(), SystemTime::now())
 }
 
-fn decode_at(kind: u8, body: &[u8], now: Instant, wall_now: SystemTime) -> Result<Decoded, RecordError> {
+pub(crate) fn decode_at(kind: u8, body: &[u8], now: Instant, wall_now: SystemTime) -> Result<Decoded, RecordError> {
     let mut r = Reader::new(body);
     let format = r.u8()?;
     if format > FORMAT {

@@ -184,7 +184,19 @@ impl SessionRecord {
 
     /// Appends the record's body to `out` (a message's expiry as wall-clock time).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        self.encode_at(Instant::now(), SystemTime::now(), out);
+        match self {
+            // Only a message's expiry needs the clocks.
+            Self::Body { id, message: Some(m) } => {
+                out.push(FORMAT);
+                out.extend_from_slice(&id.to_le_bytes());
+                crate::records::encode_message(m, out);
+            }
+            // No other record holds a time that needs converting.
+            _ => {
+                static NO_CLOCK: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+                self.encode_at(*NO_CLOCK.get_or_init(Instant::now), std::time::UNIX_EPOCH, out)
+            }
+        }
     }
 
     pub(crate) fn encode_at(&self, now: Instant, wall_now: SystemTime, out: &mut Vec<u8>) {

@@ -157,7 +157,11 @@ impl MqttConnection {
             None => c.held.get_or_insert_default().hold(0, ack),
             Some((journal, lsn)) => {
                 self.broker.stats.acks_held.fetch_add(1, Ordering::Relaxed);
-                journal.when_durable(lsn, self.info.wakeup.clone());
+                // One wake-up at a time: for the oldest held ack; `release_acks` asks
+                // for the next one's (later acks' positions are never lower).
+                if nothing_held {
+                    journal.when_durable(lsn, self.info.wakeup.clone());
+                }
                 c.held.get_or_insert_default().hold(lsn, ack);
             }
         }
@@ -176,11 +180,13 @@ impl MqttConnection {
         let durable = journal.durable_lsn();
         let version = c.version;
         let mut connack_sent = false;
+        let before = held.len();
         held.release(durable, |ack| {
             connack_sent |= matches!(ack, Packet::ConnAck(_));
             w.packet(&ack, version)
         });
         let drained = held.is_empty();
+        let released_any = held.len() != before;
         if connack_sent {
             // What the session had to send waited behind its CONNACK.
             c.awaiting_connack = false;
@@ -190,7 +196,16 @@ impl MqttConnection {
         if drained {
             return;
         }
-        let Err(e) = journal.health() else { return };
+        let Err(e) = journal.health() else {
+            // Still waiting: be woken when the oldest held ack's records are durable.
+            // (The wake-up asked for earlier has not come yet when nothing went.)
+            if let (Phase::Connected(c), true) = (&self.phase, released_any) {
+                if let Some(lsn) = c.held.as_ref().and_then(|h| h.front_lsn()) {
+                    journal.when_durable(lsn.max(durable + 1), self.info.wakeup.clone());
+                }
+            }
+            return;
+        };
         let Phase::Connected(c) = &mut self.phase else { return };
         let Some(held) = c.held.as_mut() else { return };
         let refused: Vec<(Lsn, Packet)> = held.drain().collect();
