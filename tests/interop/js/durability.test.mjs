@@ -42,3 +42,35 @@ test('a retained message acknowledged to MQTT.js is back after kill -9 and a res
   await reader.endAsync();
   await second.stop();
 });
+
+test('an MQTT.js dashboard with a persistent session gets what was queued for it across kill -9', async () => {
+  const data = join(tempDir(), 'data');
+  const first = await startBroker('', { FERRY_STORAGE__DIR: data });
+  const session = { clientId: 'dashboard-1', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } };
+  const dash = await connect(first, session);
+  await dash.subscribeAsync('plant/+/temp', { qos: 1 });
+  await dash.endAsync();
+  // While the dashboard is away, a device publishes; every PUBACK means it is on disk.
+  const device = await connect(first, { protocolVersion: 4 });
+  for (let i = 0; i < 20; i++) {
+    await new Promise((resolve, reject) =>
+      device.publish(`plant/${i % 2}/temp`, String(i), { qos: 1 }, (e) => (e ? reject(e) : resolve())));
+  }
+  device.end(true);
+  await first.kill9();
+
+  const second = await startBroker('', { FERRY_STORAGE__DIR: data });
+  const got = [];
+  const back = await new Promise((resolve, reject) => {
+    const client = mqtt.connect(`ws://${second.addrs.ws}/mqtt`, { reconnectPeriod: 0, connectTimeout: 5000, ...session });
+    client.on('message', (topic, payload) => got.push(payload.toString()));
+    client.once('connect', (connack) => resolve({ client, connack }));
+    client.once('error', reject);
+  });
+  assert.equal(back.connack.sessionPresent, true, 'the session survived the kill');
+  const deadline = Date.now() + 5000;
+  while (got.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(got, Array.from({ length: 20 }, (_, i) => String(i)), 'every queued message, in order');
+  await back.client.endAsync();
+  await second.stop();
+});
