@@ -659,6 +659,11 @@ async fn kill_9_loses_no_receipted_queue_message_and_unacknowledged_ones_come_ba
         again.iter().all(|f| f.header("redelivered") == Some("true")),
         "sent before: redelivered"
     );
+    // The operator sees the queues (read-only, beside the running broker).
+    let (status, out, err) = ferry_command(&["storage", "inspect", data.to_str().unwrap()], &[]);
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("STOMP queues      2 holding 11 messages"), "{out}");
+    assert!(out.contains("10  /queue/redo"), "{out}");
 }
 
 #[tokio::test]
