@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_testkit::prelude::*;
+use ferry_testkit::stomp::Stomp;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -473,4 +474,221 @@ async fn snapshots_keep_the_disk_bounded_and_restore_the_latest_values() {
             "{topic}: the last value is back"
         );
     }
+}
+
+// --- STOMP queues ---
+
+/// What a STOMP producer knows: the sequence numbers it sent and those receipted.
+#[derive(Default)]
+struct StompLedger {
+    sent: u64,
+    receipted: std::collections::BTreeSet<u64>,
+}
+
+/// SENDs `/queue/durable` messages (the body is the sequence number, each with a
+/// receipt), at most 64 unreceipted at a time, from `first_seq` on, until the broker
+/// goes away; records everything in `ledger`.
+async fn send_to_queue_until_killed(b: &Broker, first_seq: u64, ledger: Arc<Mutex<StompLedger>>) {
+    use ferry_stomp::codec::{Command, Decoded, Decoder, Limits, Version};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(stream) = tokio::net::TcpStream::connect(b.addr("stomp")).await else {
+        return;
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    if wr.write_all(b"CONNECT\naccept-version:1.2\nhost:ferry\n\n\0").await.is_err() {
+        return;
+    }
+    let window = Arc::new(tokio::sync::Semaphore::new(64));
+    let permits = window.clone();
+    let feeder_ledger = ledger.clone();
+    let feeder = tokio::spawn(async move {
+        for seq in first_seq.. {
+            let Ok(permit) = permits.acquire().await else { return };
+            permit.forget();
+            feeder_ledger.lock().unwrap().sent = seq;
+            let frame = format!("SEND\ndestination:/queue/durable\nreceipt:{seq}\n\n{seq}\0");
+            if wr.write_all(frame.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut decoder = Decoder::with_version(Limits::default(), Version::V1_2);
+    let mut buf = bytes::BytesMut::new();
+    'read: loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(Decoded::Frame(f))) if f.command == Command::Receipt => {
+                    let seq: u64 = f.header("receipt-id").and_then(|r| r.parse().ok()).expect("our receipt ids");
+                    ledger.lock().unwrap().receipted.insert(seq);
+                    window.add_permits(1);
+                }
+                Ok(Some(Decoded::Frame(f))) => assert_eq!(f.command, Command::Connected, "{f:?}"),
+                Ok(Some(Decoded::HeartBeat)) => {}
+                Ok(None) => break,
+                Err(e) => panic!("the broker writes valid frames: {e}"),
+            }
+        }
+        buf.reserve(16 * 1024);
+        match rd.read_buf(&mut buf).await {
+            Ok(n) if n > 0 => {}
+            _ => break 'read,
+        }
+    }
+    feeder.abort();
+}
+
+/// The `"name":N` field of the broker's `storage: restored` log line.
+fn restored_count(b: &Broker, name: &str) -> u64 {
+    let line = b
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("storage: restored"))
+        .expect("a storage: restored line");
+    let needle = format!("\"{name}\":");
+    let at = line.find(&needle).unwrap_or_else(|| panic!("no {name} in {line}")) + needle.len();
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// A STOMP 1.2 client subscribed to `/queue/{queue}` with `ack:client-individual`.
+async fn queue_consumer(b: &Broker, queue: &str) -> Stomp {
+    let mut c = Stomp::tcp(b).await;
+    c.connect("1.2").await;
+    c.send(format!("SUBSCRIBE\nid:s\ndestination:/queue/{queue}\nack:client-individual\n\n\0"))
+        .await;
+    c
+}
+
+/// Every MESSAGE that arrives until the broker has been quiet for a second.
+async fn drain_messages(c: &mut Stomp) -> Vec<ferry_stomp::codec::Frame> {
+    let mut all = Vec::new();
+    loop {
+        let got = c.frames_within(Duration::from_secs(1)).await;
+        if got.is_empty() {
+            return all;
+        }
+        all.extend(got);
+    }
+}
+
+fn seq_of(f: &ferry_stomp::codec::Frame) -> u64 {
+    std::str::from_utf8(&f.body).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn kill_9_loses_no_receipted_queue_message_and_unacknowledged_ones_come_back_redelivered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ledger = Arc::new(Mutex::new(StompLedger::default()));
+    let mut next = 1u64;
+    const KILLS: usize = 8;
+    for cycle in 0..KILLS {
+        let mut b = broker_on(&data);
+        let receipted = ledger.lock().unwrap().receipted.len() as u64;
+        let held = restored_count(&b, "queue_messages");
+        assert!(
+            held >= receipted,
+            "cycle {cycle}: {held} messages restored, {receipted} were receipted"
+        );
+        assert!(held <= ledger.lock().unwrap().sent, "cycle {cycle}: more messages than were sent");
+        let jitter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()) % 300);
+        let producer = send_to_queue_until_killed(&b, next, ledger.clone());
+        tokio::select! {
+            _ = producer => panic!("the producer stopped before the kill"),
+            _ = tokio::time::sleep(Duration::from_millis(100 + jitter)) => {}
+        }
+        b.kill_9();
+        next = ledger.lock().unwrap().sent + 1;
+    }
+    let receipted = ledger.lock().unwrap().receipted.clone();
+    let sent = ledger.lock().unwrap().sent;
+    assert!(receipted.len() > 100, "only {} receipted", receipted.len());
+
+    // Every receipted message is there, in order, each once, never sent before; each
+    // is acknowledged as it comes (the window is at most 1000).
+    let mut b = broker_on(&data);
+    let mut c = queue_consumer(&b, "durable").await;
+    let mut seqs = Vec::new();
+    while let Ok(f) = tokio::time::timeout(Duration::from_secs(1), c.frame()).await {
+        assert!(f.header("redelivered").is_none(), "nothing was delivered before: {f:?}");
+        seqs.push(seq_of(&f));
+        c.send(format!("ACK\nid:{}\n\n\0", f.header("ack").unwrap())).await;
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, no duplicates");
+    assert!(seqs.last().is_none_or(|&s| s <= sent), "nothing invented");
+    let missing: Vec<u64> = receipted.iter().copied().filter(|s| seqs.binary_search(s).is_err()).collect();
+    assert!(
+        missing.is_empty(),
+        "{} receipted and lost, the first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    // Messages delivered and not acknowledged come back redelivered: 20 put, 10
+    // acknowledged. A receipted SEND after the ACKs puts the lazy records before it on
+    // disk too.
+    for i in 0..20 {
+        c.with_receipt("SEND\ndestination:/queue/redo", &i.to_string(), &format!("p{i}"))
+            .await;
+    }
+    let mut r = queue_consumer(&b, "redo").await;
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.push(r.frame().await);
+    }
+    for f in &got[..10] {
+        r.send(format!("ACK\nid:{}\n\n\0", f.header("ack").unwrap())).await;
+    }
+    r.with_receipt("SEND\ndestination:/queue/fence", "f", "fence").await;
+    b.kill_9();
+
+    let b = broker_on(&data);
+    assert_eq!(restored_count(&b, "queue_messages"), 11, "10 unacknowledged and the fence");
+    let mut c = queue_consumer(&b, "durable").await;
+    c.quiet().await;
+    let mut r = queue_consumer(&b, "redo").await;
+    let again = drain_messages(&mut r).await;
+    let back: Vec<u64> = again.iter().map(seq_of).collect();
+    assert_eq!(back, (10..20).collect::<Vec<u64>>(), "the unacknowledged ones, in order");
+    assert!(
+        again.iter().all(|f| f.header("redelivered") == Some("true")),
+        "sent before: redelivered"
+    );
+    // The operator sees the queues (read-only, beside the running broker).
+    let (status, out, err) = ferry_command(&["storage", "inspect", data.to_str().unwrap()], &[]);
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("STOMP queues      2 holding 11 messages"), "{out}");
+    assert!(out.contains("10  /queue/redo"), "{out}");
+}
+
+#[tokio::test]
+async fn a_full_store_answers_a_queue_send_with_an_error_instead_of_a_receipt() {
+    use ferry_stomp::codec::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let b = small_store_broker(&data);
+    let mut c = Stomp::tcp(&b).await;
+    c.connect("1.2").await;
+    let big = "x".repeat(8 * 1024);
+    let mut receipts = 0;
+    let error = loop {
+        c.send(format!("SEND\ndestination:/queue/fill\nreceipt:r{receipts}\n\n{big}\0"))
+            .await;
+        let f = c.frame().await;
+        match f.command {
+            Command::Receipt => receipts += 1,
+            _ => break f,
+        }
+        assert!(receipts < 64, "the store fills up");
+    };
+    assert_eq!(error.command, Command::Error, "{error:?}");
+    assert_eq!(error.header("message"), Some("storage unavailable"));
+    assert_eq!(error.header("receipt-id"), Some(format!("r{receipts}").as_str()));
+    assert!(receipts >= 1);
+    assert!(metric(b.addr("ws"), "ferry_stomp_queue_refused_storage_total").await.is_some());
 }

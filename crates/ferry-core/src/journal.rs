@@ -17,7 +17,8 @@
 //! it. The calls that return an [`Lsn`] are the ones an acknowledgement waits for
 //! (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK, CONNACK); the others record what a
 //! subscriber acknowledged or was sent, lazily: losing one costs a redelivery, which
-//! at-least-once allows.
+//! at-least-once allows. STOMP's `/queue/` messages are journaled too (`queue_put`,
+//! `queue_delivered`, `queue_removed`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -123,6 +124,43 @@ pub trait Journal: Send + Sync {
 
     /// Whether the journal still takes records.
     fn health(&self) -> Result<(), StorageUnavailable>;
+
+    // STOMP's durable queues (`/queue/NAME`; temporary queues are never journaled).
+    // An entry is named by its queue and an id unique within the queue.
+
+    /// `message` was put into `queue` as `entry`. The sender's RECEIPT waits for the
+    /// position.
+    fn queue_put(&self, queue: &str, entry: u64, message: &Arc<Message>) -> Result<Lsn, StorageUnavailable>;
+
+    /// `queue`'s `entry` was sent to a consumer that acknowledges: after a restart it
+    /// comes back `redelivered:true`. Lazy.
+    fn queue_delivered(&self, queue: &str, entry: u64);
+
+    /// `queue`'s `entry` is gone (acknowledged, or taken by an `ack:auto` consumer).
+    /// Lazy.
+    fn queue_removed(&self, queue: &str, entry: u64);
+}
+
+/// A STOMP queue as the journal restored it at start, for the STOMP adapter to put
+/// back before it serves anyone.
+#[derive(Debug, Clone)]
+pub struct RestoredQueue {
+    /// The queue's name (without `/queue/`).
+    pub name: String,
+    /// Its messages, in the order they were put.
+    pub entries: Vec<RestoredQueueEntry>,
+}
+
+/// One message of a restored queue.
+#[derive(Debug, Clone)]
+pub struct RestoredQueueEntry {
+    /// Its id in the queue.
+    pub id: u64,
+    /// The message.
+    pub message: Arc<Message>,
+    /// Whether it was sent before and not acknowledged: it goes out
+    /// `redelivered:true`.
+    pub redelivered: bool,
 }
 
 /// A persistent session as the journal restored it at start, for its adapter to take

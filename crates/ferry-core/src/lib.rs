@@ -46,7 +46,9 @@ pub use adapter::{
 };
 pub use coalesce::Coalescer;
 pub use compact_map::CompactMap;
-pub use journal::{HeldAcks, Journal, Lsn, Published, RestoredDelivery, RestoredSession, SessionKey, StorageUnavailable};
+pub use journal::{
+    HeldAcks, Journal, Lsn, Published, RestoredDelivery, RestoredQueue, RestoredQueueEntry, RestoredSession, SessionKey, StorageUnavailable,
+};
 pub use message::{next_subscriber_id, Expiry, Message, Properties, QoS, SubscriberId, SSE_JSON_SLOT};
 pub use monitor::{ClientDetails, ConnectionMonitor, ConnectionSummary, Connections, SubscriptionSummary};
 pub use outbox::{Delivery, Outbox, OutboxLimits, Pushed};

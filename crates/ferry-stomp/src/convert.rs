@@ -64,6 +64,19 @@ pub fn properties_in(content_type: Option<&str>, headers: Vec<(String, String)>)
     p
 }
 
+/// The core message a SEND to a queue puts into it: the body as its payload,
+/// `content-type` as its content type, the application's headers as its user
+/// properties (as they are, in order: a queue message reaches STOMP consumers only),
+/// at QoS 1, with `topic` (the destination, [`destination::queue_topic`]) as its topic.
+pub fn queue_message(topic: TopicName, body: Bytes, content_type: Option<String>, headers: Vec<(String, String)>) -> Message {
+    let properties = Properties {
+        content_type,
+        user_properties: headers,
+        ..Properties::default()
+    };
+    Message::new(topic, body, ferry_core::QoS::AtLeastOnce, false).with_properties(properties)
+}
+
 /// The broker-set part of a MESSAGE frame.
 #[derive(Debug, Clone)]
 pub struct MessageHead<'a> {

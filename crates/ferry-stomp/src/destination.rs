@@ -181,6 +181,19 @@ pub fn topic_name(key: &str) -> Result<TopicName, DestinationError> {
     })
 }
 
+/// The topic a queue's message carries: its destination as it was sent
+/// (`/queue/jobs`), or the prefix [`QUEUE`] alone when the destination cannot be a
+/// topic name (a queue name may hold `+` or `#`). A queue message is never routed by
+/// topic: this is for the journal and for people.
+pub fn queue_topic(destination: &str) -> Result<TopicName, DestinationError> {
+    TopicName::new(destination)
+        .or_else(|_| TopicName::new(QUEUE))
+        .map_err(|source| DestinationError::InvalidTopic {
+            destination: destination.to_owned(),
+            source,
+        })
+}
+
 /// The MQTT filter a routing key subscribes to (`sensors.*.temp` → `sensors/+/temp`).
 pub fn topic_filter(key: &str) -> Result<TopicFilter, DestinationError> {
     let destination = || format!("{TOPIC}{key}");

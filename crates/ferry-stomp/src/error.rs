@@ -170,6 +170,7 @@ impl ProtocolError {
             ProtocolError::UnknownTransaction { .. } => "unknown transaction",
             ProtocolError::TransactionTooLarge { .. } => "transaction too large",
             ProtocolError::SubscribeToReplyQueue { .. } => "invalid destination",
+            ProtocolError::Queue(QueueError::Storage(_)) => "storage unavailable",
             ProtocolError::Queue(_) => "queue refused the message",
             ProtocolError::ConnectTimeout(_) => "connect timeout",
             ProtocolError::HeartBeatTimeout(_) => "heart-beat timeout",

@@ -20,6 +20,16 @@
 //! one connection, are reached by others only through their reply token, and go away
 //! with the connection.
 //!
+//! Durability: with a [`Journal`] ([`Queues::with_journal`]), the named queues write
+//! what must survive a restart, under the queue's lock so that the log's order is the
+//! queue's: a message put ([`Journal::queue_put`]; [`Queue::push`] returns the position
+//! the sender's RECEIPT waits for, and refuses the message when the journal is
+//! poisoned), sent to a consumer that acknowledges ([`Journal::queue_delivered`]: after
+//! a restart it comes back `redelivered:true`) and gone ([`Journal::queue_removed`]:
+//! acknowledged, or taken by an `ack:auto` consumer). The last two are lazy: losing one
+//! in a crash costs a redelivery. At start [`Queues::restore`] puts back what the
+//! journal holds. Temporary queues are never written.
+//!
 //! Lock order: the registry's map → a queue's state (LOCKS.md). A queue's state is
 //! released before its consumers' [`Wakeup`]s are rung; the registry's map may still be
 //! held then (`Queues::send`, `subscribe`, `reply`), which is harmless: ringing takes no
@@ -29,32 +39,22 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use ferry_core::Wakeup;
+use ferry_core::{Journal, Lsn, Message, RestoredQueue, StorageUnavailable, Wakeup};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
 /// Identifies one consumer of a queue (unique per queue).
 pub type ConsumerId = u64;
 
-/// A message as a queue keeps it: the body and the headers that travel with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuedMessage {
-    /// The body, shared, never copied per consumer.
-    pub body: Bytes,
-    /// The `content-type` header, if any.
-    pub content_type: Option<String>,
-    /// The application's headers (custom ones and `reply-to`), in order.
-    pub headers: Vec<(String, String)>,
-}
-
 /// One message in a queue.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// Unique within its queue; what ACK and NACK name.
     pub id: u64,
-    /// The message.
-    pub message: Arc<QueuedMessage>,
+    /// The message: the body as its payload, `content-type` as its content type, the
+    /// application's headers (custom ones and `reply-to`) as its user properties, in
+    /// order (see [`crate::convert::queue_message`]).
+    pub message: Arc<Message>,
     /// Whether it was sent to a consumer before and came back (NACK, closed
     /// connection): the MESSAGE then carries `redelivered:true`.
     pub redelivered: bool,
@@ -86,6 +86,9 @@ pub enum QueueError {
         /// The limit in force.
         limit: usize,
     },
+    /// The queue is durable and the journal cannot take the message.
+    #[error(transparent)]
+    Storage(#[from] StorageUnavailable),
 }
 
 ferry_core::counters! {
@@ -95,6 +98,7 @@ ferry_core::counters! {
         redelivered: Counter("stomp_queue_redelivered", "STOMP queue messages redelivered"),
         refused_full: Counter("stomp_queue_refused_full", "SENDs refused because the queue was full"),
         refused_too_many: Counter("stomp_queue_refused_too_many", "SENDs refused because no more queues may be created"),
+        refused_storage: Counter("stomp_queue_refused_storage", "SENDs to a durable queue refused because storage was unavailable"),
         replies_dropped: Counter("stomp_replies_dropped", "Replies to a temporary queue whose owner had gone"),
     }
 }
@@ -161,22 +165,39 @@ fn ring(wakeups: Vec<Wakeup>) {
 }
 
 /// One queue: waiting messages and the consumers they are dispatched to.
-#[derive(Debug)]
 pub struct Queue {
     name: String,
     max_length: usize,
     state: Mutex<State>,
     stats: Arc<QueueStats>,
+    /// Where a durable queue writes its changes (`None`: a temporary queue, or no
+    /// storage).
+    journal: Option<Arc<dyn Journal>>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name)
+            .field("durable", &self.journal.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Queue {
-    fn new(name: String, max_length: usize, stats: Arc<QueueStats>) -> Self {
+    fn new(name: String, max_length: usize, stats: Arc<QueueStats>, journal: Option<Arc<dyn Journal>>) -> Self {
         Self {
             name,
             max_length,
             state: Mutex::new(State::default()),
             stats,
+            journal,
         }
+    }
+
+    /// Whether the queue's messages survive a restart.
+    pub fn is_durable(&self) -> bool {
+        self.journal.is_some()
     }
 
     /// The queue's name (without prefix).
@@ -184,9 +205,11 @@ impl Queue {
         &self.name
     }
 
-    /// Add a message at the back, or refuse it when the queue is full.
-    pub fn push(&self, message: Arc<QueuedMessage>) -> Result<(), QueueError> {
-        let wake = {
+    /// Add a message at the back, or refuse it when the queue is full or, for a durable
+    /// queue, when the journal cannot take it. Returns the journal position the
+    /// sender's acknowledgement waits for (`None`: not durable).
+    pub fn push(&self, message: Arc<Message>) -> Result<Option<Lsn>, QueueError> {
+        let (lsn, wake) = {
             let mut s = self.state.lock();
             if s.ready.len() >= self.max_length {
                 self.stats.refused_full.fetch_add(1, Ordering::Relaxed);
@@ -196,17 +219,24 @@ impl Queue {
                 });
             }
             let id = s.next_entry;
+            // Under the queue's lock: the log has the queue's order.
+            let lsn = match &self.journal {
+                Some(journal) => Some(journal.queue_put(&self.name, id, &message).inspect_err(|_| {
+                    self.stats.refused_storage.fetch_add(1, Ordering::Relaxed);
+                })?),
+                None => None,
+            };
             s.next_entry += 1;
             s.ready.push_back(Entry {
                 id,
                 message,
                 redelivered: false,
             });
-            s.dispatch()
+            (lsn, s.dispatch())
         };
         self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
         ring(wake);
-        Ok(())
+        Ok(lsn)
     }
 
     /// A new consumer holding at most `prefetch` unacknowledged messages (0: no
@@ -273,6 +303,15 @@ impl Queue {
             let Some(c) = s.consumer(id) else { return 0 };
             let n = c.assigned.len();
             let auto = c.acking == Acking::Auto;
+            if let Some(journal) = &self.journal {
+                for e in &c.assigned {
+                    if auto {
+                        journal.queue_removed(&self.name, e.id);
+                    } else {
+                        journal.queue_delivered(&self.name, e.id);
+                    }
+                }
+            }
             if auto {
                 into.extend(c.assigned.drain(..));
             } else {
@@ -293,7 +332,15 @@ impl Queue {
         let wake = {
             let mut s = self.state.lock();
             let Some(c) = s.consumer(id) else { return };
-            c.unacked.retain(|e| !ids.contains(&e.id));
+            let journal = self.journal.as_deref();
+            let name = self.name.as_str();
+            c.unacked.retain(|e| {
+                let acked = ids.contains(&e.id);
+                if let (true, Some(journal)) = (acked, journal) {
+                    journal.queue_removed(name, e.id);
+                }
+                !acked
+            });
             s.dispatch()
         };
         ring(wake);
@@ -351,6 +398,17 @@ pub struct Queues {
     max_length: usize,
     /// Counters of every queue.
     pub stats: Arc<QueueStats>,
+    journal: Option<JournalHandle>,
+}
+
+/// The journal the named queues write to.
+#[derive(Clone)]
+struct JournalHandle(Arc<dyn Journal>);
+
+impl std::fmt::Debug for JournalHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Journal")
+    }
 }
 
 impl Queues {
@@ -363,7 +421,45 @@ impl Queues {
             max_queues,
             max_length,
             stats: Arc::new(QueueStats::default()),
+            journal: None,
         }
+    }
+
+    /// Named queues made from now on write to `journal` (`None`: memory only); see
+    /// the module's documentation.
+    pub fn with_journal(mut self, journal: Option<Arc<dyn Journal>>) -> Self {
+        self.journal = journal.map(JournalHandle);
+        self
+    }
+
+    fn durable(&self) -> Option<Arc<dyn Journal>> {
+        self.journal.as_ref().map(|j| j.0.clone())
+    }
+
+    /// Puts back the queues the journal restored at start, before anyone connects:
+    /// each queue's entries in order, those delivered before marked redelivered, and
+    /// the next entry id past the restored ones. Neither `max_queues` nor
+    /// `max_queue_length` refuses what was acknowledged before. Returns the messages
+    /// restored.
+    pub fn restore(&self, queues: Vec<RestoredQueue>) -> usize {
+        let mut map = self.named.write();
+        let mut messages = 0;
+        for restored in queues {
+            let queue = map
+                .entry(restored.name.clone())
+                .or_insert_with(|| Arc::new(Queue::new(restored.name, self.max_length, self.stats.clone(), self.durable())));
+            let mut s = queue.state.lock();
+            for e in restored.entries {
+                s.next_entry = s.next_entry.max(e.id.saturating_add(1));
+                s.ready.push_back(Entry {
+                    id: e.id,
+                    message: e.message,
+                    redelivered: e.redelivered,
+                });
+                messages += 1;
+            }
+        }
+        messages
     }
 
     /// Run `f` on the named queue `name`, created if needed, with the registry locked
@@ -383,13 +479,14 @@ impl Queues {
             self.stats.refused_too_many.fetch_add(1, Ordering::Relaxed);
             return Err(QueueError::TooMany { limit: self.max_queues });
         }
-        let q = Arc::new(Queue::new(name.to_owned(), self.max_length, self.stats.clone()));
+        let q = Arc::new(Queue::new(name.to_owned(), self.max_length, self.stats.clone(), self.durable()));
         map.insert(name.to_owned(), q.clone());
         Ok(f(&q))
     }
 
-    /// Put `message` into the named queue `name`.
-    pub fn send(&self, name: &str, message: Arc<QueuedMessage>) -> Result<(), QueueError> {
+    /// Put `message` into the named queue `name`; the journal position the sender's
+    /// acknowledgement waits for when the queue is durable.
+    pub fn send(&self, name: &str, message: Arc<Message>) -> Result<Option<Lsn>, QueueError> {
         self.with_queue(name, |q| q.push(message))?
     }
 
@@ -415,16 +512,16 @@ impl Queues {
         self.temp
             .write()
             .entry(token.to_owned())
-            .or_insert_with(|| Arc::new(Queue::new(token.to_owned(), self.max_length, self.stats.clone())))
+            .or_insert_with(|| Arc::new(Queue::new(token.to_owned(), self.max_length, self.stats.clone(), None)))
             .clone()
     }
 
     /// Send a reply to the temporary queue of `token`; dropped (and counted) when its
     /// connection is gone, since nobody could ever receive it.
-    pub fn reply(&self, token: &str, message: Arc<QueuedMessage>) -> Result<bool, QueueError> {
+    pub fn reply(&self, token: &str, message: Arc<Message>) -> Result<bool, QueueError> {
         let map = self.temp.read();
         match map.get(token) {
-            Some(q) => q.push(message).map(|()| true),
+            Some(q) => q.push(message).map(|_| true),
             None => {
                 self.stats.replies_dropped.fetch_add(1, Ordering::Relaxed);
                 Ok(false)
@@ -453,18 +550,19 @@ impl Queues {
 mod tests {
     use super::*;
 
-    fn msg(n: u8) -> Arc<QueuedMessage> {
-        Arc::new(QueuedMessage {
-            body: Bytes::from(vec![n]),
-            content_type: None,
-            headers: Vec::new(),
-        })
+    fn msg(n: u8) -> Arc<Message> {
+        Arc::new(crate::convert::queue_message(
+            ferry_core::TopicName::new("/queue/test").unwrap(),
+            vec![n].into(),
+            None,
+            Vec::new(),
+        ))
     }
 
     fn take(q: &Queue, c: ConsumerId) -> Vec<(u8, bool)> {
         let mut v = Vec::new();
         q.take(c, &mut v);
-        v.iter().map(|e| (e.message.body[0], e.redelivered)).collect()
+        v.iter().map(|e| (e.message.payload[0], e.redelivered)).collect()
     }
 
     fn ids(q: &Queue, c: ConsumerId) -> Vec<u64> {

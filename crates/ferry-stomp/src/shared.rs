@@ -20,6 +20,7 @@ ferry_core::counters! {
         sends: Counter("stomp_sends", "STOMP SEND frames applied"),
         messages_out: Counter("stomp_messages_sent", "STOMP MESSAGE frames sent"),
         redelivered: Counter("stomp_redelivered", "STOMP topic messages redelivered after a NACK"),
+        receipts_held: Counter("stomp_receipts_held", "STOMP RECEIPTs held until the journal had what they acknowledge on disk"),
     }
 }
 
@@ -27,7 +28,9 @@ ferry_core::counters! {
 pub struct StompShared {
     /// The broker-wide router (shared with the other protocols).
     pub router: Arc<Router>,
-    /// `/queue/` destinations and the connections' temporary queues.
+    /// `/queue/` destinations and the connections' temporary queues (the named ones
+    /// durable when the router has a journal; restore them with [`Queues::restore`]
+    /// before serving).
     pub queues: Queues,
     /// The adapter's settings.
     pub config: StompConfig,
@@ -41,9 +44,10 @@ impl StompShared {
     /// Shared state built from the broker-wide `parts`: routing through their router,
     /// asking their gatekeeper who may connect and what they may do.
     pub fn new(parts: CoreParts, config: StompConfig) -> Self {
+        let queues = Queues::new(config.max_queues, config.max_queue_length).with_journal(parts.router.journal().cloned());
         Self {
             router: parts.router,
-            queues: Queues::new(config.max_queues, config.max_queue_length),
+            queues,
             config,
             gate: parts.gate,
             stats: StompStats::default(),

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ferry_core::{
-    Delivery, Journal, Lsn, MemoryRetained, Message, RestoredSession, RetainedStore, Router, SessionKey, StorageUnavailable,
+    Delivery, Journal, Lsn, MemoryRetained, Message, RestoredQueue, RestoredSession, RetainedStore, Router, SessionKey, StorageUnavailable,
     SubscribeOptions, Subscription, TopicName, Wakeup,
 };
 use parking_lot::Mutex;
 use tracing::info;
 
+use crate::queue_records::{self, QUEUE_DELIVERED, QUEUE_PUT, QUEUE_REMOVED};
+use crate::queues::StoredQueues;
 use crate::records::{self, Decoded, RETAINED_CLEAR, RETAINED_SET};
 use crate::session_records::{self, Outgoing, SessionRecord};
 use crate::sessions::{Dropped, SessionCounts, StoredSessions};
@@ -33,6 +35,13 @@ pub struct Restored {
     /// Sessions and queued messages left out because they expired while the broker was
     /// down.
     pub sessions_dropped: Dropped,
+    /// STOMP's durable queues, for the STOMP adapter to put back
+    /// (`Queues::restore`).
+    pub queues: Vec<RestoredQueue>,
+    /// The messages those queues hold.
+    pub queue_messages: usize,
+    /// Queue messages left out because they expired while the broker was down.
+    pub queue_messages_expired: u64,
     /// How long opening and replaying took.
     pub took: Duration,
 }
@@ -43,6 +52,10 @@ pub struct BrokerJournal {
     /// The sessions' durable state. Every session record is appended to the store and
     /// applied here under this lock, so this is the log's state at its last position.
     sessions: Mutex<StoredSessions>,
+    /// STOMP's durable queues, kept as the sessions are: every queue record is
+    /// appended and applied here under this lock. Lock order: retained order →
+    /// sessions → queues (only [`BrokerJournal::snapshot`] takes more than one).
+    queues: Mutex<StoredQueues>,
 }
 
 impl std::fmt::Debug for BrokerJournal {
@@ -87,7 +100,13 @@ impl BrokerJournal {
         let mut sessions = StoredSessions::default();
         // One reading of the clocks for the whole replay (expiry is converted against it).
         let (now, wall_now) = (Instant::now(), SystemTime::now());
+        let mut queues = StoredQueues::default();
+        let mut queue_messages_expired = 0;
         let (store, recovery) = Store::open_with(config, io, |record| {
+            if queue_records::is_queue_kind(record.kind) {
+                queue_messages_expired += u64::from(queues.apply(queue_records::decode_at(record.kind, record.body, now, wall_now)?));
+                return Ok(());
+            }
             if session_records::is_session_kind(record.kind) {
                 sessions.apply(&SessionRecord::decode_at(record.kind, record.body, now, wall_now)?);
                 return Ok(());
@@ -108,9 +127,12 @@ impl BrokerJournal {
             Ok(())
         })?;
         let (restored_sessions, detach, sessions_dropped) = sessions.restore(Instant::now(), SystemTime::now());
+        let restored_queues = queues.restored();
+        let queue_messages = queues.messages();
         let journal = Self {
             store,
             sessions: Mutex::new(sessions),
+            queues: Mutex::new(queues),
         };
         // Sessions that were online when the broker stopped are offline from now.
         for record in detach {
@@ -125,6 +147,9 @@ impl BrokerJournal {
             session_counts: journal.sessions.lock().counts(),
             sessions: restored_sessions,
             sessions_dropped,
+            queues: restored_queues,
+            queue_messages,
+            queue_messages_expired,
             took: started.elapsed(),
         };
         Ok((journal, restored))
@@ -164,6 +189,28 @@ impl BrokerJournal {
         Ok(id)
     }
 
+    /// Appends a queue record (kind `kind`, body written by `encode`) and applies it to
+    /// the queues' state with `apply`, in one order.
+    fn log_queue(
+        &self,
+        kind: u8,
+        encode: impl FnOnce(&mut Vec<u8>),
+        apply: impl FnOnce(&mut StoredQueues),
+    ) -> Result<Lsn, StorageUnavailable> {
+        let mut body = Vec::with_capacity(64);
+        encode(&mut body);
+        let mut queues = self.queues.lock();
+        let lsn = self.store.append(kind, &body).map_err(unavailable)?;
+        apply(&mut queues);
+        Ok(lsn)
+    }
+
+    /// STOMP's durable queues now: how many hold messages, and how many messages.
+    pub fn queue_counts(&self) -> (usize, usize) {
+        let q = self.queues.lock();
+        (q.queues(), q.messages())
+    }
+
     /// What the persistent sessions hold now.
     pub fn session_counts(&self) -> SessionCounts {
         self.sessions.lock().counts()
@@ -189,9 +236,10 @@ impl BrokerJournal {
     pub fn snapshot(&self, router: &Router) -> crate::Result<SnapshotInfo> {
         // Both locks at once (retained order → sessions): no record is appended while the
         // position is read, so the snapshot covers exactly the records up to it.
-        let ((lsn, session_records), all) = router.retained_snapshot(|| {
+        let ((lsn, session_records, queues), all) = router.retained_snapshot(|| {
             let sessions = self.sessions.lock();
-            (self.store.last_lsn(), sessions.snapshot_records())
+            let queues = self.queues.lock();
+            (self.store.last_lsn(), sessions.snapshot_records(), queues.copy())
         });
         let now = Instant::now();
         let mut w = self.store.begin_snapshot(lsn)?;
@@ -206,11 +254,13 @@ impl BrokerJournal {
             r.encode(&mut body);
             w.push(r.kind(), &body)?;
         }
+        queues.write(|kind, body| w.push(kind, body))?;
         let info = w.finish()?;
         info!(
             lsn,
             retained = all.len(),
             session_records = session_records.len(),
+            queue_messages = queues.len(),
             "storage: snapshot written"
         );
         Ok(info)
@@ -348,6 +398,31 @@ impl Journal for BrokerJournal {
             full: is_full(&p.reason),
             reason: p.reason,
         })
+    }
+
+    fn queue_put(&self, queue: &str, entry: u64, message: &Arc<Message>) -> Result<Lsn, StorageUnavailable> {
+        self.log_queue(
+            QUEUE_PUT,
+            |body| queue_records::encode_put(queue, entry, false, message, body),
+            |q| q.put(queue, entry, message.clone(), false),
+        )
+    }
+
+    fn queue_delivered(&self, queue: &str, entry: u64) {
+        // Lazy: an error means the store is poisoned, which the next put reports.
+        let _ = self.log_queue(
+            QUEUE_DELIVERED,
+            |body| queue_records::encode_delivered(queue, entry, body),
+            |q| q.delivered(queue, entry),
+        );
+    }
+
+    fn queue_removed(&self, queue: &str, entry: u64) {
+        let _ = self.log_queue(
+            QUEUE_REMOVED,
+            |body| queue_records::encode_removed(queue, entry, body),
+            |q| q.removed(queue, entry),
+        );
     }
 }
 

@@ -35,7 +35,7 @@
 //! Modules: `frame` (record framing), `segment` (file headers, segment files), `writer`
 //! (the writer thread), `durable` (waiters), `snapshot`, `recovery`, `repair`, `inspect`,
 //! `io` (the file-system seam, with a fault-injecting wrapper for tests), `lock`,
-//! `config`, `error`; `records` and `journal` (the broker's records over the log). Lock order: queue → (nothing); segments → (nothing); waiters →
+//! `config`, `error`; `records`, `session_records`, `queue_records` (STOMP queues, kinds 20–29) and `journal` (the broker's records over the log; `sessions` and `queues` hold their durable state). Lock order: queue → (nothing); segments → (nothing); waiters →
 //! (nothing); no lock is held during I/O or while a callback runs.
 
 mod config;
@@ -46,6 +46,8 @@ mod inspect;
 pub mod io;
 mod journal;
 mod lock;
+pub mod queue_records;
+mod queues;
 pub mod records;
 mod recovery;
 mod repair;

@@ -158,11 +158,12 @@ struct Wired {
 }
 
 /// Opens the journal in `storage.dir` and restores what it holds into `retained`;
-/// returns it with the persistent sessions it holds, for the MQTT adapter.
+/// returns it with the persistent sessions it holds, for the MQTT adapter, and the
+/// STOMP queues, for the STOMP adapter.
 fn open_storage(
     settings: &Settings,
     retained: &MemoryRetained<Arc<ferry_core::Message>>,
-) -> anyhow::Result<(Arc<BrokerJournal>, Vec<ferry_core::RestoredSession>)> {
+) -> anyhow::Result<(Arc<BrokerJournal>, Vec<ferry_core::RestoredSession>, Vec<ferry_core::RestoredQueue>)> {
     let dir = &settings.storage.dir;
     let (journal, restored) = BrokerJournal::open(settings.storage.store_config(), retained).with_context(|| {
         format!(
@@ -185,12 +186,15 @@ fn open_storage(
         session_messages = restored.session_counts.messages,
         sessions_expired = restored.sessions_dropped.sessions,
         messages_expired = restored.sessions_dropped.messages,
+        queues = restored.queues.len(),
+        queue_messages = restored.queue_messages,
+        queue_messages_expired = restored.queue_messages_expired,
         snapshot_records = restored.recovery.snapshot_records,
         log_records = restored.recovery.log_records,
         took_ms = u64::try_from(restored.took.as_millis()).unwrap_or(u64::MAX),
         "storage: restored"
     );
-    Ok((Arc::new(journal), restored.sessions))
+    Ok((Arc::new(journal), restored.sessions, restored.queues))
 }
 
 /// The protocol adapters, sharing one router, the MQTT state that needs ticks, the
@@ -201,9 +205,9 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
         settings.limits.max_retained_bytes,
     ));
     let opened = settings.storage.enabled.then(|| open_storage(settings, &retained)).transpose()?;
-    let (journal, sessions) = match opened {
-        Some((journal, sessions)) => (Some(journal), sessions),
-        None => (None, Vec::new()),
+    let (journal, sessions, queues) = match opened {
+        Some((journal, sessions, queues)) => (Some(journal), sessions, queues),
+        None => (None, Vec::new(), Vec::new()),
     };
     let mut router = Router::new(retained);
     if let Some(journal) = &journal {
@@ -220,6 +224,10 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
         info!(sessions = count, messages, "storage: persistent MQTT sessions taken back");
     }
     let stomp_broker = stomp.broker();
+    if !queues.is_empty() {
+        let (count, messages) = (queues.len(), stomp_broker.queues.restore(queues));
+        info!(queues = count, messages, "storage: STOMP queues taken back");
+    }
     registry.register(mqtt);
     registry.register(stomp);
     let connections = Arc::new(Connections::new());

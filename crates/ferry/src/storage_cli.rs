@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use ferry_store::queue_records::{QUEUE_DELIVERED, QUEUE_PUT, QUEUE_REMOVED};
 use ferry_store::records::{RETAINED_CLEAR, RETAINED_SET};
 use ferry_store::session_records as session;
 
@@ -22,6 +23,9 @@ fn kind_name(kind: u8) -> String {
         session::OUTGOING => "message sent or released (QoS 2)".into(),
         session::INCOMING => "incoming QoS 2 packet id".into(),
         session::ACKED => "message acknowledged by a session".into(),
+        QUEUE_PUT => "STOMP queue message put".into(),
+        QUEUE_DELIVERED => "STOMP queue message delivered".into(),
+        QUEUE_REMOVED => "STOMP queue message removed".into(),
         other => format!("kind {other} (unknown to this Ferry)"),
     }
 }
@@ -80,6 +84,11 @@ pub(crate) fn inspect(dir: &Path) -> anyhow::Result<()> {
     }
     if let Some(next) = i.next_lsn {
         println!("  next LSN          {next}");
+    }
+    let messages: usize = i.stomp_queues.iter().map(|(_, n)| n).sum();
+    println!("  STOMP queues      {} holding {messages} messages", i.stomp_queues.len());
+    for (name, n) in &i.stomp_queues {
+        println!("    {n:>10}  /queue/{name}");
     }
     if i.torn_tail_bytes > 0 {
         println!(

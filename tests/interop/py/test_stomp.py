@@ -267,3 +267,40 @@ def test_stomp_send_reaches_mqtt_filters_with_user_properties(broker):
         assert ("x-site", "lab") in msg.properties.UserProperty
         m.loop_stop()
     close(s)
+
+
+def test_queue_messages_survive_a_restart_and_an_unacked_one_comes_back_redelivered(tmp_path):
+    data = tmp_path / "data"
+    first = Broker(data_dir=data)
+    try:
+        pub = connect(first)
+        for n in range(1, 4):
+            # The RECEIPT comes once the message is on disk.
+            receipt(pub, lambda r: pub.send("/queue/py.durable", f"job{n}", content_type="text/plain",
+                                            headers={"x-job": str(n), "receipt": r}))
+        sub = connect(first)
+        # One at a time: job3 is never sent to this consumer.
+        sub.subscribe("/queue/py.durable", id="s", ack="client-individual", headers={"prefetch-count": "1"})
+        m = sub.inbox.message()
+        assert m.body == "job1"
+        sub.ack(m.headers["ack"])
+        assert sub.inbox.message().body == "job2"  # delivered, never acknowledged
+        # A receipted SEND after the ACK: the ACK is on disk too.
+        receipt(sub, lambda r: sub.send("/queue/py.fence", "f", headers={"receipt": r}))
+        close(pub, sub)
+    finally:
+        first.stop()
+    second = Broker(data_dir=data)
+    try:
+        c = connect(second)
+        c.subscribe("/queue/py.durable", id="s", ack="client-individual")
+        got = [c.inbox.message(), c.inbox.message()]
+        assert [m.body for m in got] == ["job2", "job3"]
+        assert got[0].headers.get("redelivered") == "true"
+        assert "redelivered" not in got[1].headers
+        assert got[1].headers["content-type"] == "text/plain"
+        assert got[1].headers["x-job"] == "3"
+        c.inbox.quiet()
+        close(c)
+    finally:
+        second.stop()

@@ -174,6 +174,8 @@ impl StompConnection {
             temp: HashMap::new(),
             last_destination: None,
             message_id: String::new(),
+            written: 0,
+            held: Default::default(),
         }));
     }
 }

@@ -167,9 +167,9 @@ impl Connected {
                     needs_ack,
                     redelivered: entry.redelivered,
                 };
-                let app = m.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-                let headers = convert::message_headers(&head, version, m.content_type.as_deref(), app);
-                w.frame(&message(&headers, &m.body), version, out);
+                let app = m.properties.user_properties.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let headers = convert::message_headers(&head, version, m.properties.content_type.as_deref(), app);
+                w.frame(&message(&headers, &m.payload), version, out);
             }
         }
         ctx.broker.stats.messages_out.fetch_add(1, Ordering::Relaxed);

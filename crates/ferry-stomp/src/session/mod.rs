@@ -18,6 +18,13 @@
 //! away part of an allowed subscription, each topic message is checked before delivery
 //! and withheld if refused. A token that expires closes the connection (ERROR, "token
 //! expired"); SENDs beyond `limits.messages_per_second` close it too.
+//!
+//! Durability: a RECEIPT says that everything the connection's earlier frames made
+//! durable (a message put into a durable `/queue/`, directly or at COMMIT) is on disk.
+//! Until then it is held ([`HeldAcks`], in order, the connection's other work going on)
+//! and the journal rings the connection's doorbell when it may go; a DISCONNECT with a
+//! receipt closes only after its RECEIPT went. If the journal fails meanwhile, the held
+//! receipt is answered with an ERROR ("storage unavailable") instead, then close.
 
 mod ack;
 mod connect;
@@ -37,12 +44,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ferry_auth::{ClientPolicy, Identity};
-use ferry_core::{CloseRequest, CompactMap, Connection, ConnectionInfo, Input, Output, SubscriberId, TopicName};
+use ferry_core::{CloseRequest, CompactMap, Connection, ConnectionInfo, HeldAcks, Input, Lsn, Output, SubscriberId, TopicName};
 use foldhash::fast::RandomState;
 use tracing::{debug, info};
 
 use crate::codec::{Command, Decoded, Decoder, Frame, Version};
 use crate::error::ProtocolError;
+use crate::queue::QueueError;
 use crate::shared::StompShared;
 
 use connect::Authenticating;
@@ -91,6 +99,19 @@ struct Connected {
     last_destination: Option<(TopicName, String)>,
     /// Where each MESSAGE's `message-id` is written (reused, not allocated per message).
     message_id: String,
+    /// The last journal position this connection's frames made: a RECEIPT waits for it.
+    written: Lsn,
+    /// RECEIPTs waiting for the journal, oldest first.
+    held: HeldAcks<HeldReceipt>,
+}
+
+/// A RECEIPT waiting for the journal.
+#[derive(Debug)]
+enum HeldReceipt {
+    /// For any frame but DISCONNECT: its `receipt-id`.
+    Frame(String),
+    /// For DISCONNECT: the connection closes once it went.
+    Disconnect(String),
 }
 
 enum Phase {
@@ -113,8 +134,27 @@ pub struct StompConnection {
     /// Set once the session asked to close (ERROR, DISCONNECT, shutdown): nothing more
     /// is read or delivered.
     closing: bool,
+    /// A DISCONNECT's RECEIPT waits for the journal: the connection closes once it went.
+    disconnecting: bool,
     last_received: Instant,
     last_sent: Instant,
+}
+
+impl Connected {
+    /// See [`StompConnection::hold_receipt`].
+    fn hold_receipt(&mut self, broker: &StompShared, info: &ConnectionInfo, receipt: HeldReceipt) -> bool {
+        let Some(journal) = broker.router.journal() else { return false };
+        let waits = journal.durable_lsn() < self.written;
+        if !waits && self.held.is_empty() {
+            return false;
+        }
+        if waits {
+            broker.stats.receipts_held.fetch_add(1, Ordering::Relaxed);
+            journal.when_durable(self.written, info.wakeup.clone());
+        }
+        self.held.hold(self.written, receipt);
+        true
+    }
 }
 
 /// What the handlers of one frame share.
@@ -136,6 +176,7 @@ impl StompConnection {
             input: BytesMut::new(),
             phase: Phase::AwaitingConnect { deadline },
             closing: false,
+            disconnecting: false,
             last_received: now,
             last_sent: now,
         }
@@ -240,6 +281,13 @@ impl StompConnection {
                     Command::Abort => c.on_abort(&frame),
                     Command::Disconnect => {
                         if let Some(r) = &receipt {
+                            if c.hold_receipt(&self.broker, &self.info, HeldReceipt::Disconnect(r.clone())) {
+                                // Closed once the journal has what the RECEIPT promises.
+                                debug!(conn = self.info.id, "client disconnected: its RECEIPT waits for the journal");
+                                self.disconnecting = true;
+                                self.leave();
+                                return;
+                            }
                             w.frame(&Frame::new(Command::Receipt).with_header("receipt-id", r.as_str()), version, out);
                         }
                         debug!(conn = self.info.id, session = %c.name, "client disconnected");
@@ -254,12 +302,56 @@ impl StompConnection {
         match result {
             Ok(()) => {
                 if let (Some(r), false) = (receipt, connect) {
-                    let version = self.version();
-                    w.frame(&Frame::new(Command::Receipt).with_header("receipt-id", r), version, out);
+                    if !self.hold_receipt(HeldReceipt::Frame(r.clone())) {
+                        let version = self.version();
+                        w.frame(&Frame::new(Command::Receipt).with_header("receipt-id", r), version, out);
+                    }
                 }
             }
             Err(e) => self.fail(&e, receipt.as_deref(), w, out),
         }
+    }
+
+    /// Holds `receipt` when what it acknowledges is not on disk yet, or when an earlier
+    /// one is held (receipts keep their order); the journal rings the connection once
+    /// it may go. False: nothing to wait for, send it now.
+    fn hold_receipt(&mut self, receipt: HeldReceipt) -> bool {
+        let Phase::Connected(c) = &mut self.phase else { return false };
+        c.hold_receipt(&self.broker, &self.info, receipt)
+    }
+
+    /// Sends the held RECEIPTs whose records are durable now (closing after a
+    /// DISCONNECT's); if the journal failed, answers the first still waiting with an
+    /// ERROR instead and closes.
+    fn release_receipts(&mut self, w: &mut Writer, out: &mut Output) {
+        let version = self.version();
+        let Phase::Connected(c) = &mut self.phase else { return };
+        if c.held.is_empty() {
+            return;
+        }
+        let Some(journal) = self.broker.router.journal() else { return };
+        let durable = journal.durable_lsn();
+        let mut disconnect = false;
+        c.held.release(durable, |held| {
+            let (HeldReceipt::Frame(r) | HeldReceipt::Disconnect(r)) = &held;
+            w.frame(&Frame::new(Command::Receipt).with_header("receipt-id", r.as_str()), version, out);
+            disconnect |= matches!(held, HeldReceipt::Disconnect(_));
+        });
+        if disconnect {
+            self.disconnecting = false;
+            w.flush(out);
+            out.close(CloseRequest::normal("disconnect"));
+            return;
+        }
+        if c.held.is_empty() {
+            return;
+        }
+        let Err(e) = journal.health() else { return };
+        let first = c.held.drain().next().map(|(_, held)| match held {
+            HeldReceipt::Frame(r) | HeldReceipt::Disconnect(r) => r,
+        });
+        self.disconnecting = false;
+        self.fail(&ProtocolError::Queue(QueueError::Storage(e)), first.as_deref(), w, out);
     }
 
     /// Deliver what waits for this connection's subscriptions.
@@ -326,10 +418,17 @@ impl Connection for StompConnection {
     }
 
     fn on_wake(&mut self, now: Instant, out: &mut Output) {
+        if self.disconnecting {
+            let mut w = Writer::new(self.info.carrier);
+            self.release_receipts(&mut w, out);
+            self.finish_call(&mut w, now, out);
+            return;
+        }
         if self.closing {
             return;
         }
         let mut w = Writer::new(self.info.carrier);
+        self.release_receipts(&mut w, out);
         if matches!(self.phase, Phase::Authenticating(_)) {
             // The verdict may be in: answer, then read what waited for it.
             self.advance_auth(now, &mut w, out);

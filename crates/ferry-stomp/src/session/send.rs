@@ -3,6 +3,12 @@
 //! for, up to QoS 1), into a queue for `/queue/`, `/temp-queue/` and `/reply-queue/`.
 //! Inside a transaction the prepared message waits for COMMIT.
 //!
+//! A `/queue/` is durable when the broker has storage: the message is journaled when it
+//! is put into the queue (at COMMIT inside a transaction), and the connection's next
+//! RECEIPT waits until it is on disk (see `Connected::written`). When the journal
+//! cannot take it the SEND is refused with an ERROR, never acknowledged. Temporary and
+//! reply queues are not durable.
+//!
 //! Each SEND frame (in a transaction or not) takes a token from the connection's
 //! `limits.messages_per_second` bucket; none left: ERROR "message rate too high", close.
 //! A `/topic/` SEND is checked by the ACL as a publish to the mapped MQTT topic, a
@@ -17,7 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferry_auth::Action;
-use ferry_core::{Message, QoS, TopicName};
+use ferry_core::{Lsn, Message, QoS, TopicName};
 use tracing::debug;
 
 use super::transaction::TxOp;
@@ -26,12 +32,11 @@ use crate::codec::Frame;
 use crate::convert;
 use crate::destination::{self, Destination, REPLY_QUEUE, TEMP_QUEUE};
 use crate::error::ProtocolError;
-use crate::queue::QueuedMessage;
 
 /// Where a SEND goes.
 #[derive(Debug)]
 enum Target {
-    Topic(TopicName),
+    Topic,
     Queue(String),
     /// A temporary queue, by reply token (this connection's, or another's via
     /// `/reply-queue/`).
@@ -43,6 +48,9 @@ enum Target {
 #[derive(Debug)]
 pub(super) struct PreparedSend {
     target: Target,
+    /// The mapped topic of a `/topic/` SEND; the destination of a queue's (see
+    /// [`destination::queue_topic`]).
+    topic: TopicName,
     body: Bytes,
     content_type: Option<String>,
     headers: Vec<(String, String)>,
@@ -82,22 +90,22 @@ impl Connected {
             action: "send to",
             destination: destination.to_owned(),
         };
-        let target = match Destination::parse(destination)? {
+        let (target, topic) = match Destination::parse(destination)? {
             Destination::Topic(key) => {
                 let topic = destination::topic_name(&key)?;
                 if !self.policy.may_publish(topic.as_str()) {
                     return Err(forbidden());
                 }
-                Target::Topic(topic)
+                (Target::Topic, topic)
             }
             Destination::Queue(name) => {
                 if !self.policy.may_use_queue(Action::Publish, &name) {
                     return Err(forbidden());
                 }
-                Target::Queue(name)
+                (Target::Queue(name), destination::queue_topic(destination)?)
             }
-            Destination::TempQueue(name) => Target::Temp(self.temp_token(ctx, &name)?),
-            Destination::ReplyQueue(token) => Target::Reply(token),
+            Destination::TempQueue(name) => (Target::Temp(self.temp_token(ctx, &name)?), destination::queue_topic(destination)?),
+            Destination::ReplyQueue(token) => (Target::Reply(token), destination::queue_topic(destination)?),
         };
         let mut headers = convert::app_headers(&frame);
         if let Some((_, value)) = headers.iter_mut().find(|(k, _)| k == "reply-to") {
@@ -109,6 +117,7 @@ impl Connected {
         }
         Ok(PreparedSend {
             target,
+            topic,
             content_type: frame.header("content-type").map(str::to_owned),
             body: frame.body,
             headers,
@@ -120,19 +129,14 @@ impl Connected {
         ctx.broker.stats.sends.fetch_add(1, Ordering::Relaxed);
         let PreparedSend {
             target,
+            topic,
             body,
             content_type,
             headers,
         } = p;
-        let queued = |body, content_type, headers| {
-            Arc::new(QueuedMessage {
-                body,
-                content_type,
-                headers,
-            })
-        };
+        let queued = |topic, body, content_type, headers| Arc::new(convert::queue_message(topic, body, content_type, headers));
         match target {
-            Target::Topic(topic) => {
+            Target::Topic => {
                 let properties = convert::properties_in(content_type.as_deref(), headers);
                 let message = Message::new(topic, body, QoS::AtLeastOnce, false)
                     .with_properties(properties)
@@ -140,10 +144,19 @@ impl Connected {
                 ctx.broker.router.publish(Arc::new(message), ctx.now);
                 ferry_core::monitor::ConnectionCounters::bump(&ctx.info.monitor.counters.messages_in);
             }
-            Target::Queue(name) => ctx.broker.queues.send(&name, queued(body, content_type, headers))?,
-            Target::Temp(token) => ctx.broker.queues.temp_queue(&token).push(queued(body, content_type, headers))?,
+            Target::Queue(name) => {
+                if let Some(lsn) = ctx.broker.queues.send(&name, queued(topic, body, content_type, headers))? {
+                    self.wrote(lsn);
+                }
+            }
+            Target::Temp(token) => {
+                ctx.broker
+                    .queues
+                    .temp_queue(&token)
+                    .push(queued(topic, body, content_type, headers))?;
+            }
             Target::Reply(token) => {
-                if !ctx.broker.queues.reply(&token, queued(body, content_type, headers))? {
+                if !ctx.broker.queues.reply(&token, queued(topic, body, content_type, headers))? {
                     debug!(
                         conn = ctx.info.id,
                         token, "reply to a temporary queue whose connection is gone: dropped"
@@ -152,5 +165,11 @@ impl Connected {
             }
         }
         Ok(())
+    }
+
+    /// This connection's frames made the journal record at `lsn`: its next RECEIPT
+    /// waits for it.
+    fn wrote(&mut self, lsn: Lsn) {
+        self.written = self.written.max(lsn);
     }
 }

@@ -17,6 +17,7 @@ use crate::config::StompConfig;
 use crate::shared::StompShared;
 
 mod auth;
+mod durable;
 
 struct Client {
     session: StompConnection,
