@@ -141,7 +141,16 @@ impl Connected {
                 let message = Message::new(topic, body, QoS::AtLeastOnce, false)
                     .with_properties(properties)
                     .with_publisher(self.publisher);
-                ctx.broker.router.publish(Arc::new(message), ctx.now);
+                // A message queued for a persistent MQTT session (or a retained change)
+                // is journaled: the connection's next RECEIPT waits for it.
+                let published = ctx
+                    .broker
+                    .router
+                    .publish_durable(Arc::new(message), ctx.now)
+                    .map_err(|e| ProtocolError::Queue(crate::queue::QueueError::Storage(e)))?;
+                if let Some(lsn) = published.durable_at {
+                    self.wrote(lsn);
+                }
                 ferry_core::monitor::ConnectionCounters::bump(&ctx.info.monitor.counters.messages_in);
             }
             Target::Queue(name) => {
