@@ -43,6 +43,9 @@ struct Stored {
     /// Filter as sent → (read the MQTT 5 way, options).
     subscriptions: BTreeMap<String, (bool, SubscribeOptions)>,
     queue: VecDeque<Queued>,
+    /// Every message before this index in `queue` was sent (has a packet id): where a
+    /// SENT record's message is looked for first (sending goes in queue order).
+    sent_prefix: usize,
     incoming: BTreeSet<u16>,
 }
 
@@ -72,11 +75,14 @@ pub struct Dropped {
 /// The sessions' durable state.
 #[derive(Debug, Default)]
 pub(crate) struct StoredSessions {
-    sessions: HashMap<SessionKey, Stored>,
-    bodies: HashMap<u64, Body>,
+    sessions: HashMap<SessionKey, Stored, Fast>,
+    bodies: HashMap<u64, Body, Fast>,
     next_key: SessionKey,
     next_body: u64,
 }
+
+/// A fast hasher: the keys are the journal's own numbers, not a peer's input.
+type Fast = foldhash::fast::RandomState;
 
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
@@ -100,7 +106,7 @@ impl StoredSessions {
         id
     }
 
-    fn release(bodies: &mut HashMap<u64, Body>, id: u64) {
+    fn release(bodies: &mut HashMap<u64, Body, Fast>, id: u64) {
         if let Some(b) = bodies.get_mut(&id) {
             b.refs = b.refs.saturating_sub(1);
             if b.refs == 0 {
@@ -178,8 +184,12 @@ impl StoredSessions {
                 let Some(s) = self.sessions.get_mut(key) else { return };
                 match stage {
                     Outgoing::Sent { body } => {
-                        if let Some(q) = s.queue.iter_mut().find(|q| q.body == *body && q.pkid.is_none()) {
+                        let from = s.sent_prefix.min(s.queue.len());
+                        if let Some(q) = s.queue.range_mut(from..).find(|q| q.body == *body && q.pkid.is_none()) {
                             q.pkid = Some(*pkid);
+                        }
+                        while s.queue.get(s.sent_prefix).is_some_and(|q| q.pkid.is_some()) {
+                            s.sent_prefix += 1;
                         }
                     }
                     Outgoing::Released => {
@@ -202,6 +212,9 @@ impl StoredSessions {
                 let Some(s) = self.sessions.get_mut(key) else { return };
                 if let Some(i) = s.queue.iter().position(|q| q.body == *body) {
                     s.queue.remove(i);
+                    if i < s.sent_prefix {
+                        s.sent_prefix -= 1;
+                    }
                     Self::release(&mut self.bodies, *body);
                 }
             }
@@ -327,6 +340,7 @@ impl StoredSessions {
         for (key, s) in &mut self.sessions {
             let bodies = &mut self.bodies;
             let before = s.queue.len();
+            s.sent_prefix = 0;
             s.queue.retain(|q| {
                 let live = bodies
                     .get(&q.body)
