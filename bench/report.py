@@ -21,6 +21,7 @@ LABELS = {
     "pairs-q0": "pairs 100, QoS 0 (msg/s delivered)",
     "persistent-q1": "fan-in 100→1, QoS 1, persistent subscriber (msg/s delivered)",
     "latency": "latency at 10k deliveries/s, p50 / p99 (ms)",
+    "persistent-latency": "QoS 1 to a persistent session at 10k msg/s, storage on, publish → delivery p50 / p99 (ms)",
     "stomp-fanout": "STOMP fan-out 1→100, ack auto (msg/s)",
     "stomp-pairs": "STOMP pairs 100, ack auto (msg/s)",
     "slow-max": "slow consumer: 1→100 QoS 0 + 1 stalled, max rate (healthy rate B/A, broker RSS growth)",
@@ -128,7 +129,7 @@ def pct(v):
 
 def figures(row, results):
     """(main value for the ratio, text) of one broker's runs of one row."""
-    if row == "latency":
+    if row in ("latency", "persistent-latency"):
         p50 = median([(r.get("latency") or {}).get("p50") for r in results])
         p99 = median([(r.get("latency") or {}).get("p99") for r in results])
         text = "–" if p50 is None else f"{p50:.2f} / {p99:.2f}"

@@ -20,7 +20,7 @@
 #                    publishers paced at 150% of the single process's rate (default 0.90)
 #   BENCH_BROKER_CPU / BENCH_LOAD_CPU  cores for the brokers / the load processes
 #   BENCH_ROWS       regular expression: only the rows whose id matches (fanout-q0,
-#                    fanout-q1, fanin-q0, pairs-q0, retained-q1, persistent-q1, latency,
+#                    fanout-q1, fanin-q0, pairs-q0, retained-q1, persistent-q1 (with persistent-latency), latency,
 #                    stomp-fanout, stomp-pairs, slow, conns, deflate, restart, admin)
 #   BENCH_RESTART_RETAINED, BENCH_RESTART_SESSIONS, BENCH_RESTART_STORM
 #                    the restart row's sizes (1000000, 100000, 10000)
@@ -475,6 +475,13 @@ if [[ " $TRANSPORTS " == *" tcp "* && persistent-q1 =~ $ONLY ]]; then
             unset FERRY_STORAGE__ENABLED
             sleep 0.5
             run_one "$name" "$broker" tcp mqtt 0 "${PERSISTENT[@]}"
+            if [[ $storage == on ]]; then
+                # The same flow paced at 10k msg/s: publish → delivery latency with
+                # storage on (deliveries never wait for the disk; PUBACKs do).
+                name="persistent-latency.tcp.ferry.$rep"
+                log "$name (fan-in 100→1 QoS 1 at 10k msg/s, persistent subscriber, storage on)"
+                run_one "$name" ferry tcp mqtt 0 "${PERSISTENT[@]}" --rate 10000
+            fi
             stop "$FERRY_PID"
         done
         unset FERRY_MQTT__MAX_INFLIGHT
