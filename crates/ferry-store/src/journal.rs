@@ -537,4 +537,69 @@ mod tests {
         let live = Arc::new(Message::new(TopicName::new("live").unwrap(), Bytes::new(), QoS::AtLeastOnce, false));
         assert!(router.publish_durable(live, now).is_ok());
     }
+
+    #[test]
+    fn a_publish_to_a_persistent_session_waits_for_the_disk_and_is_refused_once_it_failed() {
+        use ferry_core::{Outbox, OutboxLimits, SubscribeOptions, Subscriber, Subscription};
+        let dir = tempfile::tempdir().unwrap();
+        let io = crate::io::FaultyIo::new();
+        let faults = io.faults();
+        let memory = Arc::new(MemoryRetained::new());
+        let (journal, _) = BrokerJournal::open_with(StoreConfig::new(dir.path()), Arc::new(io), &memory).unwrap();
+        let journal = Arc::new(journal);
+        let router = Router::new(memory).with_journal(journal.clone());
+        let (key, _) = journal.session_open(None, "dev", None).unwrap();
+        let outbox = Arc::new(Outbox::new(OutboxLimits::default()));
+        let subscription = Subscription::parse("t/#").unwrap();
+        let options = SubscribeOptions {
+            qos: QoS::AtLeastOnce,
+            ..Default::default()
+        };
+        journal.subscribed(key, "t/#", &subscription, &options).unwrap();
+        router.subscribe(
+            &subscription,
+            Subscriber {
+                id: 1,
+                outbox: outbox.clone(),
+                options,
+                durable: Some(key),
+            },
+        );
+        let now = Instant::now();
+        let message = |p: &'static [u8]| {
+            Arc::new(Message::new(
+                TopicName::new("t/a").unwrap(),
+                Bytes::from_static(p),
+                QoS::AtLeastOnce,
+                false,
+            ))
+        };
+        let first = router.publish_durable(message(b"1"), now).unwrap();
+        let at = first.durable_at.expect("the ack waits for the queued copy");
+        journal.store().wait_durable(at).unwrap();
+        // QoS 0 to the same session never touches the disk.
+        let q0 = Arc::new(Message::new(TopicName::new("t/a").unwrap(), Bytes::new(), QoS::AtMostOnce, false));
+        assert_eq!(router.publish_durable(q0, now).unwrap().durable_at, None);
+        faults.fail_sync(1);
+        let second = router.publish_durable(message(b"2"), now).unwrap();
+        assert!(
+            journal.store().wait_durable(second.durable_at.unwrap()).is_err(),
+            "the sync failed: no ack"
+        );
+        let refused = router.publish_durable(message(b"3"), now).unwrap_err();
+        assert!(!refused.full);
+        drop(router);
+        // What was acknowledged is back after a reopen; what was refused is not.
+        let journal = Arc::try_unwrap(journal).unwrap();
+        let _ = journal.close();
+        let memory = MemoryRetained::new();
+        let (_, restored) = BrokerJournal::open(StoreConfig::new(dir.path()), &memory).unwrap();
+        let held: Vec<Bytes> = restored.sessions[0]
+            .messages
+            .iter()
+            .map(|m| m.delivery.message.payload.clone())
+            .collect();
+        assert_eq!(held[0], Bytes::from_static(b"1"));
+        assert!(!held.contains(&Bytes::from_static(b"3")));
+    }
 }
