@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_testkit::prelude::*;
-use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{ConnectProperties, LastWill, LastWillProperties, Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::Outgoing;
@@ -330,4 +330,55 @@ async fn kill_9_at_random_points_loses_no_message_acknowledged_for_an_offline_se
     }
     let acked = ledger.lock().unwrap().acked.len();
     assert!(acked > 100, "a real stream was acknowledged: {acked}");
+}
+
+#[tokio::test]
+async fn a_delayed_will_survives_kill_9_and_goes_when_its_delay_is_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut b = broker_on(&data);
+    let (mut watcher, _) = Client::connect(persistent(&b, "watcher")).await;
+    watcher.subscribe("will/#", QoS::AtLeastOnce).await;
+    watcher.disconnect().await;
+    let will = |id: &str| {
+        let props = LastWillProperties {
+            delay_interval: Some(3),
+            payload_format_indicator: None,
+            message_expiry_interval: None,
+            content_type: None,
+            response_topic: None,
+            correlation_data: None,
+            user_properties: vec![],
+        };
+        LastWill::new(format!("will/{id}"), "gone", QoS::AtLeastOnce, false, Some(props))
+    };
+    // Two clients vanish without a DISCONNECT; "back" returns before the kill.
+    for id in ["dying", "back"] {
+        let mut o = persistent(&b, id);
+        o.set_last_will(will(id));
+        let (c, _) = Client::connect(o).await;
+        c.task.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (back, _) = Client::connect(persistent(&b, "back")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.kill_9();
+
+    let b = broker_on(&data);
+    assert!(
+        b.logs().iter().any(|l| l.contains("delayed wills scheduled again")),
+        "the restart takes the delayed will back"
+    );
+    let (mut watcher, present) = Client::connect(persistent(&b, "watcher")).await;
+    assert!(present);
+    let got = watcher.drain(Duration::from_millis(4000)).await;
+    let topics: Vec<_> = got.iter().map(|p| String::from_utf8(p.topic.to_vec()).unwrap()).collect();
+    assert_eq!(
+        topics,
+        ["will/dying"],
+        "the will of the client that never came back, once; none for the one that did"
+    );
+    assert_eq!(got[0].payload, "gone");
+    watcher.disconnect().await;
+    drop(back);
 }

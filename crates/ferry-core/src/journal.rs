@@ -115,6 +115,14 @@ pub trait Journal: Send + Sync {
     /// The session's client released `pkid` (PUBREL; PUBCOMP waits for the position).
     fn qos2_released(&self, key: SessionKey, pkid: u16) -> Result<Lsn, StorageUnavailable>;
 
+    /// `client_id`'s will, `message`, is to be published `delay` from now unless its
+    /// client comes back first (MQTT 5 will delay). The journal turns the delay into a
+    /// wall-clock time. Lazy.
+    fn will_delayed(&self, client_id: &str, message: &Arc<Message>, delay: Duration);
+
+    /// `client_id`'s delayed will was published or cancelled. Lazy.
+    fn will_done(&self, client_id: &str);
+
     /// Every record at or before this position is durable.
     fn durable_lsn(&self) -> Lsn;
 
@@ -183,6 +191,18 @@ pub struct RestoredSession {
     pub messages: Vec<RestoredDelivery>,
     /// QoS 2 packet ids received and not yet released.
     pub incoming_qos2: Vec<u16>,
+}
+
+/// A delayed will as the journal restored it at start.
+#[derive(Debug, Clone)]
+pub struct RestoredWill {
+    /// The client whose will it is.
+    pub client_id: Arc<str>,
+    /// The will.
+    pub message: Arc<Message>,
+    /// When it is due (wall clock); in the past if it fell due while the broker was down
+    /// (then it is published at once).
+    pub at: SystemTime,
 }
 
 /// One message a restored session holds.

@@ -47,7 +47,8 @@ pub use adapter::{
 pub use coalesce::Coalescer;
 pub use compact_map::CompactMap;
 pub use journal::{
-    HeldAcks, Journal, Lsn, Published, RestoredDelivery, RestoredQueue, RestoredQueueEntry, RestoredSession, SessionKey, StorageUnavailable,
+    HeldAcks, Journal, Lsn, Published, RestoredDelivery, RestoredQueue, RestoredQueueEntry, RestoredSession, RestoredWill, SessionKey,
+    StorageUnavailable,
 };
 pub use message::{next_subscriber_id, Expiry, Message, Properties, QoS, SubscriberId, SSE_JSON_SLOT};
 pub use monitor::{ClientDetails, ConnectionMonitor, ConnectionSummary, Connections, SubscriptionSummary};

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ferry_auth::{CoreParts, Gatekeeper};
-use ferry_core::{Journal, Lsn, Message, OutboxLimits, RestoredSession, Router, SessionRegistry, SessionSlot, SessionStore, Subscriber};
+use ferry_core::{
+    Journal, Lsn, Message, OutboxLimits, RestoredSession, RestoredWill, Router, SessionRegistry, SessionSlot, SessionStore, Subscriber,
+};
 use parking_lot::Mutex;
 use tracing::warn;
 
@@ -99,13 +101,51 @@ impl MqttShared {
             self.stats.wills.fetch_add(1, Ordering::Relaxed);
             self.router.publish(message, now);
         } else {
+            // Kept across a restart: the journal has it until it is published or cancelled.
+            if let Some(journal) = self.router.journal() {
+                journal.will_delayed(&client_id, &message, at - now);
+            }
             self.wills.lock().push(PendingWill { at, client_id, message });
         }
     }
 
     /// A client connected again: its delayed will is not published.
     pub fn cancel_will(&self, client_id: &str) {
-        self.wills.lock().retain(|w| &*w.client_id != client_id);
+        let cancelled = {
+            let mut wills = self.wills.lock();
+            let before = wills.len();
+            wills.retain(|w| &*w.client_id != client_id);
+            wills.len() != before
+        };
+        if let (true, Some(journal)) = (cancelled, self.router.journal()) {
+            journal.will_done(client_id);
+        }
+    }
+
+    /// Publishes a delayed will now that it is due (or its session ended).
+    fn will_due(&self, will: PendingWill, now: Instant) {
+        self.stats.wills.fetch_add(1, Ordering::Relaxed);
+        if let Some(journal) = self.router.journal() {
+            journal.will_done(&will.client_id);
+        }
+        self.router.publish(will.message, now);
+    }
+
+    /// Schedules again the delayed wills the journal restored at start (`now` and
+    /// `wall_now` the same moment); one that fell due while the broker was down goes at
+    /// the next [`MqttShared::tick`]. Returns how many.
+    pub fn restore_wills(&self, wills: Vec<RestoredWill>, now: Instant, wall_now: SystemTime) -> usize {
+        let n = wills.len();
+        let mut pending = self.wills.lock();
+        for w in wills {
+            let at = now + w.at.duration_since(wall_now).unwrap_or(Duration::ZERO);
+            pending.push(PendingWill {
+                at,
+                client_id: w.client_id,
+                message: w.message,
+            });
+        }
+        n
     }
 
     /// Remove every subscription of a session that ends (and the session from the
@@ -228,8 +268,7 @@ impl MqttShared {
             due
         };
         for will in due {
-            self.stats.wills.fetch_add(1, Ordering::Relaxed);
-            self.router.publish(will.message, now);
+            self.will_due(will, now);
         }
         for slot in self.sessions.expire(now) {
             // A session that ends publishes its delayed will at once (MQTT 5 §3.1.3.2).
@@ -240,8 +279,7 @@ impl MqttShared {
                 ended
             };
             for will in ended {
-                self.stats.wills.fetch_add(1, Ordering::Relaxed);
-                self.router.publish(will.message, now);
+                self.will_due(will, now);
             }
             self.drop_session(&slot);
         }

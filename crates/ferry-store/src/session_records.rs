@@ -18,6 +18,8 @@
 //! | 17 | [`OUTGOING`] | key, pkid `u16`, stage `u8` (1 sent: then body; 2 released) |
 //! | 18 | [`INCOMING`] | key, pkid `u16`, `u8` (1 received, 0 released) |
 //! | 19 | [`ACKED`] | key, body |
+//! | 3 | [`WILL_DELAYED`] | due at `u64` ms, client id, retain `u8`, then a message as a retained record holds one |
+//! | 4 | [`WILL_DONE`] | client id |
 //!
 //! SUBSCRIBED flags: bit 0 no-local, bit 1 retain-as-published, bit 2 a subscription id
 //! follows. "shared" says how the filter is read back: 1 as an MQTT 5 filter (which may
@@ -52,9 +54,14 @@ pub const INCOMING: u8 = 18;
 /// A session is done with a message.
 pub const ACKED: u8 = 19;
 
+/// A will waits for its delay.
+pub const WILL_DELAYED: u8 = 3;
+/// A delayed will was published or cancelled.
+pub const WILL_DONE: u8 = 4;
+
 /// Whether `kind` is one of these records.
 pub fn is_session_kind(kind: u8) -> bool {
-    (BODY..=ACKED).contains(&kind)
+    (BODY..=ACKED).contains(&kind) || kind == WILL_DELAYED || kind == WILL_DONE
 }
 
 const NEVER: u64 = u64::MAX;
@@ -163,6 +170,21 @@ pub enum SessionRecord {
         /// The message's body id.
         body: u64,
     },
+    /// A client's will waits for its delay; `None` if the will expired while the
+    /// broker was down.
+    WillDelayed {
+        /// The client.
+        client_id: Arc<str>,
+        /// When it is due (ms since the Unix epoch).
+        at_ms: u64,
+        /// The will.
+        message: Option<Arc<Message>>,
+    },
+    /// A client's delayed will was published or cancelled.
+    WillDone {
+        /// The client.
+        client_id: Arc<str>,
+    },
 }
 
 impl SessionRecord {
@@ -179,6 +201,8 @@ impl SessionRecord {
             Self::Outgoing { .. } => OUTGOING,
             Self::Incoming { .. } => INCOMING,
             Self::Acked { .. } => ACKED,
+            Self::WillDelayed { .. } => WILL_DELAYED,
+            Self::WillDone { .. } => WILL_DONE,
         }
     }
 
@@ -186,6 +210,7 @@ impl SessionRecord {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             // Only a message's expiry needs the clocks.
+            Self::WillDelayed { message: Some(_), .. } => self.encode_at(Instant::now(), SystemTime::now(), out),
             Self::Body { id, message: Some(m) } => {
                 out.push(FORMAT);
                 out.extend_from_slice(&id.to_le_bytes());
@@ -283,6 +308,15 @@ impl SessionRecord {
                 out.extend_from_slice(&key.to_le_bytes());
                 out.extend_from_slice(&body.to_le_bytes());
             }
+            Self::WillDelayed { client_id, at_ms, message } => {
+                out.extend_from_slice(&at_ms.to_le_bytes());
+                put_bytes(out, client_id.as_bytes());
+                if let Some(m) = message {
+                    out.push(u8::from(m.retain));
+                    encode_message_at(m, now, wall_now, out);
+                }
+            }
+            Self::WillDone { client_id } => put_bytes(out, client_id.as_bytes()),
         }
     }
 
@@ -386,6 +420,20 @@ impl SessionRecord {
             ACKED => Self::Acked {
                 key: r.u64()?,
                 body: r.u64()?,
+            },
+            WILL_DELAYED => {
+                let at_ms = r.u64()?;
+                let client_id: Arc<str> = Arc::from(r.string()?);
+                let retain = r.u8()? != 0;
+                let (_, message) = read_message(&mut r, retain, now, wall_now)?;
+                Self::WillDelayed {
+                    client_id,
+                    at_ms,
+                    message: message.map(Arc::new),
+                }
+            }
+            WILL_DONE => Self::WillDone {
+                client_id: Arc::from(r.string()?),
             },
             other => return Err(RecordError::UnknownKind(other)),
         };
@@ -514,6 +562,19 @@ mod tests {
                 received: true,
             },
             SessionRecord::Acked { key: 2, body: 5 },
+            SessionRecord::WillDelayed {
+                client_id: Arc::from("dev-1"),
+                at_ms: 1_700_000_000_000,
+                message: Some(Arc::new(Message::new(
+                    TopicName::new("w/dev-1").unwrap(),
+                    Bytes::from_static(b"gone"),
+                    QoS::AtLeastOnce,
+                    true,
+                ))),
+            },
+            SessionRecord::WillDone {
+                client_id: Arc::from("dev-1"),
+            },
         ];
         for r in &records {
             let mut a = Vec::new();

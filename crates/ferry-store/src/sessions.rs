@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ferry_core::{Delivery, Message, QoS, RestoredDelivery, RestoredSession, SessionKey, SubscribeOptions};
+use ferry_core::{Delivery, Message, QoS, RestoredDelivery, RestoredSession, RestoredWill, SessionKey, SubscribeOptions};
 use tracing::warn;
 
 use crate::session_records::{subscription_of, Outgoing, SessionRecord};
@@ -60,6 +60,8 @@ pub struct SessionCounts {
     pub messages: usize,
     /// Distinct message bodies.
     pub bodies: usize,
+    /// Delayed wills waiting.
+    pub wills: usize,
 }
 
 /// What [`StoredSessions::restore`] dropped because time passed while the broker was
@@ -75,6 +77,9 @@ pub struct Dropped {
 /// The sessions' durable state.
 #[derive(Debug, Default)]
 pub(crate) struct StoredSessions {
+    /// Delayed wills by client: when due (ms since the epoch) and the will (`None`: it
+    /// expired while the broker was down).
+    wills: BTreeMap<Arc<str>, (u64, Option<Arc<Message>>)>,
     sessions: HashMap<SessionKey, Stored, Fast>,
     bodies: HashMap<u64, Body, Fast>,
     next_key: SessionKey,
@@ -208,6 +213,12 @@ impl StoredSessions {
                     }
                 }
             }
+            SessionRecord::WillDelayed { client_id, at_ms, message } => {
+                self.wills.insert(client_id.clone(), (*at_ms, message.clone()));
+            }
+            SessionRecord::WillDone { client_id } => {
+                self.wills.remove(client_id);
+            }
             SessionRecord::Acked { key, body } => {
                 let Some(s) = self.sessions.get_mut(key) else { return };
                 if let Some(i) = s.queue.iter().position(|q| q.body == *body) {
@@ -233,6 +244,15 @@ impl StoredSessions {
                 out.push(SessionRecord::Body {
                     id: *id,
                     message: Some(m.clone()),
+                });
+            }
+        }
+        for (client_id, (at_ms, message)) in &self.wills {
+            if message.is_some() {
+                out.push(SessionRecord::WillDelayed {
+                    client_id: client_id.clone(),
+                    at_ms: *at_ms,
+                    message: message.clone(),
                 });
             }
         }
@@ -298,6 +318,7 @@ impl StoredSessions {
             subscriptions: self.sessions.values().map(|s| s.subscriptions.len()).sum(),
             messages: self.sessions.values().map(|s| s.queue.len()).sum(),
             bodies: self.bodies.len(),
+            wills: self.wills.len(),
         }
     }
 
@@ -390,6 +411,22 @@ impl StoredSessions {
         restored.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         (restored, detach, dropped)
     }
+
+    /// The delayed wills held (after replay, at start), with their wall-clock times;
+    /// one whose message expired while the broker was down is left out (and forgotten).
+    pub(crate) fn restore_wills(&mut self) -> Vec<RestoredWill> {
+        self.wills.retain(|_, (_, m)| m.is_some());
+        self.wills
+            .iter()
+            .filter_map(|(client_id, (at_ms, m))| {
+                Some(RestoredWill {
+                    client_id: client_id.clone(),
+                    message: m.clone()?,
+                    at: UNIX_EPOCH + Duration::from_millis(*at_ms),
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -446,7 +483,8 @@ mod tests {
                 sessions: 1,
                 subscriptions: 0,
                 messages: 0,
-                bodies: 0
+                bodies: 0,
+                wills: 0,
             }
         );
         // A lazy ack of a session that is gone is ignored.
@@ -489,11 +527,25 @@ mod tests {
             received: true,
         });
         s.apply(&SessionRecord::Acked { key: 1, body: 2 });
+        s.apply(&SessionRecord::WillDelayed {
+            client_id: Arc::from("a"),
+            at_ms: 1,
+            message: Some(message(9, None)),
+        });
+        s.apply(&SessionRecord::WillDelayed {
+            client_id: Arc::from("b"),
+            at_ms: 2,
+            message: Some(message(10, None)),
+        });
+        s.apply(&SessionRecord::WillDone { client_id: Arc::from("b") });
         let mut again = StoredSessions::default();
         for r in s.snapshot_records() {
             again.apply(&r);
         }
         assert_eq!(again.counts(), s.counts());
+        assert_eq!(again.counts().wills, 1, "the cancelled will is not in the snapshot");
+        let wills = again.restore_wills();
+        assert_eq!((&*wills[0].client_id, wills[0].at), ("a", UNIX_EPOCH + Duration::from_millis(1)));
         let now = Instant::now();
         let wall = SystemTime::now();
         let (a, _, _) = s.restore(now, wall);

@@ -157,13 +157,19 @@ struct Wired {
     journal: Option<Arc<BrokerJournal>>,
 }
 
+/// What the journal holds beside retained messages, for the adapters to take back.
+#[derive(Default)]
+struct Stored {
+    /// Persistent sessions and delayed wills, for the MQTT adapter.
+    sessions: Vec<ferry_core::RestoredSession>,
+    wills: Vec<ferry_core::RestoredWill>,
+    /// STOMP queues, for the STOMP adapter.
+    queues: Vec<ferry_core::RestoredQueue>,
+}
+
 /// Opens the journal in `storage.dir` and restores what it holds into `retained`;
-/// returns it with the persistent sessions it holds, for the MQTT adapter, and the
-/// STOMP queues, for the STOMP adapter.
-fn open_storage(
-    settings: &Settings,
-    retained: &MemoryRetained<Arc<ferry_core::Message>>,
-) -> anyhow::Result<(Arc<BrokerJournal>, Vec<ferry_core::RestoredSession>, Vec<ferry_core::RestoredQueue>)> {
+/// returns it with the rest of what it holds.
+fn open_storage(settings: &Settings, retained: &MemoryRetained<Arc<ferry_core::Message>>) -> anyhow::Result<(Arc<BrokerJournal>, Stored)> {
     let dir = &settings.storage.dir;
     let (journal, restored) = BrokerJournal::open(settings.storage.store_config(), retained).with_context(|| {
         format!(
@@ -194,7 +200,12 @@ fn open_storage(
         took_ms = u64::try_from(restored.took.as_millis()).unwrap_or(u64::MAX),
         "storage: restored"
     );
-    Ok((Arc::new(journal), restored.sessions, restored.queues))
+    let stored = Stored {
+        sessions: restored.sessions,
+        wills: restored.wills,
+        queues: restored.queues,
+    };
+    Ok((Arc::new(journal), stored))
 }
 
 /// The protocol adapters, sharing one router, the MQTT state that needs ticks, the
@@ -205,10 +216,11 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
         settings.limits.max_retained_bytes,
     ));
     let opened = settings.storage.enabled.then(|| open_storage(settings, &retained)).transpose()?;
-    let (journal, sessions, queues) = match opened {
-        Some((journal, sessions, queues)) => (Some(journal), sessions, queues),
-        None => (None, Vec::new(), Vec::new()),
+    let (journal, stored) = match opened {
+        Some((journal, stored)) => (Some(journal), stored),
+        None => (None, Stored::default()),
     };
+    let Stored { sessions, wills, queues } = stored;
     let mut router = Router::new(retained);
     if let Some(journal) = &journal {
         router = router.with_journal(journal.clone());
@@ -222,6 +234,10 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
     if !sessions.is_empty() {
         let (count, messages) = broker.restore(sessions, Instant::now(), std::time::SystemTime::now());
         info!(sessions = count, messages, "storage: persistent MQTT sessions taken back");
+    }
+    if !wills.is_empty() {
+        let count = broker.restore_wills(wills, Instant::now(), std::time::SystemTime::now());
+        info!(wills = count, "storage: delayed wills scheduled again");
     }
     let stomp_broker = stomp.broker();
     if !queues.is_empty() {

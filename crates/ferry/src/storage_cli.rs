@@ -23,6 +23,8 @@ fn kind_name(kind: u8) -> String {
         session::OUTGOING => "message sent or released (QoS 2)".into(),
         session::INCOMING => "incoming QoS 2 packet id".into(),
         session::ACKED => "message acknowledged by a session".into(),
+        session::WILL_DELAYED => "will waiting for its delay".into(),
+        session::WILL_DONE => "delayed will published or cancelled".into(),
         QUEUE_PUT => "STOMP queue message put".into(),
         QUEUE_DELIVERED => "STOMP queue message delivered".into(),
         QUEUE_REMOVED => "STOMP queue message removed".into(),
@@ -45,8 +47,8 @@ pub(crate) fn inspect(dir: &Path) -> anyhow::Result<()> {
     println!("  bytes on disk     {}", i.total_bytes);
     println!("  retained          {} messages", i.retained);
     println!(
-        "  sessions          {} persistent MQTT sessions, {} subscriptions, {} queued or in-flight messages ({} bodies)",
-        i.sessions.sessions, i.sessions.subscriptions, i.sessions.messages, i.sessions.bodies
+        "  sessions          {} persistent MQTT sessions, {} subscriptions, {} queued or in-flight messages ({} bodies), {} delayed wills",
+        i.sessions.sessions, i.sessions.subscriptions, i.sessions.messages, i.sessions.bodies, i.sessions.wills
     );
     match &i.snapshot {
         Some(s) => {
