@@ -31,6 +31,11 @@ pub trait StorageFile: Send + fmt::Debug {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Makes the written data durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
+    /// Reserves `len` bytes from offset 0 without writing them (`fallocate`): the range
+    /// reads as zeros and later writes into it need no allocation. Fails with
+    /// [`io::ErrorKind::Unsupported`] where the file system has no such call; the caller
+    /// then writes the zeros itself.
+    fn allocate(&mut self, len: u64) -> io::Result<()>;
     /// The file's length.
     fn len(&self) -> io::Result<u64>;
     /// Whether the file is empty.
@@ -73,6 +78,16 @@ impl StorageFile for StdFile {
 
     fn sync_data(&mut self) -> io::Result<()> {
         self.0.sync_data()
+    }
+
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        match rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, "fallocate is not supported here"))
+            }
+            Err(e) => Err(io::Error::from_raw_os_error(e.raw_os_error())),
+        }
     }
 
     fn len(&self) -> io::Result<u64> {
@@ -238,6 +253,12 @@ impl StorageFile for FaultyFile {
     fn sync_data(&mut self) -> io::Result<()> {
         self.faults.on_sync()?;
         self.inner.sync_data()
+    }
+
+    /// Counts as one write: an injected write failure or ENOSPC can hit a preallocation.
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        self.faults.on_write()?;
+        self.inner.allocate(len)
     }
 
     fn len(&self) -> io::Result<u64> {

@@ -103,6 +103,19 @@ impl StorageFile for CutFile {
         Ok(())
     }
 
+    /// A reservation the power cut undoes unless synced: the file goes back to its length.
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        self.disk.op()?;
+        let old_len = self.file.metadata()?.len();
+        if len > old_len {
+            self.file.set_len(len)?;
+        }
+        if let Some((_, entries)) = self.disk.undo.lock().get_mut(&self.id) {
+            entries.push(UndoEntry { offset: old_len, old: Vec::new(), old_len });
+        }
+        Ok(())
+    }
+
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
