@@ -31,6 +31,7 @@ pub mod journal;
 pub mod message;
 pub mod monitor;
 pub mod outbox;
+pub mod queue;
 pub mod retained;
 pub mod router;
 pub mod sessions;

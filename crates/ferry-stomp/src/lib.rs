@@ -40,7 +40,8 @@ pub mod config;
 pub mod convert;
 pub mod destination;
 pub mod error;
-pub mod queue;
+/// The point-to-point queues `/queue/NAME` maps onto: the core's.
+pub use ferry_core::queue;
 pub mod session;
 pub mod shared;
 

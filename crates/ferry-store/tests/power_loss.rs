@@ -111,7 +111,11 @@ impl StorageFile for CutFile {
             self.file.set_len(len)?;
         }
         if let Some((_, entries)) = self.disk.undo.lock().get_mut(&self.id) {
-            entries.push(UndoEntry { offset: old_len, old: Vec::new(), old_len });
+            entries.push(UndoEntry {
+                offset: old_len,
+                old: Vec::new(),
+                old_len,
+            });
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
-//! Point-to-point queues: `/queue/NAME` and the connections' temporary queues.
+//! Point-to-point queues: STOMP's `/queue/NAME` and the connections' temporary queues.
 //!
-//! The core's router cannot express a queue: it delivers a message to the subscribers
+//! They live in the core, on [`Message`], beside the router: no protocol is in them (the
+//! STOMP adapter maps its frames onto them; another adapter, or the cluster, could use
+//! them as they are). The router cannot express a queue: it delivers a message to the subscribers
 //! that exist when it is published (a `$share` group picks one member round-robin, but
 //! keeps nothing when the group is empty and ignores each member's unacknowledged
 //! window). A [`Queue`] therefore lives here:
@@ -39,7 +41,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ferry_core::{Journal, Lsn, Message, RestoredQueue, StorageUnavailable, Wakeup};
+use crate::{Journal, Lsn, Message, RestoredQueue, StorageUnavailable, Wakeup};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
@@ -53,7 +55,7 @@ pub struct Entry {
     pub id: u64,
     /// The message: the body as its payload, `content-type` as its content type, the
     /// application's headers (custom ones and `reply-to`) as its user properties, in
-    /// order (see [`crate::convert::queue_message`]).
+    /// order (the STOMP adapter's `convert::queue_message` builds it).
     pub message: Arc<Message>,
     /// Whether it was sent to a consumer before and came back (NACK, closed
     /// connection): the MESSAGE then carries `redelivered:true`.
@@ -91,8 +93,8 @@ pub enum QueueError {
     Storage(#[from] StorageUnavailable),
 }
 
-ferry_core::counters! {
-    /// Counters of the queues.
+crate::counters! {
+    /// Counters of the queues (named `stomp_…`: STOMP is the protocol that reaches them).
     pub struct QueueStats {
         enqueued: Counter("stomp_queue_enqueued", "Messages put into STOMP queues"),
         redelivered: Counter("stomp_queue_redelivered", "STOMP queue messages redelivered"),
@@ -551,11 +553,11 @@ mod tests {
     use super::*;
 
     fn msg(n: u8) -> Arc<Message> {
-        Arc::new(crate::convert::queue_message(
-            ferry_core::TopicName::new("/queue/test").unwrap(),
+        Arc::new(Message::new(
+            crate::TopicName::new("/queue/test").unwrap(),
             vec![n].into(),
-            None,
-            Vec::new(),
+            crate::QoS::AtLeastOnce,
+            false,
         ))
     }
 
