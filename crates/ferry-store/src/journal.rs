@@ -518,6 +518,8 @@ mod tests {
         }
         let info = journal.snapshot(&router).unwrap();
         assert_eq!(info.records, 10);
+        let inspected = crate::inspect(dir.path()).unwrap();
+        assert_eq!(inspected.live_bytes, info.bytes, "inspect's live state is what the snapshot wrote");
         router.publish_durable(retained("t/0", b""), now).unwrap();
         let last = router.publish_durable(retained("$app/x", b"dollar"), now).unwrap();
         journal.store().wait_durable(last.durable_at.unwrap()).unwrap();
