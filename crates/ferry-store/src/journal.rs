@@ -225,8 +225,9 @@ impl BrokerJournal {
         &self.store
     }
 
-    /// Writes a snapshot of `router`'s durable state if the log has grown enough since
-    /// the last one ([`StoreConfig::snapshot_after_bytes`]), deleting the segments it
+    /// Writes a snapshot of `router`'s durable state if one is due ([`Store::snapshot_due`]:
+    /// the log moved into a new segment and outgrew the last snapshot, or grew by
+    /// [`StoreConfig::snapshot_after_bytes`]), deleting the segments it
     /// covers. Blocking (it writes and syncs files): call it off the async threads.
     pub fn snapshot_if_due(&self, router: &Router) -> crate::Result<Option<SnapshotInfo>> {
         if !self.store.snapshot_due() {
