@@ -59,7 +59,7 @@ build:
 release:
 	$(CARGO) build --release -p ferry
 
-## bench: Ferry against a reference Mosquitto with ferry-bench (not part of test; ~15 min; see bench/run.sh)
+## bench: Ferry against a reference Mosquitto with ferry-bench (not part of test; ~33 min; see bench/run.sh)
 .PHONY: bench
 bench:
 	bash bench/run.sh

@@ -225,7 +225,43 @@ def notes(row, results):
     return ", ".join(out)
 
 
+def mib(v):
+    return "–" if v is None else f"{v / 1048576:.1f} MiB"
+
+
+def disk_bounded(directory):
+    """The disk-bounded row (disk-bounded.result.json, written by run.sh): bytes on disk
+    over a steady run with the storage defaults against the live state plus two segments."""
+    r = load(Path(directory) / "disk-bounded.result.json")
+    if not r:
+        return
+    seg = r.get("segment_bytes") or 0
+    live = r.get("live_bytes")
+    limit = None if live is None else live + 2 * seg
+    rate = r.get("rate")
+    print()
+    print(
+        f"Disk bounded (Ferry, storage defaults, {mib(seg)} segments): {r.get('seconds', 0)} s of QoS 1"
+        f" at {'as fast as possible' if not rate else f'{rate:.0f} msg/s'}, 50 retained topics overwritten,"
+        " 50 persistent sessions consuming:"
+    )
+    print()
+    print("| max on disk | final on disk | live state | live + 2 segments | segments (max / final) | last snapshot | bounded |")
+    print("|---|---|---|---|---|---|---|")
+    print(
+        f"| {mib(r.get('max_bytes'))} | {mib(r.get('final_bytes'))} | {r.get('live_bytes', '–')} B | {mib(limit)} "
+        f"| {r.get('max_segments', '–')} / {r.get('segments', '–')} | {r.get('snapshot_bytes') or '–'} B "
+        f"| {'yes' if r.get('bounded') else 'NO'} |"
+    )
+    delivered, lost = r.get("delivered_per_s"), r.get("lost")
+    if delivered is not None:
+        print(f"(delivered {delivered:.0f} msg/s, {lost} lost; bytes are the store's files, preallocated)")
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--disk":
+        disk_bounded(sys.argv[2])
+        return
     directory = sys.argv[1] if len(sys.argv) > 1 else "."
     runs, replaced = collect(directory)
     print()
@@ -269,6 +305,7 @@ def main():
     if replaced:
         print(f"- replaced by spread runs: {', '.join(replaced)}")
     persistent(runs)
+    disk_bounded(directory)
     wire = wire_bytes(directory)
     if wire:
         print()

@@ -21,7 +21,9 @@
 #   BENCH_BROKER_CPU / BENCH_LOAD_CPU  cores for the brokers / the load processes
 #   BENCH_ROWS       regular expression: only the rows whose id matches (fanout-q0,
 #                    fanout-q1, fanin-q0, pairs-q0, retained-q1, persistent-q1 (with persistent-latency), latency,
-#                    stomp-fanout, stomp-pairs, slow, conns, deflate, restart, admin)
+#                    stomp-fanout, stomp-pairs, slow, conns, deflate, disk-bounded, restart, admin)
+#   BENCH_DISK_SECONDS, BENCH_DISK_RATE
+#                    the disk-bounded row's length and steady rate (600 s, 5000 msg/s)
 #   BENCH_RESTART_RETAINED, BENCH_RESTART_SESSIONS, BENCH_RESTART_STORM
 #                    the restart row's sizes (1000000, 100000, 10000)
 #   BENCH_SKIP_BUILD 1 to use the binaries already in target/release
@@ -502,6 +504,76 @@ if [[ " $TRANSPORTS " == *" tcp "* && persistent-q1 =~ $ONLY ]]; then
             log "nats-server is not installed: the NATS column of persistent-q1 is left out"
         fi
     done
+fi
+
+# Disk stays bounded (row disk-bounded; Ferry only, TCP): storage on with the defaults of
+# conf/ferry.toml (64 MiB segments; a snapshot once the log moved into a new segment and
+# outgrew the last snapshot), a fresh data directory, BENCH_DISK_SECONDS (default 600) of
+# steady QoS 1 load at BENCH_DISK_RATE msg/s (default 5000): 50 publishers, each setting
+# the retained message of its own topic (a fixed set of 50, overwritten) that a
+# subscriber with a persistent session consumes. The data directory's bytes and segment
+# files are sampled every 5 s; at the end `ferry storage inspect` gives the live state.
+# Bounded: the final bytes are at most the live state plus two segments.
+if [[ " $TRANSPORTS " == *" tcp "* && disk-bounded =~ $ONLY ]]; then
+    DISK_SECONDS=${BENCH_DISK_SECONDS:-600}
+    DISK_RATE=${BENCH_DISK_RATE:-5000}
+    name="disk-bounded"
+    log "$name ($DISK_SECONDS s of QoS 1 at $DISK_RATE msg/s, 50 retained topics, 50 persistent sessions, storage defaults, fresh broker)"
+    start_ferry
+    sleep 0.5
+    taskset -c "$LOAD_CPU" "$BENCH" pairs --clients 50 --qos 1 --retain --persistent --rate "$DISK_RATE" \
+        --protocol mqtt --url "$(url_of ferry tcp)" --broker-pid "$FERRY_PID" \
+        --duration "${DISK_SECONDS}s" --warmup 1s --max-duration "$((DISK_SECONDS + 120))s" --json --quiet \
+        >"$OUT/$name.load.json" 2>"$OUT/$name.log" &
+    load_pid=$!
+    PIDS+=("$load_pid")
+    : >"$OUT/$name.samples"
+    while kill -0 "$load_pid" 2>/dev/null; do
+        # seconds, bytes of the store's files (segments, snapshots, a preallocated spare), segment files
+        echo "$SECONDS $(find "$WORK/data" -maxdepth 1 -type f \( -name '*.wal' -o -name '*.snap' -o -name '*.tmp' \) -printf '%s\n' |
+            awk '{s += $1} END {print s + 0}')" \
+            "$(find "$WORK/data" -maxdepth 1 -name '*.wal' | wc -l)" >>"$OUT/$name.samples"
+        sleep 5
+    done
+    wait "$load_pid" || log "FAILED $name load: $(tail -2 "$OUT/$name.log" | tr '\n' ' ')"
+    forget "$load_pid"
+    "$FERRY" storage inspect "$WORK/data" >"$OUT/$name.inspect" 2>&1 || log "$name: storage inspect failed"
+    stop "$FERRY_PID"
+    python3 - "$OUT" "$name" "$ROOT/conf/ferry.toml" <<'PY'
+import json, re, sys
+from pathlib import Path
+out, name, conf = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]).read_text()
+segment = int(re.search(r"^segment_bytes\s*=\s*(\d+)", conf, re.M).group(1))
+samples = [list(map(int, l.split())) for l in (out / f"{name}.samples").read_text().splitlines() if len(l.split()) == 3]
+inspect = (out / f"{name}.inspect").read_text()
+def field(pattern):
+    m = re.search(pattern, inspect, re.M)
+    return int(m.group(1)) if m else None
+load = {}
+try:
+    load = json.loads((out / f"{name}.load.json").read_text().strip().splitlines()[-1])
+except (OSError, ValueError, IndexError):
+    pass
+final, live = field(r"^\s*bytes on disk\s+(\d+)"), field(r"^\s*live state\s+(\d+)")
+result = {
+    "row": name,
+    "seconds": (samples[-1][0] - samples[0][0]) if samples else 0,
+    "rate": load.get("rate"),
+    "delivered_per_s": (load.get("window") or {}).get("delivered_per_s"),
+    "lost": (load.get("seq") or {}).get("lost"),
+    "segment_bytes": segment,
+    "max_bytes": max((s[1] for s in samples), default=None),
+    "max_segments": max((s[2] for s in samples), default=None),
+    "final_bytes": final,
+    "live_bytes": live,
+    "segments": field(r"^\s*log\s+\d+ records in (\d+) segments"),
+    "snapshot_bytes": field(r"^\s*snapshot\s+at LSN \d+, \d+ records, (\d+) bytes"),
+    "next_lsn": field(r"^\s*next LSN\s+(\d+)"),
+}
+result["bounded"] = final is not None and live is not None and final <= live + 2 * segment
+(out / f"{name}.result.json").write_text(json.dumps(result) + "\n")
+PY
+    python3 "$ROOT/bench/report.py" --disk "$OUT" | tee "$OUT/$name.txt"
 fi
 
 # Idle connections: a fresh broker per run, as the issue asks.

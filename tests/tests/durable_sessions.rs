@@ -2,108 +2,16 @@
 //! in-flight QoS 1/2 messages, with the real broker and rumqttc. Every broker runs on a
 //! data directory of its own (a temporary directory).
 
-use std::collections::BTreeSet;
-use std::path::Path;
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::*;
 use ferry_testkit::prelude::*;
 use rumqttc::v5::mqttbytes::v5::{ConnectProperties, LastWill, LastWillProperties, Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use rumqttc::Outgoing;
-use tokio::sync::mpsc;
-
-fn broker_on(data: &Path) -> Broker {
-    let dir = data.to_str().unwrap();
-    Broker::start_with("", &[("FERRY_STORAGE__DIR", dir), ("FERRY_LOG__LEVEL", "info")])
-}
-
-/// Options of a persistent session (clean start 0, session expiry an hour).
-fn persistent(b: &Broker, id: &str) -> MqttOptions {
-    let addr = b.addr("mqtt");
-    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    o.set_keep_alive(Duration::from_secs(10));
-    o.set_clean_start(false);
-    let mut props = ConnectProperties::new();
-    props.session_expiry_interval = Some(3600);
-    o.set_connect_properties(props);
-    o
-}
-
-/// A client whose incoming packets arrive on a channel.
-struct Client {
-    client: AsyncClient,
-    incoming: mpsc::UnboundedReceiver<Packet>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Client {
-    /// Connects; returns the client and whether the broker had its session.
-    async fn connect(options: MqttOptions) -> (Client, bool) {
-        let (client, mut eventloop) = AsyncClient::new(options, 1000);
-        let (tx, incoming) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(p)) => {
-                        if tx.send(p).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        eprintln!("client event loop ended: {e}");
-                        return;
-                    }
-                }
-            }
-        });
-        let mut c = Client { client, incoming, task };
-        let Packet::ConnAck(ack) = c.next().await else {
-            panic!("CONNACK expected")
-        };
-        (c, ack.session_present)
-    }
-
-    async fn next(&mut self) -> Packet {
-        tokio::time::timeout(Duration::from_secs(10), self.incoming.recv())
-            .await
-            .expect("a packet in time")
-            .expect("client running")
-    }
-
-    async fn subscribe(&mut self, filter: &str, qos: QoS) {
-        self.client.subscribe(filter, qos).await.unwrap();
-        while !matches!(self.next().await, Packet::SubAck(_)) {}
-    }
-
-    /// Every PUBLISH that arrives until `quiet` passes without one (at most 60 s).
-    async fn drain(&mut self, quiet: Duration) -> Vec<Publish> {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            match tokio::time::timeout(quiet, self.incoming.recv()).await {
-                Ok(Some(Packet::Publish(p))) => out.push(p),
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
-        out
-    }
-
-    async fn disconnect(self) {
-        let _ = self.client.disconnect().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        self.task.abort();
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// Publishes `n` messages at `qos` to `topic` and waits until all are acknowledged.
 async fn publish_acknowledged(b: &Broker, topic: &str, qos: QoS, n: usize) {
@@ -215,112 +123,29 @@ async fn a_session_that_expired_while_the_broker_was_down_is_gone_and_a_live_one
     long.disconnect().await;
 }
 
-/// What the publisher of the kill test knows.
-#[derive(Default)]
-struct Ledger {
-    /// Sent and not yet given a packet id, in order.
-    unsent: std::collections::VecDeque<u64>,
-    /// Packet id → sequence number.
-    inflight: std::collections::HashMap<u16, u64>,
-    /// Acknowledged by the broker.
-    acked: BTreeSet<u64>,
-    /// The highest sequence number sent.
-    sent: u64,
-}
-
-/// Publishes QoS 1 messages (payload: a sequence number from `first`) as fast as the
-/// broker takes them, at most `max`, until the connection breaks.
-async fn publish_until_killed(b: &Broker, first: u64, max: u64, ledger: Arc<Mutex<Ledger>>) {
-    let addr = b.addr("mqtt");
-    let mut o = MqttOptions::new(format!("pub-{first}"), addr.ip().to_string(), addr.port());
-    o.set_keep_alive(Duration::from_secs(10));
-    o.set_outgoing_inflight_upper_limit(64);
-    let (client, mut eventloop) = AsyncClient::new(o, 64);
-    let feeder_ledger = ledger.clone();
-    let feeder = tokio::spawn(async move {
-        for seq in first..first + max {
-            {
-                let mut l = feeder_ledger.lock().unwrap();
-                l.unsent.push_back(seq);
-                l.sent = l.sent.max(seq);
-            }
-            if client.publish("s/t", QoS::AtLeastOnce, false, seq.to_string()).await.is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match eventloop.poll().await {
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                let mut l = ledger.lock().unwrap();
-                if let Some(seq) = l.unsent.pop_front() {
-                    l.inflight.insert(pkid, seq);
-                }
-            }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                let mut l = ledger.lock().unwrap();
-                if let Some(seq) = l.inflight.remove(&ack.pkid) {
-                    l.acked.insert(seq);
-                }
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    feeder.abort();
-}
-
 #[tokio::test]
 async fn kill_9_at_random_points_loses_no_message_acknowledged_for_an_offline_session() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let mut received = BTreeSet::new();
-    let mut last_new = 0u64;
+    let mut stream = Stream::default();
     let mut seq = 1u64;
     const CYCLES: usize = 21;
     for cycle in 0..CYCLES {
         let mut b = broker_on(&data);
-        let (mut sub, present) = Client::connect(persistent(&b, "sink")).await;
-        if cycle == 0 {
-            assert!(!present);
-            sub.subscribe("s/#", QoS::AtLeastOnce).await;
-        } else {
-            assert!(present, "cycle {cycle}: the session survived the kill");
-        }
+        let mut sub = Client::persistent_sink(&b, "sink", "s/#", cycle == 0, &format!("cycle {cycle}")).await;
         let got = sub.drain(Duration::from_millis(1000)).await;
-        for p in &got {
-            let n: u64 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
-            let l = ledger.lock().unwrap();
-            assert!(n <= l.sent, "cycle {cycle}: {n} was never sent");
-            if received.insert(n) {
-                // Per-publisher order: a message seen for the first time comes after
-                // every earlier first-seen one; repeats are redeliveries.
-                assert!(n > last_new, "cycle {cycle}: {n} arrived after {last_new}");
-                last_new = n;
-            } else {
-                assert!(p.dup || p.qos == QoS::AtLeastOnce, "a repeat is a redelivery");
-            }
-        }
-        {
-            let l = ledger.lock().unwrap();
-            let lost: Vec<_> = l.acked.difference(&received).take(5).collect();
-            assert!(lost.is_empty(), "cycle {cycle}: acknowledged and lost: {lost:?}");
-        }
+        stream.check(&format!("cycle {cycle}"), &got, &ledger.lock().unwrap());
         sub.disconnect().await;
         if cycle == CYCLES - 1 {
             break;
         }
-        {
-            let mut l = ledger.lock().unwrap();
-            l.unsent.clear();
-            l.inflight.clear();
-        }
+        ledger.lock().unwrap().reset_inflight();
         let jitter = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::from(d.subsec_nanos()) % 300);
-        let publisher = publish_until_killed(&b, seq, 3000, ledger.clone());
+        let id = format!("pub-{seq}");
+        let publisher = publish_until_killed(&b, &id, (seq, 3000), |_| "s/t".into(), false, ledger.clone());
         tokio::select! {
             _ = publisher => {}
             _ = tokio::time::sleep(Duration::from_millis(100 + jitter)) => {}

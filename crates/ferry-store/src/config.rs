@@ -34,8 +34,9 @@ pub struct StoreConfig {
     /// poisons the store as a full disk would. Default 10 GiB.
     pub max_disk_bytes: u64,
     /// Log bytes appended since the last snapshot beyond which
-    /// [`Store::snapshot_due`](crate::Store::snapshot_due) says a snapshot is due.
-    /// Default 1 GiB.
+    /// [`Store::snapshot_due`](crate::Store::snapshot_due) says a snapshot is due whatever
+    /// the live state's size. Default 1 GiB. A snapshot is due sooner, as soon as the log
+    /// has moved into a new segment and grown as big as the last snapshot.
     pub snapshot_after_bytes: u64,
 }
 

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Lsn, Result};
+use crate::frame::RECORD_HEADER_LEN;
 use crate::io::{StdIo, StorageIo};
 use crate::recovery;
-use crate::segment::{self, Ending, FileHeader, SEGMENT_MAGIC};
+use crate::segment::{self, Ending, FileHeader, FILE_HEADER_LEN, SEGMENT_MAGIC};
 use crate::session_records::{self, SessionRecord};
 use crate::sessions::{SessionCounts, StoredSessions};
 use crate::{records, snapshot};
@@ -83,6 +84,9 @@ pub struct Inspection {
     pub sessions: SessionCounts,
     /// STOMP's durable queues as a start would restore them: name and messages held.
     pub stomp_queues: Vec<(String, usize)>,
+    /// The live state's size: the bytes a snapshot of what the records describe would
+    /// take now (retained messages, expired ones included, sessions, STOMP queues).
+    pub live_bytes: u64,
 }
 
 /// Describes the store in `dir` without changing anything.
@@ -113,6 +117,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
         retained: 0,
         sessions: SessionCounts::default(),
         stomp_queues: Vec::new(),
+        live_bytes: 0,
     };
     out.total_bytes = listing
         .segments
@@ -178,7 +183,8 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
     }
     // The state the records describe, replayed as the broker would (read-only).
     let mut sessions = StoredSessions::default();
-    let mut retained = std::collections::HashSet::new();
+    // Each retained topic's record size, as a snapshot would write it again.
+    let mut retained = std::collections::HashMap::new();
     let mut queues = crate::queues::StoredQueues::default();
     let scanned = recovery::scan(&io, dir, &mut |r| {
         if crate::queue_records::is_queue_kind(r.kind) {
@@ -193,7 +199,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
         } else if let Ok(d) = records::decode(r.kind, r.body) {
             match d {
                 records::Decoded::RetainedSet(topic, _) => {
-                    retained.insert(topic);
+                    retained.insert(topic, r.body.len());
                 }
                 records::Decoded::RetainedClear(topic) => {
                     retained.remove(&topic);
@@ -204,6 +210,26 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
     });
     out.sessions = sessions.counts();
     out.retained = retained.len();
+    let framed = |len: usize| (RECORD_HEADER_LEN + len) as u64;
+    let mut body = Vec::new();
+    let session_bytes: u64 = sessions
+        .snapshot_records()
+        .iter()
+        .map(|r| {
+            body.clear();
+            r.encode(&mut body);
+            framed(body.len())
+        })
+        .sum();
+    let mut queue_bytes = 0;
+    // Summing cannot fail.
+    let _ = queues.copy().write(|_, b| {
+        queue_bytes += framed(b.len());
+        Ok(())
+    });
+    // A snapshot file: its header, its records, a trailer holding the record count.
+    out.live_bytes =
+        FILE_HEADER_LEN as u64 + retained.values().map(|len| framed(*len)).sum::<u64>() + session_bytes + queue_bytes + framed(8);
     out.stomp_queues = queues.restored().into_iter().map(|q| (q.name, q.entries.len())).collect();
     match scanned {
         Ok(scanned) => {

@@ -225,8 +225,9 @@ impl BrokerJournal {
         &self.store
     }
 
-    /// Writes a snapshot of `router`'s durable state if the log has grown enough since
-    /// the last one ([`StoreConfig::snapshot_after_bytes`]), deleting the segments it
+    /// Writes a snapshot of `router`'s durable state if one is due ([`Store::snapshot_due`]:
+    /// the log moved into a new segment and outgrew the last snapshot, or grew by
+    /// [`StoreConfig::snapshot_after_bytes`]), deleting the segments it
     /// covers. Blocking (it writes and syncs files): call it off the async threads.
     pub fn snapshot_if_due(&self, router: &Router) -> crate::Result<Option<SnapshotInfo>> {
         if !self.store.snapshot_due() {
@@ -518,6 +519,8 @@ mod tests {
         }
         let info = journal.snapshot(&router).unwrap();
         assert_eq!(info.records, 10);
+        let inspected = crate::inspect(dir.path()).unwrap();
+        assert_eq!(inspected.live_bytes, info.bytes, "inspect's live state is what the snapshot wrote");
         router.publish_durable(retained("t/0", b""), now).unwrap();
         let last = router.publish_durable(retained("$app/x", b"dollar"), now).unwrap();
         journal.store().wait_durable(last.durable_at.unwrap()).unwrap();

@@ -399,9 +399,25 @@ impl Store {
         self.shared.durability.poison().map(|p| p.reason)
     }
 
-    /// Whether the log has grown by `snapshot_after_bytes` since the last snapshot.
+    /// Whether a snapshot is due: the log has moved into a new segment since the last
+    /// snapshot (so one now would delete at least one segment) and has grown at least as
+    /// big as that snapshot (so writing the live state again costs no more than the log
+    /// it replaces); or it has grown by `snapshot_after_bytes`, whatever the live state.
+    ///
+    /// With a live state smaller than a segment, a steady load thus keeps the disk at the
+    /// live state plus about two segments (the one being written and the one before it,
+    /// or the next one being preallocated); a larger live state is written again only once
+    /// the log has outgrown it.
     pub fn snapshot_due(&self) -> bool {
-        self.shared.since_snapshot.load(Ordering::Relaxed) >= self.shared.config.snapshot_after_bytes
+        let since = self.shared.since_snapshot.load(Ordering::Relaxed);
+        let (snapshot_lsn, snapshot_bytes) = self.shared.snapshot.lock().as_ref().map_or((0, 0), |s| (s.lsn, s.bytes));
+        if self.last_lsn() <= snapshot_lsn {
+            return false;
+        }
+        if since >= self.shared.config.snapshot_after_bytes {
+            return true;
+        }
+        since >= snapshot_bytes && self.shared.segments.lock().len() >= 2
     }
 
     /// Starts a snapshot standing for every record up to `lsn`: push the whole live

@@ -16,7 +16,7 @@ fn snapshot_then_replay_deletes_covered_segments() {
     store.wait_durable(400).unwrap();
     let before = segments(dir.path()).len();
     assert!(before >= 4);
-    assert!(!store.snapshot_due());
+    assert!(store.snapshot_due(), "the log moved past a segment a snapshot would delete");
 
     // The live state as of LSN 350: three records.
     let state: Vec<(u8, Vec<u8>)> = vec![(10, b"session a".to_vec()), (11, b"retained x".to_vec()), (10, vec![])];
@@ -229,4 +229,94 @@ fn snapshots_taken_while_appends_go_on_across_rolls() {
     let bodies: Vec<_> = seen.iter().map(|r| (r.kind, r.body.clone())).collect();
     let history: Vec<_> = (1..=1500).map(|i| (kind(i), body(i))).collect();
     assert_eq!(bodies, history);
+}
+
+/// Bytes of the store's files in `dir` whose names end with `suffix` ("" for all of them:
+/// segments, the snapshot, a preallocated spare; not the lock file).
+fn dir_bytes(dir: &std::path::Path, suffix: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != ferry_store::LOCK_FILE && e.file_name().to_string_lossy().ends_with(suffix))
+        .map(|e| e.metadata().unwrap())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn a_steady_load_over_a_small_live_state_keeps_the_disk_at_it_plus_two_segments() {
+    // The defaults but for the segment size: snapshot_after_bytes (1 GiB) is never
+    // reached, so the snapshots come from the log moving into new segments.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    assert_eq!(cfg.snapshot_after_bytes, ferry_store::StoreConfig::default().snapshot_after_bytes);
+    let segment = cfg.segment_bytes;
+    let (store, _, _) = open(cfg.clone()).unwrap();
+    // The live state: 8 keys, each overwritten over and over.
+    let mut live: std::collections::BTreeMap<u8, Vec<u8>> = Default::default();
+    let (mut snapshots, mut max_bytes) = (0, 0);
+    for i in 1..=4000u64 {
+        let key = (i % 8) as u8 + 1;
+        let value = body(i);
+        let lsn = store.append(key, &value).unwrap();
+        live.insert(key, value);
+        if i % 20 == 0 {
+            store.wait_durable(lsn).unwrap();
+            // What the broker's timer does, here every 20 records.
+            if store.snapshot_due() {
+                store.snapshot(lsn, live.iter().map(|(k, v)| (*k, v.clone()))).unwrap();
+                snapshots += 1;
+            }
+            let stats = store.stats();
+            let snapshot = dir_bytes(dir.path(), ferry_store::segment::SNAPSHOT_SUFFIX);
+            let on_disk = dir_bytes(dir.path(), "");
+            max_bytes = max_bytes.max(on_disk);
+            assert!(stats.segments <= 2, "after {i} records: {stats:?}");
+            assert!(
+                on_disk <= snapshot + 2 * segment,
+                "after {i} records: {on_disk} bytes on disk, {stats:?}"
+            );
+        }
+    }
+    assert!(snapshots >= 10, "{snapshots} snapshots");
+    assert!(store.stats().bytes > 20 * segment, "the log wrote {} bytes", store.stats().bytes);
+    drop(store);
+    // And what is left replays to the live state.
+    let (_, _, seen) = open(cfg).unwrap();
+    let mut replayed: std::collections::BTreeMap<u8, Vec<u8>> = Default::default();
+    for r in seen {
+        replayed.insert(r.kind, r.body);
+    }
+    assert_eq!(replayed, live);
+    eprintln!("{snapshots} snapshots, at most {max_bytes} bytes on disk ({segment}-byte segments)");
+}
+
+#[test]
+fn a_live_state_bigger_than_a_segment_is_written_again_only_once_the_log_outgrew_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (store, _, _) = open(cfg.clone()).unwrap();
+    for i in 1..=10u64 {
+        store.append(1, &body(i)).unwrap();
+    }
+    store.wait_durable(10).unwrap();
+    // A snapshot of four segments' worth.
+    let big = vec![0u8; 1000];
+    let info = store
+        .snapshot(10, (0..4 * cfg.segment_bytes / 1000).map(|_| (1u8, big.clone())))
+        .unwrap();
+    let mut lsn = 10;
+    while store.stats().bytes_since_snapshot < info.bytes {
+        assert!(
+            !store.snapshot_due(),
+            "due after {} log bytes, snapshot {}",
+            store.stats().bytes_since_snapshot,
+            info.bytes
+        );
+        lsn = store.append(1, &big).unwrap();
+    }
+    store.wait_durable(lsn).unwrap();
+    assert!(store.stats().segments >= 2);
+    assert!(store.snapshot_due());
 }

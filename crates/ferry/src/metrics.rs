@@ -87,7 +87,7 @@ fn storage(e: &mut DescriptorEncoder, journal: &ferry_store::BrokerJournal) -> R
     gauge(
         e,
         "storage_bytes_since_snapshot",
-        "Log bytes since the last snapshot (one is taken past storage.snapshot_after_bytes)",
+        "Log bytes since the last snapshot (one is taken once the log moves into a new segment and outgrows the last snapshot, or past storage.snapshot_after_bytes)",
         as_usize(s.bytes_since_snapshot),
     )?;
     gauge(e, "storage_durable_lsn", "The last log position on disk", as_usize(s.durable_lsn))

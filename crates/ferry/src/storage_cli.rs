@@ -45,6 +45,7 @@ pub(crate) fn inspect(dir: &Path) -> anyhow::Result<()> {
         println!("  store id          {id:032x}");
     }
     println!("  bytes on disk     {}", i.total_bytes);
+    println!("  live state        {} bytes (what a snapshot would write now)", i.live_bytes);
     println!("  retained          {} messages", i.retained);
     println!(
         "  sessions          {} persistent MQTT sessions, {} subscriptions, {} queued or in-flight messages ({} bodies), {} delayed wills",
