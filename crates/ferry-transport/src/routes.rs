@@ -235,11 +235,15 @@ pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct HealthRoutes {
     checks: Vec<HealthCheck>,
+    warnings: Vec<HealthCheck>,
 }
 
 impl std::fmt::Debug for HealthRoutes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HealthRoutes").field("checks", &self.checks.len()).finish()
+        f.debug_struct("HealthRoutes")
+            .field("checks", &self.checks.len())
+            .field("warnings", &self.warnings.len())
+            .finish()
     }
 }
 
@@ -247,6 +251,14 @@ impl HealthRoutes {
     /// `/healthz` that also asks `check`.
     pub fn with_check(mut self, check: HealthCheck) -> Self {
         self.checks.push(check);
+        self
+    }
+
+    /// `/healthz` that also asks `check`, whose failure makes the answer
+    /// `200 degraded: <reason>` instead of `ok`: the node still serves (a cluster link
+    /// that is down, say), but not all of what it should.
+    pub fn with_warning(mut self, check: HealthCheck) -> Self {
+        self.warnings.push(check);
         self
     }
 }
@@ -264,8 +276,11 @@ impl HttpRoutes for HealthRoutes {
         let resp = match request.method {
             Method::GET | Method::HEAD => {
                 let failed: Vec<String> = self.checks.iter().filter_map(|c| c().err()).collect();
-                if failed.is_empty() {
+                let warned: Vec<String> = self.warnings.iter().filter_map(|c| c().err()).collect();
+                if failed.is_empty() && warned.is_empty() {
                     HttpResponse::text(StatusCode::OK, "ok\n")
+                } else if failed.is_empty() {
+                    HttpResponse::text(StatusCode::OK, format!("degraded: {}\n", warned.join("; ")))
                 } else {
                     HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {}\n", failed.join("; ")))
                 }
