@@ -488,27 +488,42 @@ async fn retained_writer(
     }
 }
 
-/// Opens (or creates) the retained bucket.
+/// Opens (or creates) the retained bucket. The stream is created here with the
+/// configuration a KV bucket has, rather than through `create_key_value`, which first
+/// asks for the account's info in a form nats-server 2.9 does not answer in.
 async fn open_bucket(client: &async_nats::Client, config: &ClusterConfig) -> Result<kv::Store, String> {
+    use async_nats::jetstream::stream;
     let js = async_nats::jetstream::new(client.clone());
-    match js.get_key_value(&config.retained_bucket).await {
-        Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: config.retained_bucket.clone(),
-                description: "Ferry's retained messages".into(),
-                history: 1,
-                storage: async_nats::jetstream::stream::StorageType::File,
-                num_replicas: config.retained_replicas.max(1),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string()),
+    if let Ok(store) = js.get_key_value(&config.retained_bucket).await {
+        return Ok(store);
     }
+    let bucket = &config.retained_bucket;
+    let created = js
+        .create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("Ferry's retained messages".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            deny_purge: false,
+            allow_direct: true,
+            num_replicas: config.retained_replicas.max(1),
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await;
+    if let Err(e) = created {
+        // Another node may have created it meanwhile: try to open it once more.
+        debug!(error = %e, "cluster: creating the retained bucket failed");
+    }
+    js.get_key_value(bucket).await.map_err(|e| e.to_string())
 }
 
 /// Mirrors the retained bucket into the router: on every connect, a watch that starts
-/// with the last value of every key (a full resynchronisation), then follows changes.
+/// with the last value of every key (a full resynchronisation), then follows changes
+/// (`watch_with_history`: `watch_all` would deliver new changes only).
 async fn retained_mirror(
     client: async_nats::Client,
     shared: Arc<Shared>,
@@ -532,7 +547,7 @@ async fn retained_mirror(
             }
         };
         store_tx.send_replace(Some(store.clone()));
-        let mut watch = match store.watch_all().await {
+        let mut watch = match store.watch_with_history(">").await {
             Ok(w) => w,
             Err(e) => {
                 warn!(error = %e, "cluster: cannot watch the retained bucket; retrying");

@@ -49,6 +49,8 @@ pub(crate) struct Settings {
     pub http_api: HttpApiSettings,
     /// `[storage]`: what survives a restart, and where.
     pub storage: StorageSettings,
+    /// `[cluster]`: the NATS link to other Ferry nodes (unset `nats_url`: alone).
+    pub cluster: ferry_cluster::ClusterConfig,
     /// Deprecated keys the configuration used (old name, new name), moved to their new
     /// names at load; logged once logging is up.
     #[serde(skip)]
