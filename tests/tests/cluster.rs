@@ -18,10 +18,7 @@ use tokio::sync::mpsc;
 
 /// A node of the cluster on `nats`, named `name`, with `env` overrides.
 fn node(nats: &NatsServer, name: &str, env: &[(&str, &str)]) -> Broker {
-    Broker::start_with(
-        &format!("[cluster]\nnats_url = \"{}\"\nnode_name = \"{name}\"\n", nats.url()),
-        env,
-    )
+    Broker::start_with(&format!("[cluster]\nnats_url = \"{}\"\nnode_name = \"{name}\"\n", nats.url()), env)
 }
 
 struct Client {
@@ -123,7 +120,11 @@ async fn wait_health(b: &Broker, want: &str) -> String {
             return r.body;
         }
         if Instant::now() >= deadline {
-            let logs: Vec<String> = b.logs().into_iter().filter(|l| l.contains("cluster") || l.contains("nats")).collect();
+            let logs: Vec<String> = b
+                .logs()
+                .into_iter()
+                .filter(|l| l.contains("cluster") || l.contains("nats"))
+                .collect();
             panic!("healthz said {:?}, wanted {want}; cluster logs: {logs:#?}", r.body);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -153,7 +154,13 @@ async fn connz(nats: &NatsServer, name: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no NATS connection named {name}: {body}"));
     let mut subs: Vec<String> = c["subscriptions_list"]
         .as_array()
-        .map(|l| l.iter().filter_map(|s| s.as_str()).filter(|s| s.starts_with("ferry.m.")).map(String::from).collect())
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s.as_str())
+                .filter(|s| s.starts_with("ferry.m."))
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     subs.sort();
     subs
@@ -205,7 +212,10 @@ async fn messages_cross_nodes_once_with_their_properties_for_mqtt_and_stomp_over
     assert_eq!(p.content_type.as_deref(), Some("text/plain"));
     assert_eq!(p.response_topic.as_deref(), Some("replies/1"));
     assert_eq!(p.correlation_data.as_deref(), Some(&b"corr"[..]));
-    assert_eq!(p.user_properties, [("k".to_owned(), "v".to_owned()), ("k".to_owned(), "w".to_owned())]);
+    assert_eq!(
+        p.user_properties,
+        [("k".to_owned(), "v".to_owned()), ("k".to_owned(), "w".to_owned())]
+    );
 
     let f = stomp_c.frame().await;
     assert_eq!(f.command, ferry_stomp::codec::Command::Message, "{f:?}");
@@ -246,7 +256,11 @@ async fn messages_cross_nodes_once_with_their_properties_for_mqtt_and_stomp_over
     assert_eq!(m(&c, "ferry_cluster_messages_sent").await, 1.0);
     assert_eq!(m(&a, "ferry_cluster_messages_received").await, 0.0);
     assert_eq!(m(&c, "ferry_cluster_messages_received").await, 1.0, "only the x/a from A");
-    assert_eq!(m(&c, "ferry_cluster_own_dropped").await, 0.0, "no_echo: C's own STOMP message never came back");
+    assert_eq!(
+        m(&c, "ferry_cluster_own_dropped").await,
+        0.0,
+        "no_echo: C's own STOMP message never came back"
+    );
 
     // The last subscription gone, the interest goes.
     stomp_c.with_receipt("UNSUBSCRIBE\nid:0", "", "u").await;
@@ -318,7 +332,11 @@ async fn retained_messages_are_cluster_wide_and_survive_node_and_nats_restarts()
     wait_health(&b, "ok").await;
     let got = retained_on(&b, "b", "r/3").await.expect("r/3 on the restarted B");
     assert_eq!(&got.payload[..], b"three");
-    assert_eq!(m(&b, "ferry_retained_messages").await, 1.0, "r/1, cleared while B was away, is gone");
+    assert_eq!(
+        m(&b, "ferry_retained_messages").await,
+        1.0,
+        "r/1, cleared while B was away, is gone"
+    );
     // A fresh node (no data of its own) gets them too.
     let d = node(&nats, "D", &[]);
     let got = retained_on(&d, "d", "r/3").await.expect("r/3 on a new node");
@@ -369,14 +387,22 @@ async fn a_node_cut_off_from_nats_serves_its_own_clients_and_catches_up_when_nat
     let mut n = 0;
     loop {
         n += 1;
-        pub_a.client.publish("t/3", QoS::AtMostOnce, false, format!("after {n}")).await.unwrap();
+        pub_a
+            .client
+            .publish("t/3", QoS::AtMostOnce, false, format!("after {n}"))
+            .await
+            .unwrap();
         let got = on_b.publishes_within(Duration::from_millis(300)).await;
         if got.iter().any(|p| p.payload.starts_with(b"after")) {
             break;
         }
         assert!(Instant::now() < deadline, "cross-node delivery did not resume");
     }
-    assert_eq!(connz(&nats, "B").await, ["ferry.m.t", "ferry.m.t.>"], "B holds its subscriptions again");
+    assert_eq!(
+        connz(&nats, "B").await,
+        ["ferry.m.t", "ferry.m.t.>"],
+        "B holds its subscriptions again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,7 +421,10 @@ async fn a_foreign_nats_message_is_delivered_as_qos0_and_garbage_is_dropped() {
         .await
         .unwrap();
     let got = on_a.publish().await;
-    assert_eq!((&got.topic[..], &got.payload[..], got.qos), (&b"plain/x"[..], &b"hi"[..], QoS::AtMostOnce));
+    assert_eq!(
+        (&got.topic[..], &got.payload[..], got.qos),
+        (&b"plain/x"[..], &b"hi"[..], QoS::AtMostOnce)
+    );
     wait_metric(&a, "ferry_cluster_bad_messages", 2.0).await;
     assert!(on_a.publishes_within(Duration::from_millis(300)).await.is_empty());
     assert_eq!(m(&a, "ferry_cluster_foreign_messages").await, 1.0);

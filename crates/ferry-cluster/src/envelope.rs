@@ -355,7 +355,7 @@ mod tests {
         let m = Message::new(TopicName::new("a/b").unwrap(), Bytes::from_static(b"hi"), QoS::AtLeastOnce, true);
         let bytes = Envelope::encode_message(&origin(), 9, 0x10, &m, Instant::now());
         let want: &[u8] = &[
-            b'F', b'R', b'Y', 1, // magic, version
+            b'F', b'R', b'Y', 1,     // magic, version
             0b101, // QoS 1, retain
             2, b'n', b'1', // origin
             1, 2, 3, 4, 5, 6, 7, 8, // instance
@@ -365,7 +365,10 @@ mod tests {
         ];
         assert_eq!(&bytes[..], want);
         let e = Envelope::decode(bytes).unwrap();
-        assert_eq!((e.origin, e.seq, e.qos, e.retain, e.published_ms), (Some(origin()), 9, QoS::AtLeastOnce, true, 0x10));
+        assert_eq!(
+            (e.origin, e.seq, e.qos, e.retain, e.published_ms),
+            (Some(origin()), 9, QoS::AtLeastOnce, true, 0x10)
+        );
         assert_eq!(&e.payload[..], b"hi");
         assert_eq!(e.properties, Properties::default());
     }
@@ -391,7 +394,7 @@ mod tests {
         };
         let bytes = e.encode();
         let tail: &[u8] = &[
-            0, 0, 0, 3, // expiry
+            0, 0, 0, 3,      // expiry
             0b1101, // content type, correlation data, payload format
             0, 0, 0, 1, b't', //
             0, 0, 0, 1, 0xff, //
@@ -408,7 +411,10 @@ mod tests {
     #[test]
     fn bytes_without_the_magic_are_a_foreign_qos0_message() {
         let e = Envelope::decode(Bytes::from_static(b"hello")).unwrap();
-        assert_eq!((&e.origin, e.qos, e.retain, &e.payload[..]), (&None, QoS::AtMostOnce, false, &b"hello"[..]));
+        assert_eq!(
+            (&e.origin, e.qos, e.retain, &e.payload[..]),
+            (&None, QoS::AtMostOnce, false, &b"hello"[..])
+        );
         let m = e.into_message(TopicName::new("t").unwrap(), Instant::now(), 5).unwrap();
         assert_eq!(&m.payload[..], b"hello");
     }

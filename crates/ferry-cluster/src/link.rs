@@ -397,12 +397,7 @@ async fn read(mut sub: async_nats::Subscriber, receive: Arc<Receive>) {
 
 /// Keeps one NATS subscription per distinct subject the local filters need (counted),
 /// or one for everything in broadcast mode.
-async fn interest_task(
-    client: async_nats::Client,
-    receive: Arc<Receive>,
-    routing: Routing,
-    mut rx: mpsc::UnboundedReceiver<Interest>,
-) {
+async fn interest_task(client: async_nats::Client, receive: Arc<Receive>, routing: Routing, mut rx: mpsc::UnboundedReceiver<Interest>) {
     let shared = receive.shared.clone();
     let mut held: HashMap<String, (usize, JoinHandle<()>)> = HashMap::new();
     if routing == Routing::Broadcast {
@@ -461,11 +456,7 @@ async fn interest_task(
 }
 
 /// Writes retained changes to the bucket, in order, once it is there.
-async fn retained_writer(
-    shared: Arc<Shared>,
-    mut store: watch::Receiver<Option<kv::Store>>,
-    mut rx: mpsc::Receiver<RetainedWrite>,
-) {
+async fn retained_writer(shared: Arc<Shared>, mut store: watch::Receiver<Option<kv::Store>>, mut rx: mpsc::Receiver<RetainedWrite>) {
     while let Some(write) = rx.recv().await {
         let kv = match store.wait_for(Option::is_some).await {
             Ok(kv) => kv.clone(),
@@ -473,8 +464,16 @@ async fn retained_writer(
         };
         let Some(kv) = kv else { continue };
         let result = match write.value {
-            Some(value) => kv.put(&write.key, value).await.map(|_| &shared.stats.kv_puts).map_err(|e| e.to_string()),
-            None => kv.delete(&write.key).await.map(|()| &shared.stats.kv_deletes).map_err(|e| e.to_string()),
+            Some(value) => kv
+                .put(&write.key, value)
+                .await
+                .map(|_| &shared.stats.kv_puts)
+                .map_err(|e| e.to_string()),
+            None => kv
+                .delete(&write.key)
+                .await
+                .map(|()| &shared.stats.kv_deletes)
+                .map_err(|e| e.to_string()),
         };
         match result {
             Ok(counter) => {

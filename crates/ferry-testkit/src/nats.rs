@@ -78,7 +78,16 @@ impl NatsServer {
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-m", &self.monitor_port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-m",
+                &self.monitor_port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

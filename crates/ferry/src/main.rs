@@ -244,10 +244,9 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
     }
     // Before any session is restored: restored subscriptions are interest too.
     let cluster = match settings.cluster.nats_url {
-        Some(_) => Some(
-            ferry_cluster::Cluster::new(settings.cluster.clone(), node_name(settings))
-                .context("invalid [cluster] configuration")?,
-        ),
+        Some(_) => {
+            Some(ferry_cluster::Cluster::new(settings.cluster.clone(), node_name(settings)).context("invalid [cluster] configuration")?)
+        }
         None => None,
     };
     if let Some((link, _)) = &cluster {
