@@ -371,6 +371,41 @@ impl hyper::body::Body for Body {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn healthz_is_503_on_a_failed_check_and_200_degraded_on_a_warning() {
+        let get = || HttpRequest {
+            method: Method::GET,
+            path: "/healthz".into(),
+            query: None,
+            headers: HeaderMap::new(),
+            body: Ok(Bytes::new()),
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            listener: "ws",
+            tls: false,
+            origin_allowed: true,
+        };
+        let answer = |h: HealthRoutes| async move {
+            let r = h.handle(get()).await;
+            let ResponseBody::Full(body) = r.body else { panic!("a full body") };
+            (r.status.as_u16(), String::from_utf8(body.to_vec()).unwrap())
+        };
+        let down: HealthCheck = Arc::new(|| Err("cluster: NATS unreachable".into()));
+        let fine: HealthCheck = Arc::new(|| Ok(()));
+        let broken: HealthCheck = Arc::new(|| Err("storage poisoned".into()));
+        assert_eq!(
+            answer(HealthRoutes::default().with_warning(fine.clone())).await,
+            (200, "ok\n".into())
+        );
+        assert_eq!(
+            answer(HealthRoutes::default().with_warning(down.clone())).await,
+            (200, "degraded: cluster: NATS unreachable\n".into())
+        );
+        assert_eq!(
+            answer(HealthRoutes::default().with_warning(down).with_check(broken)).await,
+            (503, "unhealthy: storage poisoned\n".into())
+        );
+    }
+
     #[test]
     fn longest_prefix_wins_and_groups_are_apart() {
         let mut r = HttpRouter::with_defaults(Arc::new(Metrics::default()));

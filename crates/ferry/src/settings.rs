@@ -338,6 +338,21 @@ mod tests {
     }
 
     #[test]
+    fn cluster_settings_from_file_and_environment() {
+        assert_eq!(
+            Settings::load_from(None, env(&[])).unwrap().cluster.nats_url,
+            None,
+            "alone by default"
+        );
+        let (_d, path) = write("[cluster]\nnode_name = \"ferry-1\"\nrouting = \"broadcast\"\n");
+        let s = Settings::load_from(Some(&path), env(&[("FERRY_CLUSTER__NATS_URL", "nats://127.0.0.1:4222")])).unwrap();
+        assert_eq!(s.cluster.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(s.cluster.node_name.as_deref(), Some("ferry-1"));
+        assert_eq!(s.cluster.routing, ferry_cluster::Routing::Broadcast);
+        assert_eq!(s.cluster.retained_bucket, "ferry_retained");
+    }
+
+    #[test]
     fn environment_overrides_file() {
         let (_d, path) = write("[websocket]\nmax_message_size = 10\n[listeners.ws]\nbind = \"127.0.0.1:9000\"\n");
         let s = Settings::load_from(
