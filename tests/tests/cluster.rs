@@ -177,8 +177,8 @@ async fn messages_cross_nodes_once_with_their_properties_for_mqtt_and_stomp_over
     let b = node(&nats, "B", &[]);
     let c = node(&nats, "C", &[]);
 
-    // On B one MQTT 5 session (TCP) holds overlapping filters; on C a STOMP client over
-    // WebSocket and an MQTT 3.1.1-style raw STOMP TCP client elsewhere.
+    // On B one MQTT 5 session (TCP) holds overlapping filters; on C a STOMP client
+    // subscribes over WebSocket.
     let mut on_b = mqtt(&b, "sub-b", false).await;
     on_b.subscribe("x/#", QoS::AtLeastOnce).await;
     on_b.subscribe("x/a", QoS::AtLeastOnce).await;
