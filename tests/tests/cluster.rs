@@ -237,8 +237,8 @@ async fn messages_cross_nodes_once_with_their_properties_for_mqtt_and_stomp_over
     let f = stomp_c.frame().await;
     assert_eq!(&f.body[..], b"{}");
 
-    let v4 = mqtt(&a, "v4-a", false).await;
-    v4.client.publish("x/deep/er", QoS::AtMostOnce, false, "q0").await.unwrap();
+    let v5 = mqtt(&a, "v5-a", false).await;
+    v5.client.publish("x/deep/er", QoS::AtMostOnce, false, "q0").await.unwrap();
     let got = on_b.publish().await;
     assert_eq!((&got.topic[..], &got.payload[..]), (&b"x/deep/er"[..], &b"q0"[..]));
 
@@ -428,4 +428,63 @@ async fn a_foreign_nats_message_is_delivered_as_qos0_and_garbage_is_dropped() {
     wait_metric(&a, "ferry_cluster_bad_messages", 2.0).await;
     assert!(on_a.publishes_within(Duration::from_millis(300)).await.is_empty());
     assert_eq!(m(&a, "ferry_cluster_foreign_messages").await, 1.0);
+}
+
+/// A connected MQTT 3.1.1 client (rumqttc v4) on `b` and its incoming packets.
+async fn mqtt311(b: &Broker, id: &str, ws: bool) -> (rumqttc::AsyncClient, mpsc::UnboundedReceiver<rumqttc::Packet>) {
+    let mut o = if ws {
+        let addr = b.addr("ws");
+        let mut o = rumqttc::MqttOptions::new(id, format!("ws://{addr}/mqtt"), addr.port());
+        o.set_transport(Transport::Ws);
+        o
+    } else {
+        let addr = b.addr("mqtt");
+        rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port())
+    };
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
+    let (tx, mut incoming) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let rumqttc::Event::Incoming(p) = event {
+                if tx.send(p).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let first = tokio::time::timeout(Duration::from_secs(5), incoming.recv())
+        .await
+        .expect("CONNACK in time");
+    assert!(matches!(first, Some(rumqttc::Packet::ConnAck(_))), "{first:?}");
+    (client, incoming)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_1_clients_on_two_nodes_over_tcp_and_websocket() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    let (sub, mut inbox) = mqtt311(&b, "v311-sub", true).await;
+    sub.subscribe("old/+", rumqttc::QoS::AtLeastOnce).await.unwrap();
+    wait_metric(&b, "ferry_cluster_nats_subscriptions", 1.0).await;
+    let (publisher, _pub_inbox) = mqtt311(&a, "v311-pub", false).await;
+    for i in 0..20 {
+        publisher
+            .publish("old/t", rumqttc::QoS::AtLeastOnce, false, format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    // All twenty, once each, in the publisher's order.
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < 20 {
+        match tokio::time::timeout_at(deadline, inbox.recv()).await {
+            Ok(Some(rumqttc::Packet::Publish(p))) => got.push(String::from_utf8(p.payload.to_vec()).unwrap()),
+            Ok(Some(_)) => {}
+            other => panic!("only {} of 20 arrived: {other:?}", got.len()),
+        }
+    }
+    let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
 }
