@@ -33,6 +33,12 @@ pub(crate) struct Args {
     #[arg(long)]
     pub cross_url: Option<String>,
 
+    /// fanout, fanin, pairs and cross: the subscribers connect to this URL instead
+    /// (another node of a Ferry cluster), the publishers to `--url` (and
+    /// `--cross-url`). For two protocols it must serve both (ws:// or wss://).
+    #[arg(long)]
+    pub sub_url: Option<String>,
+
     /// MQTT protocol version.
     #[arg(long, value_enum, default_value_t = MqttVersion::V311)]
     pub mqtt_version: MqttVersion,

@@ -14,7 +14,8 @@
 //!   `Router::publish`; [`journal`]: the persistence seam, where the router writes the
 //!   retained changes that must survive and adapters learn when to acknowledge;
 //!   [`sessions`]: the live session registry, not yet journaled (ARCHITECTURE.md,
-//!   "Storage").
+//!   "Storage"); [`cluster`]: the seam to other nodes, told of local interest and of
+//!   local publications, with entries on the router for what other nodes send.
 //!
 //! Lock order: session registry → a session's owner → its outbox; router tree → a shared
 //! group's members. An adapter may hold a session slot's `state` while it calls the
@@ -25,6 +26,7 @@
 //! never spawns a task.
 
 pub mod adapter;
+pub mod cluster;
 pub mod coalesce;
 pub mod compact_map;
 pub mod journal;
@@ -45,6 +47,7 @@ pub use adapter::{
     Adapter, Carrier, ClientCert, CloseCode, CloseRequest, Connection, ConnectionInfo, Input, MessageKind, Outgoing, Output, Sniff,
     Subprotocol, TransportCredentials, Wakeup,
 };
+pub use cluster::ClusterLink;
 pub use coalesce::Coalescer;
 pub use compact_map::CompactMap;
 pub use journal::{

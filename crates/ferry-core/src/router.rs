@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::cluster::ClusterLink;
 use crate::journal::{Journal, Lsn, Published, SessionKey, StorageUnavailable};
 
 use crate::message::{Message, QoS, SubscriberId};
@@ -125,6 +126,8 @@ pub struct Router {
     retained: Arc<dyn RetainedStore<Arc<Message>>>,
     /// Where retained changes are written down, if storage is on.
     journal: Option<Arc<dyn Journal>>,
+    /// The other nodes, if this one is in a cluster.
+    cluster: Option<Arc<dyn ClusterLink>>,
     /// Held while a retained change is made in memory and journaled (see the module
     /// docs), and while a snapshot's position is taken.
     retained_order: Mutex<()>,
@@ -145,6 +148,7 @@ impl Router {
             tree: RwLock::new(SubscriptionTree::new()),
             retained,
             journal: None,
+            cluster: None,
             retained_order: Mutex::new(()),
             stats: RouterStats::default(),
         }
@@ -153,6 +157,13 @@ impl Router {
     /// The same router, journaling retained changes to `journal` (storage on).
     pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
         self.journal = Some(journal);
+        self
+    }
+
+    /// The same router in a cluster: `link` is told of local interest and of local
+    /// publications (see [`ClusterLink`]). Set it before any subscription is made.
+    pub fn with_cluster(mut self, link: Arc<dyn ClusterLink>) -> Self {
+        self.cluster = Some(link);
         self
     }
 
@@ -173,9 +184,15 @@ impl Router {
     pub fn subscribe_as(&self, subscription: &Subscription, subscriber: Subscriber, client: Option<Arc<str>>) -> bool {
         let mut tree = self.tree.write();
         match subscription {
-            Subscription::Plain(filter) => tree
-                .insert(filter, Key::Subscriber(subscriber.id), Entry::Direct(subscriber, client))
-                .is_some(),
+            Subscription::Plain(filter) => {
+                let replaced = tree
+                    .insert(filter, Key::Subscriber(subscriber.id), Entry::Direct(subscriber, client))
+                    .is_some();
+                if !replaced {
+                    self.interest_added(&tree, filter);
+                }
+                replaced
+            }
             Subscription::Shared(shared) => {
                 let key = Key::Group(shared.group.clone());
                 let group = match tree.get(&shared.filter, &key) {
@@ -183,6 +200,7 @@ impl Router {
                     _ => {
                         let g = Arc::new(SharedGroup::default());
                         tree.insert(&shared.filter, key, Entry::Group(g.clone()));
+                        self.interest_added(&tree, &shared.filter);
                         g
                     }
                 };
@@ -205,7 +223,13 @@ impl Router {
     pub fn unsubscribe(&self, subscription: &Subscription, subscriber: SubscriberId) -> bool {
         let mut tree = self.tree.write();
         match subscription {
-            Subscription::Plain(filter) => tree.remove(filter, &Key::Subscriber(subscriber)).is_some(),
+            Subscription::Plain(filter) => {
+                let removed = tree.remove(filter, &Key::Subscriber(subscriber)).is_some();
+                if removed {
+                    self.interest_removed(&tree, filter);
+                }
+                removed
+            }
             Subscription::Shared(shared) => {
                 let key = Key::Group(shared.group.clone());
                 let Some(Entry::Group(group)) = tree.get(&shared.filter, &key).cloned() else {
@@ -217,10 +241,28 @@ impl Router {
                     members.retain(|m| m.sub.id != subscriber);
                     (members.len() != before, members.is_empty())
                 };
-                if empty {
-                    tree.remove(&shared.filter, &key);
+                if empty && tree.remove(&shared.filter, &key).is_some() {
+                    self.interest_removed(&tree, &shared.filter);
                 }
                 found
+            }
+        }
+    }
+
+    /// Tells the cluster link when `filter` just got its first subscription.
+    fn interest_added(&self, tree: &SubscriptionTree<Key, Entry>, filter: &TopicFilter) {
+        if let Some(link) = &self.cluster {
+            if tree.count(filter) == 1 {
+                link.interest_added(filter);
+            }
+        }
+    }
+
+    /// Tells the cluster link when `filter` just lost its last subscription.
+    fn interest_removed(&self, tree: &SubscriptionTree<Key, Entry>, filter: &TopicFilter) {
+        if let Some(link) = &self.cluster {
+            if tree.count(filter) == 0 {
+                link.interest_removed(filter);
             }
         }
     }
@@ -239,9 +281,12 @@ impl Router {
     pub fn publish_durable(&self, message: Arc<Message>, now: Instant) -> Result<Published, StorageUnavailable> {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         let retained_at = if message.retain { self.retain(&message, true)? } else { None };
-        let routed = self.route(message, now, true);
+        let routed = self.route(message.clone(), now, true);
         if let Some(e) = routed.refused {
             return Err(e);
+        }
+        if let Some(link) = &self.cluster {
+            link.published(&message, now);
         }
         Ok(Published {
             deliveries: routed.queued,
@@ -259,6 +304,50 @@ impl Router {
             let _ = self.retain(&message, false);
         }
         self.route(message, now, false).queued
+    }
+
+    /// Delivers `message`, which another node published, to this node's subscribers
+    /// only: never forwarded again, never retained here (the retained messages of other
+    /// nodes come through [`Router::retained_apply`]). Returns the deliveries queued.
+    pub fn deliver_remote(&self, message: Arc<Message>, now: Instant) -> usize {
+        self.route(message, now, false).queued
+    }
+
+    /// Sets (`Some`) or clears (`None`) the retained message of `topic` as the cluster's
+    /// shared store says, without telling the cluster again; journaled when storage is
+    /// on, so that a restart starts from what the cluster last said.
+    pub fn retained_apply(&self, topic: &TopicName, message: Option<Arc<Message>>) -> Result<(), StorageUnavailable> {
+        let journal = self.journal.as_ref();
+        if let Some(journal) = journal {
+            journal.health()?;
+        }
+        let _order = journal.map(|_| self.retained_order.lock());
+        match message {
+            None => {
+                if self.retained.remove(topic).is_some() {
+                    if let Some(journal) = journal {
+                        journal.retained_clear(topic)?;
+                    }
+                }
+            }
+            Some(message) => {
+                if self.retained.try_set(topic.clone(), message.clone()).is_err() {
+                    self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                if let Some(journal) = journal {
+                    journal.retained_set(&message)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The topics of every retained message, copied out.
+    pub fn retained_topics(&self) -> Vec<TopicName> {
+        let mut all = Vec::with_capacity(self.retained.len());
+        self.retained.for_each(&mut |t, _| all.push(t.clone()));
+        all
     }
 
     /// Applies a retained message's set or clear to the store, and to the journal when
@@ -487,7 +576,11 @@ impl Router {
     /// there was one.
     pub fn retained_remove(&self, topic: &TopicName) -> Result<bool, StorageUnavailable> {
         let Some(journal) = &self.journal else {
-            return Ok(self.retained.remove(topic).is_some());
+            let removed = self.retained.remove(topic).is_some();
+            if let (true, Some(link)) = (removed, &self.cluster) {
+                link.retained_removed(topic);
+            }
+            return Ok(removed);
         };
         journal.health()?;
         let _order = self.retained_order.lock();
@@ -497,6 +590,9 @@ impl Router {
         if let Err(e) = journal.retained_clear(topic) {
             self.retained.set(topic.clone(), previous);
             return Err(e);
+        }
+        if let Some(link) = &self.cluster {
+            link.retained_removed(topic);
         }
         Ok(true)
     }
@@ -553,6 +649,83 @@ mod tests {
         let mut v = Vec::new();
         s.outbox.pop_into(usize::MAX, &mut v);
         v
+    }
+
+    /// A link that writes down what the router told it.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl ClusterLink for Recorder {
+        fn interest_added(&self, filter: &TopicFilter) {
+            self.0.lock().push(format!("+{}", filter.as_str()));
+        }
+        fn interest_removed(&self, filter: &TopicFilter) {
+            self.0.lock().push(format!("-{}", filter.as_str()));
+        }
+        fn published(&self, message: &Arc<Message>, _: Instant) {
+            self.0.lock().push(format!("pub {}", message.topic.as_str()));
+        }
+        fn retained_removed(&self, topic: &TopicName) {
+            self.0.lock().push(format!("unretain {}", topic.as_str()));
+        }
+    }
+
+    fn clustered() -> (Router, Arc<Recorder>) {
+        let link = Arc::new(Recorder::default());
+        (Router::default().with_cluster(link.clone()), link)
+    }
+
+    fn told(link: &Recorder) -> Vec<String> {
+        std::mem::take(&mut *link.0.lock())
+    }
+
+    #[test]
+    fn the_cluster_is_told_of_the_first_and_last_subscription_of_a_filter() {
+        let (r, link) = clustered();
+        let (a, b) = (subscriber(1, QoS::AtMostOnce), subscriber(2, QoS::AtMostOnce));
+        r.subscribe(&sub("a/#"), a.clone());
+        r.subscribe(&sub("a/#"), a.clone());
+        r.subscribe(&sub("a/#"), b.clone());
+        r.subscribe(&sub("$share/g/a/#"), a.clone());
+        r.subscribe(&sub("$share/g/x"), a.clone());
+        r.subscribe(&sub("$share/g/x"), b.clone());
+        assert_eq!(told(&link), ["+a/#", "+x"], "counted per filter, a group once");
+        r.unsubscribe(&sub("a/#"), 1);
+        r.unsubscribe(&sub("a/#"), 1);
+        r.unsubscribe(&sub("a/#"), 2);
+        assert!(told(&link).is_empty(), "the group still holds a/#");
+        r.unsubscribe(&sub("$share/g/a/#"), 1);
+        r.unsubscribe(&sub("$share/g/x"), 1);
+        assert_eq!(told(&link), ["-a/#"]);
+        r.unsubscribe(&sub("$share/g/x"), 2);
+        assert_eq!(told(&link), ["-x"]);
+    }
+
+    #[test]
+    fn local_publications_go_to_the_cluster_and_remote_ones_do_not_come_back() {
+        let (r, link) = clustered();
+        let s = subscriber(1, QoS::AtMostOnce);
+        r.subscribe(&sub("t/#"), s.clone());
+        told(&link);
+        r.publish(msg("t/1", QoS::AtMostOnce, false), Instant::now());
+        r.publish_own(msg("t/sys", QoS::AtMostOnce, false), Instant::now());
+        assert_eq!(r.deliver_remote(msg("t/2", QoS::AtMostOnce, true), Instant::now()), 1);
+        assert_eq!(told(&link), ["pub t/1"], "neither $SYS nor remote messages are forwarded");
+        assert_eq!(drain(&s).len(), 3);
+        assert_eq!(
+            r.retained_count(),
+            0,
+            "a remote retained message is kept through retained_apply only"
+        );
+        let t = TopicName::new("t/2").unwrap();
+        r.retained_apply(&t, Some(msg("t/2", QoS::AtMostOnce, true))).unwrap();
+        assert_eq!(r.retained_topics(), std::slice::from_ref(&t));
+        r.retained_apply(&t, None).unwrap();
+        assert_eq!(r.retained_count(), 0);
+        assert!(told(&link).is_empty());
+        r.publish(msg("t/3", QoS::AtMostOnce, true), Instant::now());
+        r.retained_remove(&TopicName::new("t/3").unwrap()).unwrap();
+        assert_eq!(told(&link), ["pub t/3", "unretain t/3"]);
     }
 
     #[test]

@@ -240,6 +240,16 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
         }
     }
 
+    /// The number of subscriptions (keys) on exactly `filter`.
+    pub fn count(&self, filter: &TopicFilter) -> usize {
+        let Some((id, tail)) = self.find(filter, None) else { return 0 };
+        let node = &self.nodes[id];
+        match tail {
+            Tail::Exact => node.exact.len(),
+            Tail::Multi => node.multi.len(),
+        }
+    }
+
     /// Calls `f` with every subscription whose filter matches `topic` (MQTT §4.7,
     /// including the rule that `+` or `#` as a filter's first level does not match a topic
     /// starting with `$`). A key with several matching filters is visited once per

@@ -1,6 +1,6 @@
 //! Ferry's test kit (dev-only): the broker process harness ([`process`]), raw HTTP and
 //! WebSocket helpers ([`http`]), raw MQTT bytes ([`mqtt`]), a STOMP client ([`stomp`]), a
-//! test PKI ([`pki`]) and authentication fixtures ([`gatekeeper`]); and an in-memory
+//! test PKI ([`pki`]), a real nats-server for the cluster tests ([`nats`]) and authentication fixtures ([`gatekeeper`]); and an in-memory
 //! broker ([`memory`]): both adapters on one router with a virtual clock, in quinn's
 //! `Pair` style, for cross-protocol semantics without sockets.
 //!
@@ -11,6 +11,7 @@ pub mod gatekeeper;
 pub mod http;
 pub mod memory;
 pub mod mqtt;
+pub mod nats;
 pub mod pki;
 pub mod process;
 pub mod stomp;

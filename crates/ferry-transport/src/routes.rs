@@ -235,11 +235,15 @@ pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct HealthRoutes {
     checks: Vec<HealthCheck>,
+    warnings: Vec<HealthCheck>,
 }
 
 impl std::fmt::Debug for HealthRoutes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HealthRoutes").field("checks", &self.checks.len()).finish()
+        f.debug_struct("HealthRoutes")
+            .field("checks", &self.checks.len())
+            .field("warnings", &self.warnings.len())
+            .finish()
     }
 }
 
@@ -247,6 +251,14 @@ impl HealthRoutes {
     /// `/healthz` that also asks `check`.
     pub fn with_check(mut self, check: HealthCheck) -> Self {
         self.checks.push(check);
+        self
+    }
+
+    /// `/healthz` that also asks `check`, whose failure makes the answer
+    /// `200 degraded: <reason>` instead of `ok`: the node still serves (a cluster link
+    /// that is down, say), but not all of what it should.
+    pub fn with_warning(mut self, check: HealthCheck) -> Self {
+        self.warnings.push(check);
         self
     }
 }
@@ -264,8 +276,11 @@ impl HttpRoutes for HealthRoutes {
         let resp = match request.method {
             Method::GET | Method::HEAD => {
                 let failed: Vec<String> = self.checks.iter().filter_map(|c| c().err()).collect();
-                if failed.is_empty() {
+                let warned: Vec<String> = self.warnings.iter().filter_map(|c| c().err()).collect();
+                if failed.is_empty() && warned.is_empty() {
                     HttpResponse::text(StatusCode::OK, "ok\n")
+                } else if failed.is_empty() {
+                    HttpResponse::text(StatusCode::OK, format!("degraded: {}\n", warned.join("; ")))
                 } else {
                     HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {}\n", failed.join("; ")))
                 }
@@ -355,6 +370,41 @@ impl hyper::body::Body for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn healthz_is_503_on_a_failed_check_and_200_degraded_on_a_warning() {
+        let get = || HttpRequest {
+            method: Method::GET,
+            path: "/healthz".into(),
+            query: None,
+            headers: HeaderMap::new(),
+            body: Ok(Bytes::new()),
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            listener: "ws",
+            tls: false,
+            origin_allowed: true,
+        };
+        let answer = |h: HealthRoutes| async move {
+            let r = h.handle(get()).await;
+            let ResponseBody::Full(body) = r.body else { panic!("a full body") };
+            (r.status.as_u16(), String::from_utf8(body.to_vec()).unwrap())
+        };
+        let down: HealthCheck = Arc::new(|| Err("cluster: NATS unreachable".into()));
+        let fine: HealthCheck = Arc::new(|| Ok(()));
+        let broken: HealthCheck = Arc::new(|| Err("storage poisoned".into()));
+        assert_eq!(
+            answer(HealthRoutes::default().with_warning(fine.clone())).await,
+            (200, "ok\n".into())
+        );
+        assert_eq!(
+            answer(HealthRoutes::default().with_warning(down.clone())).await,
+            (200, "degraded: cluster: NATS unreachable\n".into())
+        );
+        assert_eq!(
+            answer(HealthRoutes::default().with_warning(down).with_check(broken)).await,
+            (503, "unhealthy: storage poisoned\n".into())
+        );
+    }
 
     #[test]
     fn longest_prefix_wins_and_groups_are_apart() {

@@ -155,6 +155,23 @@ struct Wired {
     connections: Arc<Connections>,
     router: Arc<Router>,
     journal: Option<Arc<BrokerJournal>>,
+    /// The cluster link and its tasks (not started yet), when `cluster.nats_url` is set.
+    cluster: Option<(ferry_cluster::Cluster, ferry_cluster::LinkTasks)>,
+}
+
+/// This node's name in the cluster: `cluster.node_name`, else the host name and the
+/// WebSocket port.
+fn node_name(settings: &Settings) -> String {
+    if let Some(name) = &settings.cluster.node_name {
+        return name.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "ferry".into());
+    format!("{host}-{}", settings.listeners.ws.bind.port())
 }
 
 /// What the journal holds beside retained messages, for the adapters to take back.
@@ -225,6 +242,16 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
     if let Some(journal) = &journal {
         router = router.with_journal(journal.clone());
     }
+    // Before any session is restored: restored subscriptions are interest too.
+    let cluster = match settings.cluster.nats_url {
+        Some(_) => {
+            Some(ferry_cluster::Cluster::new(settings.cluster.clone(), node_name(settings)).context("invalid [cluster] configuration")?)
+        }
+        None => None,
+    };
+    if let Some((link, _)) = &cluster {
+        router = router.with_cluster(Arc::new(link.clone()));
+    }
     let router = Arc::new(router);
     let parts = CoreParts::new(router.clone(), gate.clone());
     let mqtt = Arc::new(MqttAdapter::new(parts.clone(), settings.mqtt.clone()));
@@ -269,6 +296,7 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
         stomp: stomp_broker,
         gate: gate.clone(),
         admin: admin.clone(),
+        cluster: cluster.as_ref().map(|(link, _)| link.clone()),
     }));
     Ok(Wired {
         registry,
@@ -278,6 +306,7 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
         connections,
         router,
         journal,
+        cluster,
     })
 }
 
@@ -287,12 +316,19 @@ fn http_routes(
     metrics: &Arc<Metrics>,
     admin: &Arc<ferry_admin::Admin>,
     journal: Option<&Arc<BrokerJournal>>,
+    cluster: Option<&ferry_cluster::Cluster>,
     settings: &Settings,
 ) -> HttpRouter {
     let mut health = HealthRoutes::default();
     if let Some(journal) = journal {
         let journal = journal.clone();
         health = health.with_check(Arc::new(move || journal.store().health().map_err(|p| p.to_string())));
+    }
+    if let Some(cluster) = cluster {
+        // Cut off from NATS, the node still serves its own clients: degraded, not down,
+        // so that a load balancer does not take every node out when NATS goes.
+        let cluster = cluster.clone();
+        health = health.with_warning(Arc::new(move || cluster.health()));
     }
     let health = Arc::new(health);
     let mut routes = HttpRouter::new();
@@ -366,9 +402,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         connections,
         router,
         journal,
+        cluster,
     } = adapters(&settings, &gate)?;
     let metrics = Arc::new(metrics);
-    let routes = http_routes(&metrics, &admin, journal.as_ref(), &settings);
+    let routes = http_routes(&metrics, &admin, journal.as_ref(), cluster.as_ref().map(|(c, _)| c), &settings);
     let server = Server::start(ServerParts {
         config: settings.transport(),
         registry,
@@ -382,6 +419,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some((_, addr)) = server.local_addrs().iter().find(|(name, _)| *name == "admin") {
         info!("dashboard at http://{addr}/");
     }
+    let cluster_tasks = match cluster {
+        Some((link, tasks)) => {
+            info!(node = link.node_name(), "cluster: joining");
+            tasks.start(router.clone()).await.context("cannot start the cluster link")?
+        }
+        None => Vec::new(),
+    };
     let ticker = tokio::spawn(tick(mqtt));
     let snapshotter = journal
         .clone()
@@ -398,6 +442,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signal = signals.wait().await;
     info!(signal, grace = ?settings.shutdown.grace_period, "shutting down");
     ticker.abort();
+    for t in cluster_tasks {
+        t.abort();
+    }
     if let Some(s) = snapshotter {
         s.abort();
     }

@@ -26,6 +26,8 @@ pub(crate) struct BrokerCollector {
     pub admin: Arc<ferry_admin::Admin>,
     /// The journal, when storage is on.
     pub journal: Option<Arc<ferry_store::BrokerJournal>>,
+    /// The cluster link, when the node is in a cluster.
+    pub cluster: Option<ferry_cluster::Cluster>,
 }
 
 impl std::fmt::Debug for BrokerCollector {
@@ -107,6 +109,9 @@ impl Collector for BrokerCollector {
         gauge(e, "retained_messages", "Retained messages", self.router.retained_count())?;
         if let Some(journal) = &self.journal {
             storage(e, journal)?;
+        }
+        if let Some(cluster) = &self.cluster {
+            each(e, cluster.stats().metrics())?;
         }
         gauge(
             e,

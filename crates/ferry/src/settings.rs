@@ -49,6 +49,8 @@ pub(crate) struct Settings {
     pub http_api: HttpApiSettings,
     /// `[storage]`: what survives a restart, and where.
     pub storage: StorageSettings,
+    /// `[cluster]`: the NATS link to other Ferry nodes (unset `nats_url`: alone).
+    pub cluster: ferry_cluster::ClusterConfig,
     /// Deprecated keys the configuration used (old name, new name), moved to their new
     /// names at load; logged once logging is up.
     #[serde(skip)]
@@ -333,6 +335,21 @@ mod tests {
             ]
         );
         assert!(!s.to_toml().unwrap().contains("max_pending_per"), "only the new names are printed");
+    }
+
+    #[test]
+    fn cluster_settings_from_file_and_environment() {
+        assert_eq!(
+            Settings::load_from(None, env(&[])).unwrap().cluster.nats_url,
+            None,
+            "alone by default"
+        );
+        let (_d, path) = write("[cluster]\nnode_name = \"ferry-1\"\nrouting = \"broadcast\"\n");
+        let s = Settings::load_from(Some(&path), env(&[("FERRY_CLUSTER__NATS_URL", "nats://127.0.0.1:4222")])).unwrap();
+        assert_eq!(s.cluster.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(s.cluster.node_name.as_deref(), Some("ferry-1"));
+        assert_eq!(s.cluster.routing, ferry_cluster::Routing::Broadcast);
+        assert_eq!(s.cluster.retained_bucket, "ferry_retained");
     }
 
     #[test]

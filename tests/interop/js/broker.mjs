@@ -72,3 +72,50 @@ export async function startBroker(extraToml = '', extraEnv = {}) {
     },
   };
 }
+
+/** A free loopback TCP port. */
+async function freePort() {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+/**
+ * Start a real nats-server with JetStream (for cluster tests): /usr/sbin/nats-server or
+ * the one on PATH; throws, with what to install, when there is none. Resolves to
+ * { url, stop() } once it accepts connections.
+ */
+export async function startNats() {
+  const { existsSync } = await import('node:fs');
+  const { connect } = await import('node:net');
+  const candidates = ['/usr/sbin/nats-server', ...(process.env.PATH ?? '').split(':').map((d) => join(d, 'nats-server'))];
+  const natsBin = candidates.find((p) => p && existsSync(p));
+  if (!natsBin) throw new Error('nats-server not found (neither /usr/sbin/nats-server nor on PATH): install it (Debian: apt-get install nats-server)');
+  const port = await freePort();
+  const monitor = await freePort();
+  const child = spawn(natsBin, ['-a', '127.0.0.1', '-p', String(port), '-m', String(monitor), '-js', '-sd', tempDir('nats-')], { stdio: 'ignore' });
+  started.add(child);
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error('nats-server did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }
+      started.delete(child);
+    },
+  };
+}

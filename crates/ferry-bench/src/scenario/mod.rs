@@ -36,6 +36,8 @@ pub(crate) struct Env {
     pub args: Args,
     /// Per protocol: where and how to connect.
     pub connectors: HashMap<Protocol, Arc<Connector>>,
+    /// Per protocol: where the subscribers connect, when `--sub-url` is given.
+    pub sub_connectors: HashMap<Protocol, Arc<Connector>>,
     /// Per protocol: how sessions are opened.
     pub specs: HashMap<Protocol, Arc<SessionSpec>>,
     /// Shared counters.
@@ -63,9 +65,32 @@ impl Env {
             Spread::Never => false,
             Spread::Auto => args.clients > SPREAD_ABOVE,
         };
+        let sub_urls: Vec<(Protocol, String)> = match &args.sub_url {
+            Some(sub) => urls.iter().map(|(p, _)| (*p, sub.clone())).collect(),
+            None => Vec::new(),
+        };
         let mut connectors = HashMap::new();
+        let mut sub_connectors = HashMap::new();
         let mut specs = HashMap::new();
         let mut tls = None;
+        for (protocol, url) in sub_urls {
+            let target = crate::url::parse(&url, protocol).with_context(|| format!("--sub-url {url}"))?;
+            if target.transport.is_tls() && tls.is_none() {
+                tls = Some(crate::tls::client_config(args.ca.as_deref(), args.insecure)?);
+            }
+            let framing = match protocol {
+                Protocol::Mqtt => Framing::WsBinary,
+                Protocol::Stomp => Framing::WsText,
+            };
+            let subprotocol = match protocol {
+                Protocol::Mqtt => "mqtt",
+                Protocol::Stomp => "v12.stomp",
+            };
+            let connector = Connector::new(Arc::new(target), tls.clone(), subprotocol, framing, spread)
+                .map_err(anyhow::Error::msg)?
+                .with_deflate(args.deflate);
+            sub_connectors.insert(protocol, Arc::new(connector));
+        }
         for (protocol, url) in urls {
             let target = crate::url::parse(&url, protocol).with_context(|| format!("--url {url}"))?;
             if target.transport.is_tls() && tls.is_none() {
@@ -95,10 +120,18 @@ impl Env {
         Ok(Env {
             args,
             connectors,
+            sub_connectors,
             specs,
             counters,
             progress,
         })
+    }
+
+    /// The connector and session spec for a subscriber speaking `protocol`: on
+    /// `--sub-url` when given, else as [`Env::side`].
+    pub(crate) fn sub_side(&self, protocol: Protocol) -> anyhow::Result<(Arc<Connector>, Arc<SessionSpec>)> {
+        let (connector, spec) = self.side(protocol)?;
+        Ok((self.sub_connectors.get(&protocol).cloned().unwrap_or(connector), spec))
     }
 
     /// The connector and session spec for `protocol`.

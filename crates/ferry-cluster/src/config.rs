@@ -1,0 +1,67 @@
+//! `[cluster]`: whether this node is in a cluster, and how it reaches NATS.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How a node asks NATS for the messages of other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// One NATS subscription per distinct filter local sessions hold: a node receives
+    /// only what some session on it can match.
+    #[default]
+    Interest,
+    /// One subscription to every message: simpler, more traffic (a debugging aid).
+    Broadcast,
+}
+
+/// `[cluster]` settings. With `nats_url` unset the node is alone, as without a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The NATS server(s), comma separated (`nats://127.0.0.1:4222`); unset: no cluster.
+    pub nats_url: Option<String>,
+    /// This node's name in the cluster, unique among the nodes; unset: the host name
+    /// and the WebSocket port.
+    pub node_name: Option<String>,
+    /// NATS user name (with `password`).
+    pub user: Option<String>,
+    /// NATS password.
+    pub password: Option<String>,
+    /// NATS token.
+    pub token: Option<String>,
+    /// A NATS credentials file (JWT and NKey seed).
+    pub creds_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) to verify the NATS server with; setting it requires TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `interest` or `broadcast`.
+    pub routing: Routing,
+    /// The first token of every subject Ferry uses, to share a NATS account.
+    pub subject_prefix: String,
+    /// The JetStream key-value bucket of the retained messages.
+    pub retained_bucket: String,
+    /// Replicas of the retained bucket (1 with a single nats-server, 3 in a NATS cluster).
+    pub retained_replicas: usize,
+    /// Messages waiting to go to NATS; past it new ones are dropped and counted.
+    pub forward_queue: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            node_name: None,
+            user: None,
+            password: None,
+            token: None,
+            creds_file: None,
+            tls_ca_file: None,
+            routing: Routing::Interest,
+            subject_prefix: "ferry".into(),
+            retained_bucket: "ferry_retained".into(),
+            retained_replicas: 1,
+            forward_queue: 65_536,
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! Ferry nodes in a cluster on a real nats-server (JetStream on, on loopback): messages
+//! cross nodes for MQTT 3.1.1/5 and STOMP over TCP and WebSocket with their
+//! properties, once each even with overlapping subscriptions, never back to their own
+//! node, only to nodes with interest; retained messages are shared and survive node
+//! and NATS restarts; a node cut off from NATS serves its own clients and says so.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_testkit::nats::NatsServer;
+use ferry_testkit::prelude::*;
+use ferry_testkit::stomp::Stomp;
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::Transport;
+use tokio::sync::mpsc;
+
+/// A node of the cluster on `nats`, named `name`, with `env` overrides.
+fn node(nats: &NatsServer, name: &str, env: &[(&str, &str)]) -> Broker {
+    Broker::start_with(&format!("[cluster]\nnats_url = \"{}\"\nnode_name = \"{name}\"\n", nats.url()), env)
+}
+
+struct Client {
+    client: AsyncClient,
+    incoming: mpsc::UnboundedReceiver<Packet>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn mqtt(b: &Broker, id: &str, ws: bool) -> Client {
+    let mut o = if ws {
+        let addr = b.addr("ws");
+        let mut o = MqttOptions::new(id, format!("ws://{addr}/mqtt"), addr.port());
+        o.set_transport(Transport::Ws);
+        o
+    } else {
+        let addr = b.addr("mqtt");
+        MqttOptions::new(id, addr.ip().to_string(), addr.port())
+    };
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    let (tx, incoming) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(p) = event {
+                if tx.send(p).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut c = Client {
+        client,
+        incoming,
+        _task: task,
+    };
+    assert!(matches!(c.next().await, Packet::ConnAck(_)));
+    c
+}
+
+impl Client {
+    async fn next(&mut self) -> Packet {
+        tokio::time::timeout(Duration::from_secs(5), self.incoming.recv())
+            .await
+            .expect("a packet in time")
+            .expect("client running")
+    }
+
+    async fn publish(&mut self) -> Publish {
+        loop {
+            if let Packet::Publish(p) = self.next().await {
+                return p;
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, filter: &str, qos: QoS) {
+        self.client.subscribe(filter, qos).await.unwrap();
+        while !matches!(self.next().await, Packet::SubAck(_)) {}
+    }
+
+    /// Publishes received within `wait`.
+    async fn publishes_within(&mut self, wait: Duration) -> Vec<Publish> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, self.incoming.recv()).await {
+            if let Packet::Publish(p) = p {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+/// A metric of `b`, 0 when absent.
+async fn m(b: &Broker, name: &str) -> f64 {
+    metric(b.addr("ws"), name).await.unwrap_or(0.0)
+}
+
+/// Waits (at most 10 s) until `b`'s metric `name` is at least `want`.
+async fn wait_metric(b: &Broker, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = m(b, name).await;
+        if v >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} stayed at {v}, wanted {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (at most 10 s) until `b`'s `/healthz` body starts with `want`.
+async fn wait_health(b: &Broker, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http_request(b.addr("ws"), "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        if r.body.starts_with(want) {
+            assert_eq!(r.status, 200, "a node cut off from NATS still serves: {}", r.body);
+            return r.body;
+        }
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = b
+                .logs()
+                .into_iter()
+                .filter(|l| l.contains("cluster") || l.contains("nats"))
+                .collect();
+            panic!("healthz said {:?}, wanted {want}; cluster logs: {logs:#?}", r.body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// nats-server's view of connection `name`: the subjects it subscribes to under
+/// `ferry.m.` (the message routing subjects; its other subscriptions are JetStream's
+/// reply inboxes).
+async fn connz(nats: &NatsServer, name: &str) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // HTTP/1.0: the whole body, then the server closes (no chunked encoding).
+    let mut s = tokio::net::TcpStream::connect(nats.monitor()).await.unwrap();
+    s.write_all(b"GET /connz?subs=1 HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all))
+        .await
+        .expect("connz in time")
+        .unwrap();
+    let all = String::from_utf8_lossy(&all);
+    let body = all.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: serde_json::Value = serde_json::from_str(body).expect("connz JSON");
+    let conns = v["connections"].as_array().expect("connections");
+    let c = conns
+        .iter()
+        .find(|c| c["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no NATS connection named {name}: {body}"));
+    let mut subs: Vec<String> = c["subscriptions_list"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s.as_str())
+                .filter(|s| s.starts_with("ferry.m."))
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    subs.sort();
+    subs
+}
+
+fn h<'f>(f: &'f ferry_stomp::codec::Frame, name: &str) -> &'f str {
+    f.header(name).unwrap_or_else(|| panic!("no {name} header in {f:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_nodes_once_with_their_properties_for_mqtt_and_stomp_over_tcp_and_websocket() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    let c = node(&nats, "C", &[]);
+
+    // On B one MQTT 5 session (TCP) holds overlapping filters; on C a STOMP client
+    // subscribes over WebSocket.
+    let mut on_b = mqtt(&b, "sub-b", false).await;
+    on_b.subscribe("x/#", QoS::AtLeastOnce).await;
+    on_b.subscribe("x/a", QoS::AtLeastOnce).await;
+    let (mut stomp_c, _) = Stomp::ws(&c, "v12.stomp").await;
+    stomp_c.connect("1.2").await;
+    stomp_c.with_receipt("SUBSCRIBE\nid:0\ndestination:/topic/x.a", "", "s").await;
+    // x/# is x.> and x; x/a is x.a.
+    wait_metric(&b, "ferry_cluster_nats_subscriptions", 3.0).await;
+    wait_metric(&c, "ferry_cluster_nats_subscriptions", 1.0).await;
+
+    // MQTT 5 over WebSocket on A, with every property.
+    let pub_a = mqtt(&a, "pub-a", true).await;
+    let props = PublishProperties {
+        payload_format_indicator: Some(1),
+        content_type: Some("text/plain".into()),
+        response_topic: Some("replies/1".into()),
+        correlation_data: Some(Bytes::from_static(b"corr")),
+        user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+        ..Default::default()
+    };
+    pub_a
+        .client
+        .publish_with_properties("x/a", QoS::AtLeastOnce, false, "hello", props)
+        .await
+        .unwrap();
+
+    let got = on_b.publish().await;
+    assert_eq!((&got.topic[..], &got.payload[..]), (&b"x/a"[..], &b"hello"[..]));
+    let p = got.properties.expect("MQTT 5 properties");
+    assert_eq!(p.payload_format_indicator, Some(1));
+    assert_eq!(p.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(p.response_topic.as_deref(), Some("replies/1"));
+    assert_eq!(p.correlation_data.as_deref(), Some(&b"corr"[..]));
+    assert_eq!(
+        p.user_properties,
+        [("k".to_owned(), "v".to_owned()), ("k".to_owned(), "w".to_owned())]
+    );
+
+    let f = stomp_c.frame().await;
+    assert_eq!(f.command, ferry_stomp::codec::Command::Message, "{f:?}");
+    assert_eq!(&f.body[..], b"hello");
+    assert_eq!(h(&f, "destination"), "/topic/x.a");
+    assert_eq!(h(&f, "content-type"), "text/plain");
+    assert_eq!(h(&f, "k"), "v");
+
+    // STOMP over TCP on C → MQTT on B; MQTT 3.1.1 over TCP on A → B.
+    let mut stomp_pub = Stomp::tcp(&c).await;
+    stomp_pub.connect("1.2").await;
+    stomp_pub
+        .with_receipt("SEND\ndestination:/topic/x.a\ncontent-type:application/json", "{}", "r1")
+        .await;
+    let got = on_b.publish().await;
+    assert_eq!((&got.topic[..], &got.payload[..]), (&b"x/a"[..], &b"{}"[..]));
+    assert_eq!(got.properties.and_then(|p| p.content_type).as_deref(), Some("application/json"));
+    // The STOMP subscriber on C gets it from its own node, once.
+    let f = stomp_c.frame().await;
+    assert_eq!(&f.body[..], b"{}");
+
+    let v5 = mqtt(&a, "v5-a", false).await;
+    v5.client.publish("x/deep/er", QoS::AtMostOnce, false, "q0").await.unwrap();
+    let got = on_b.publish().await;
+    assert_eq!((&got.topic[..], &got.payload[..]), (&b"x/deep/er"[..], &b"q0"[..]));
+
+    // Exactly one copy each, though B's NATS connection got two of every x/a message.
+    assert!(on_b.publishes_within(Duration::from_millis(500)).await.is_empty(), "no duplicates");
+    assert!(stomp_c.frames_within(Duration::from_millis(300)).await.is_empty(), "no duplicates");
+    assert!(m(&b, "ferry_cluster_dedup_dropped").await >= 2.0, "overlap copies were dropped");
+
+    // No echo and no interest: A holds no subscription, so NATS sent it nothing, and
+    // C (interested in x.a only) got nothing of x/deep/er.
+    assert!(connz(&nats, "A").await.is_empty(), "A has no interest: no routing subscription");
+    assert_eq!(connz(&nats, "B").await, ["ferry.m.x", "ferry.m.x.>", "ferry.m.x.a"]);
+    assert_eq!(connz(&nats, "C").await, ["ferry.m.x.a"]);
+    assert_eq!(m(&a, "ferry_cluster_messages_sent").await, 2.0);
+    assert_eq!(m(&c, "ferry_cluster_messages_sent").await, 1.0);
+    assert_eq!(m(&a, "ferry_cluster_messages_received").await, 0.0);
+    assert_eq!(m(&c, "ferry_cluster_messages_received").await, 1.0, "only the x/a from A");
+    assert_eq!(
+        m(&c, "ferry_cluster_own_dropped").await,
+        0.0,
+        "no_echo: C's own STOMP message never came back"
+    );
+
+    // The last subscription gone, the interest goes.
+    stomp_c.with_receipt("UNSUBSCRIBE\nid:0", "", "u").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m(&c, "ferry_cluster_nats_subscriptions").await > 0.0 {
+        assert!(Instant::now() < deadline, "C kept its NATS subscription");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(connz(&nats, "C").await.is_empty());
+}
+
+/// Subscribes a new client on `b` to `filter` until it gets a retained message (the
+/// mirror converges asynchronously); returns it, or None if none came in 10 s.
+async fn retained_on(b: &Broker, id: &str, filter: &str) -> Option<Publish> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    while Instant::now() < deadline {
+        n += 1;
+        let mut c = mqtt(b, &format!("{id}-{n}"), false).await;
+        c.subscribe(filter, QoS::AtLeastOnce).await;
+        if let Some(p) = c.publishes_within(Duration::from_millis(300)).await.into_iter().find(|p| p.retain) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_are_cluster_wide_and_survive_node_and_nats_restarts() {
+    let mut nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let data_b = tempfile::tempdir().unwrap();
+    let data_b_dir = data_b.path().join("data");
+    let data_b_str = data_b_dir.to_str().unwrap();
+    let mut b = node(&nats, "B", &[("FERRY_STORAGE__DIR", data_b_str)]);
+    let c = node(&nats, "C", &[]);
+    for n in [&a, &b, &c] {
+        wait_health(n, "ok").await;
+    }
+
+    let pub_a = mqtt(&a, "pub-a", false).await;
+    pub_a.client.publish("r/1", QoS::AtLeastOnce, true, "one").await.unwrap();
+    pub_a.client.publish("r/2", QoS::AtLeastOnce, true, "two").await.unwrap();
+    wait_metric(&a, "ferry_cluster_kv_puts", 2.0).await;
+
+    // A subscriber on C gets what was retained on A.
+    let got = retained_on(&c, "c", "r/1").await.expect("r/1 retained on C");
+    assert_eq!(&got.payload[..], b"one");
+    let got = retained_on(&c, "c2", "r/+").await.expect("r/+ retained on C");
+    assert!(got.topic.starts_with(b"r/"));
+
+    // Cleared on A: gone on B (after the mirror converged).
+    pub_a.client.publish("r/2", QoS::AtLeastOnce, true, "").await.unwrap();
+    wait_metric(&a, "ferry_cluster_kv_deletes", 1.0).await;
+    wait_metric(&b, "ferry_retained_messages", 1.0).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m(&b, "ferry_retained_messages").await != 1.0 {
+        assert!(Instant::now() < deadline, "r/2 was not cleared on B");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A node restarted on its own data, with a change made while it was away.
+    b.kill_9();
+    drop(b);
+    pub_a.client.publish("r/3", QoS::AtLeastOnce, true, "three").await.unwrap();
+    pub_a.client.publish("r/1", QoS::AtLeastOnce, true, "").await.unwrap();
+    wait_metric(&a, "ferry_cluster_kv_deletes", 2.0).await;
+    let b = node(&nats, "B", &[("FERRY_STORAGE__DIR", data_b_str)]);
+    wait_health(&b, "ok").await;
+    let got = retained_on(&b, "b", "r/3").await.expect("r/3 on the restarted B");
+    assert_eq!(&got.payload[..], b"three");
+    assert_eq!(
+        m(&b, "ferry_retained_messages").await,
+        1.0,
+        "r/1, cleared while B was away, is gone"
+    );
+    // A fresh node (no data of its own) gets them too.
+    let d = node(&nats, "D", &[]);
+    let got = retained_on(&d, "d", "r/3").await.expect("r/3 on a new node");
+    assert_eq!(&got.payload[..], b"three");
+
+    // nats-server restarted on its store: the nodes reconnect and resynchronise.
+    nats.stop();
+    wait_health(&c, "degraded").await;
+    nats.resume();
+    wait_metric(&c, "ferry_cluster_connects", 2.0).await;
+    wait_health(&c, "ok").await;
+    pub_a.client.publish("r/4", QoS::AtLeastOnce, true, "four").await.unwrap();
+    let got = retained_on(&c, "c3", "r/4").await.expect("r/4 after the NATS restart");
+    assert_eq!(&got.payload[..], b"four");
+    let got = retained_on(&c, "c4", "r/3").await.expect("r/3 kept across the NATS restart");
+    assert_eq!(&got.payload[..], b"three");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_nats_serves_its_own_clients_and_catches_up_when_nats_is_back() {
+    let mut nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    let mut on_b = mqtt(&b, "sub-b", false).await;
+    on_b.subscribe("t/#", QoS::AtMostOnce).await;
+    let mut local_a = mqtt(&a, "sub-a", true).await;
+    local_a.subscribe("t/#", QoS::AtMostOnce).await;
+    wait_metric(&b, "ferry_cluster_nats_subscriptions", 2.0).await;
+    let pub_a = mqtt(&a, "pub-a", false).await;
+    pub_a.client.publish("t/1", QoS::AtLeastOnce, false, "before").await.unwrap();
+    assert_eq!(&on_b.publish().await.payload[..], b"before");
+    assert_eq!(&local_a.publish().await.payload[..], b"before");
+
+    nats.stop();
+    let body = wait_health(&a, "degraded").await;
+    assert!(body.contains("NATS unreachable"), "{body}");
+    assert_eq!(m(&a, "ferry_cluster_connected").await, 0.0);
+    // Local clients are served all the same, QoS 1 acknowledged.
+    pub_a.client.publish("t/2", QoS::AtLeastOnce, false, "during").await.unwrap();
+    assert_eq!(&local_a.publish().await.payload[..], b"during");
+
+    nats.resume();
+    wait_metric(&a, "ferry_cluster_connects", 2.0).await;
+    wait_metric(&b, "ferry_cluster_connects", 2.0).await;
+    wait_health(&a, "ok").await;
+    // B's subscriptions were sent again on reconnect: cross-node delivery resumes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        pub_a
+            .client
+            .publish("t/3", QoS::AtMostOnce, false, format!("after {n}"))
+            .await
+            .unwrap();
+        let got = on_b.publishes_within(Duration::from_millis(300)).await;
+        if got.iter().any(|p| p.payload.starts_with(b"after")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cross-node delivery did not resume");
+    }
+    assert_eq!(
+        connz(&nats, "B").await,
+        ["ferry.m.t", "ferry.m.t.>"],
+        "B holds its subscriptions again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_nats_message_is_delivered_as_qos0_and_garbage_is_dropped() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let mut on_a = mqtt(&a, "sub-a", false).await;
+    on_a.subscribe("plain/#", QoS::AtLeastOnce).await;
+    wait_metric(&a, "ferry_cluster_nats_subscriptions", 2.0).await;
+    // A bare NATS client: PUB with no envelope, then an envelope that is cut short.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", nats.port)).await.unwrap();
+    let mut info = [0u8; 4096];
+    let _ = raw.read(&mut info).await.unwrap();
+    raw.write_all(b"CONNECT {\"verbose\":false}\r\nPUB ferry.m.plain.x 2\r\nhi\r\nPUB ferry.m.plain.x 5\r\nFRY\x01\x05\r\nPUB ferry.m.plain.=!! 1\r\nz\r\nPING\r\n")
+        .await
+        .unwrap();
+    let got = on_a.publish().await;
+    assert_eq!(
+        (&got.topic[..], &got.payload[..], got.qos),
+        (&b"plain/x"[..], &b"hi"[..], QoS::AtMostOnce)
+    );
+    wait_metric(&a, "ferry_cluster_bad_messages", 2.0).await;
+    assert!(on_a.publishes_within(Duration::from_millis(300)).await.is_empty());
+    assert_eq!(m(&a, "ferry_cluster_foreign_messages").await, 1.0);
+}
+
+/// A connected MQTT 3.1.1 client (rumqttc v4) on `b` and its incoming packets.
+async fn mqtt311(b: &Broker, id: &str, ws: bool) -> (rumqttc::AsyncClient, mpsc::UnboundedReceiver<rumqttc::Packet>) {
+    let mut o = if ws {
+        let addr = b.addr("ws");
+        let mut o = rumqttc::MqttOptions::new(id, format!("ws://{addr}/mqtt"), addr.port());
+        o.set_transport(Transport::Ws);
+        o
+    } else {
+        let addr = b.addr("mqtt");
+        rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port())
+    };
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
+    let (tx, mut incoming) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let rumqttc::Event::Incoming(p) = event {
+                if tx.send(p).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let first = tokio::time::timeout(Duration::from_secs(5), incoming.recv())
+        .await
+        .expect("CONNACK in time");
+    assert!(matches!(first, Some(rumqttc::Packet::ConnAck(_))), "{first:?}");
+    (client, incoming)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_1_clients_on_two_nodes_over_tcp_and_websocket() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    let (sub, mut inbox) = mqtt311(&b, "v311-sub", true).await;
+    sub.subscribe("old/+", rumqttc::QoS::AtLeastOnce).await.unwrap();
+    wait_metric(&b, "ferry_cluster_nats_subscriptions", 1.0).await;
+    let (publisher, _pub_inbox) = mqtt311(&a, "v311-pub", false).await;
+    for i in 0..20 {
+        publisher
+            .publish("old/t", rumqttc::QoS::AtLeastOnce, false, format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    // All twenty, once each, in the publisher's order.
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < 20 {
+        match tokio::time::timeout_at(deadline, inbox.recv()).await {
+            Ok(Some(rumqttc::Packet::Publish(p))) => got.push(String::from_utf8(p.payload.to_vec()).unwrap()),
+            Ok(Some(_)) => {}
+            other => panic!("only {} of 20 arrived: {other:?}", got.len()),
+        }
+    }
+    let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
+}
