@@ -129,7 +129,7 @@ def pct(v):
 
 def figures(row, results):
     """(main value for the ratio, text) of one broker's runs of one row."""
-    if row in ("latency", "persistent-latency"):
+    if row in ("latency", "persistent-latency", "cluster-latency"):
         p50 = median([(r.get("latency") or {}).get("p50") for r in results])
         p99 = median([(r.get("latency") or {}).get("p99") for r in results])
         text = "–" if p50 is None else f"{p50:.2f} / {p99:.2f}"
@@ -269,6 +269,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     keys = sorted(runs, key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else 99, k[1]))
     for row, transport in keys:
+        if row.startswith("cluster"):
+            continue  # a table of its own below
         brokers = runs[(row, transport)]
         f, m = brokers.get("ferry", []), brokers.get("mosquitto", [])
         if row.startswith("stomp-") and not m:
@@ -305,6 +307,7 @@ def main():
     if replaced:
         print(f"- replaced by spread runs: {', '.join(replaced)}")
     persistent(runs)
+    cluster(runs, directory)
     disk_bounded(directory)
     wire = wire_bytes(directory)
     if wire:
@@ -339,6 +342,44 @@ def persistent(runs):
         return f"{on / v:.2f}" if on and v else "–"
 
     print("| " + " | ".join(values[b][1] for b, _ in cols) + f" | {ratio('ferry-nostore')} | {ratio('nats')} | {ratio('mosquitto')} |")
+
+
+def cluster(runs, directory):
+    """The cluster row: fan-out 1→100 with the publisher on node 1 and the subscribers on
+    node 2 (one nats-server), one Ferry node alone, NATS's MQTT on two clustered servers;
+    the NATS traffic per publication; the cross-node latency at 10k msg/s."""
+    cols = [("ferry-2nodes", "Ferry, 2 nodes"), ("ferry-1node", "Ferry, 1 node"), ("nats-2servers", "NATS MQTT, 2 servers")]
+    rows = [(q, runs.get((f"cluster-q{q}", "tcp"), {})) for q in (0, 1)]
+    if not any(brokers for _, brokers in rows):
+        return
+    print()
+    print("Cluster, TCP, fan-out 1→100, 64 B, publisher on node 1, subscribers on node 2 (msg/s delivered;")
+    print("nodes, nats-server and load generator share the machine's cores):")
+    print()
+    print("| QoS | " + " | ".join(label for _, label in cols) + " | 2 nodes / NATS | NATS msgs per publication | NATS bytes per msg |")
+    print("|" + "---|" * (len(cols) + 4))
+    for q, brokers in rows:
+        values = {b: figures("cluster", brokers[b]) if brokers.get(b) else (None, "–") for b, _ in cols}
+        two, nats = values["ferry-2nodes"][0], values["nats-2servers"][0]
+        per_pub, per_msg = [], []
+        for path in sorted(Path(directory).glob(f"cluster-q{q}.tcp.ferry-2nodes.*.natsbytes")):
+            try:
+                n = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if n.get("sent") and n.get("nats_msgs"):
+                per_pub.append(n["nats_msgs"] / n["sent"])
+                per_msg.append(n["nats_bytes"] / n["nats_msgs"])
+        ratio = f"{two / nats:.2f}" if two and nats else "–"
+        pp, pm = median(per_pub), median(per_msg)
+        print(
+            f"| {q} | " + " | ".join(values[b][1] for b, _ in cols) + f" | {ratio} "
+            f"| {'–' if pp is None else f'{pp:.2f}'} | {'–' if pm is None else f'{pm:.0f} B'} |"
+        )
+    lat = runs.get(("cluster-latency", "tcp"), {}).get("ferry-2nodes")
+    if lat:
+        print()
+        print(f"Cross-node latency, QoS 1 at 10k msg/s, node 1 → node 2, p50 / p99 (ms): {figures('cluster-latency', lat)[1]}")
 
 
 def wire_bytes(directory):

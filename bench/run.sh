@@ -21,7 +21,7 @@
 #   BENCH_BROKER_CPU / BENCH_LOAD_CPU  cores for the brokers / the load processes
 #   BENCH_ROWS       regular expression: only the rows whose id matches (fanout-q0,
 #                    fanout-q1, fanin-q0, pairs-q0, retained-q1, persistent-q1 (with persistent-latency), latency,
-#                    stomp-fanout, stomp-pairs, slow, conns, deflate, disk-bounded, restart, admin)
+#                    stomp-fanout, stomp-pairs, slow, conns, deflate, cluster, disk-bounded, restart, admin)
 #   BENCH_DISK_SECONDS, BENCH_DISK_RATE
 #                    the disk-bounded row's length and steady rate (600 s, 5000 msg/s)
 #   BENCH_RESTART_RETAINED, BENCH_RESTART_SESSIONS, BENCH_RESTART_STORM
@@ -504,6 +504,149 @@ if [[ " $TRANSPORTS " == *" tcp "* && persistent-q1 =~ $ONLY ]]; then
             log "nats-server is not installed: the NATS column of persistent-q1 is left out"
         fi
     done
+fi
+
+# A cluster of two Ferry nodes on one nats-server (row cluster; TCP, MQTT): a publisher
+# on node 1, 100 subscribers on node 2, QoS 0 and 1, 64-byte payloads; beside it one
+# Ferry node alone with the same load. Nothing is pinned: both nodes, nats-server and
+# the load generator share the machine's cores, as a cluster on one machine would.
+# NATS bytes per message are read off nats-server's /varz (in_bytes / in_msgs) over the
+# run; NATS messages per publication are node 2's received messages over node 1's
+# published ones (one per publication per receiving node, never one per subscriber).
+# When the machine has a second nats-server free (it always does: it is one binary),
+# NATS's own MQTT runs in the same topology: two nats-servers in a NATS cluster, the
+# publisher on one, the subscribers on the other.
+if [[ " $TRANSPORTS " == *" tcp "* && cluster =~ $ONLY && -n $NATS ]]; then
+    read -r C_NATS C_MON C_WS1 C_TCP1 C_ST1 C_WS2 C_TCP2 C_ST2 C_WS0 C_TCP0 C_ST0 <<<"$(free_ports 11)"
+    rm -rf "$WORK/cnats"
+    "$NATS" -a 127.0.0.1 -p "$C_NATS" -m "$C_MON" -js -sd "$WORK/cnats" >>"$OUT/cluster-nats.log" 2>&1 &
+    CNATS_PID=$!
+    PIDS+=("$CNATS_PID")
+    wait_port "$C_NATS" || die "nats-server did not start: $(tail -5 "$OUT/cluster-nats.log")"
+    node_conf() { # N ws tcp stomp [nats url]
+        cat <<EOF
+[log]
+level = "warn"
+[listeners.ws]
+bind = "127.0.0.1:$2"
+[listeners.wss]
+enabled = false
+[listeners.mqtt]
+bind = "127.0.0.1:$3"
+[listeners.mqtts]
+enabled = false
+[listeners.stomp]
+bind = "127.0.0.1:$4"
+[listeners.stomps]
+enabled = false
+[listeners.admin]
+enabled = false
+[storage]
+dir = "$WORK/cdata$1"
+EOF
+        if [[ -n ${5:-} ]]; then printf '[cluster]\nnats_url = "%s"\nnode_name = "bench-%s"\n' "$5" "$1"; fi
+    }
+    node_conf 1 "$C_WS1" "$C_TCP1" "$C_ST1" "nats://127.0.0.1:$C_NATS" >"$WORK/cluster1.toml"
+    node_conf 2 "$C_WS2" "$C_TCP2" "$C_ST2" "nats://127.0.0.1:$C_NATS" >"$WORK/cluster2.toml"
+    node_conf 0 "$C_WS0" "$C_TCP0" "$C_ST0" >"$WORK/cluster0.toml"
+    metric_of() { # port name: a counter off a node's /metrics, or 0
+        curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; f = 1} END {if (!f) print 0}'
+    }
+    varz_of() { curl -s "http://127.0.0.1:$C_MON/varz" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["in_msgs"], v["in_bytes"])'; }
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for qos in 0 1; do
+            rm -rf "$WORK"/cdata*
+            "$FERRY" --config "$WORK/cluster1.toml" >>"$OUT/cluster-ferry1.log" 2>&1 &
+            N1=$!
+            "$FERRY" --config "$WORK/cluster2.toml" >>"$OUT/cluster-ferry2.log" 2>&1 &
+            N2=$!
+            PIDS+=("$N1" "$N2")
+            wait_port "$C_TCP1" && wait_port "$C_TCP2" || die "ferry cluster nodes did not start"
+            sleep 1
+            name="cluster-q$qos.tcp.ferry-2nodes.$rep"
+            log "$name (fan-out 1→100 QoS $qos, publisher on node 1, subscribers on node 2, one nats-server)"
+            read -r m0 b0 <<<"$(varz_of)"
+            s0=$(metric_of "$C_WS1" ferry_cluster_messages_sent_total)
+            r0=$(metric_of "$C_WS2" ferry_cluster_messages_received_total)
+            "$BENCH" fanout --clients 100 --qos "$qos" --protocol mqtt --url "tcp://127.0.0.1:$C_TCP1" \
+                --sub-url "tcp://127.0.0.1:$C_TCP2" --broker-pid "$N2" --duration "$DURATION" --warmup "$WARMUP" \
+                --json --quiet >"$OUT/$name.json" 2>"$OUT/$name.log" || log "FAILED $name: $(tail -2 "$OUT/$name.log" | tr '\n' ' ')"
+            read -r m1 b1 <<<"$(varz_of)"
+            s1=$(metric_of "$C_WS1" ferry_cluster_messages_sent_total)
+            r1=$(metric_of "$C_WS2" ferry_cluster_messages_received_total)
+            echo "{\"name\": \"$name\", \"nats_msgs\": $((m1 - m0)), \"nats_bytes\": $((b1 - b0)), \"sent\": $((s1 - s0)), \"received\": $((r1 - r0))}" >"$OUT/$name.natsbytes"
+            stop "$N1"
+            stop "$N2"
+            forget "$N1"
+            forget "$N2"
+            name="cluster-q$qos.tcp.ferry-1node.$rep"
+            log "$name (fan-out 1→100 QoS $qos, one Ferry node, no cluster, same cores)"
+            "$FERRY" --config "$WORK/cluster0.toml" >>"$OUT/cluster-ferry0.log" 2>&1 &
+            N0=$!
+            PIDS+=("$N0")
+            wait_port "$C_TCP0" || die "ferry did not start"
+            sleep 0.5
+            "$BENCH" fanout --clients 100 --qos "$qos" --protocol mqtt --url "tcp://127.0.0.1:$C_TCP0" \
+                --broker-pid "$N0" --duration "$DURATION" --warmup "$WARMUP" \
+                --json --quiet >"$OUT/$name.json" 2>"$OUT/$name.log" || log "FAILED $name: $(tail -2 "$OUT/$name.log" | tr '\n' ' ')"
+            stop "$N0"
+            forget "$N0"
+        done
+    done
+    stop "$CNATS_PID"
+    forget "$CNATS_PID"
+    # NATS's own MQTT, two servers in one NATS cluster (JetStream holds its MQTT state).
+    read -r A_C A_R A_M B_C B_R B_M <<<"$(free_ports 6)"
+    for s in a b; do
+        if [[ $s == a ]]; then c=$A_C r=$A_R m=$A_M peer=$B_R; else c=$B_C r=$B_R m=$B_M peer=$A_R; fi
+        rm -rf "$WORK/nats-$s"
+        cat >"$WORK/nats-$s.conf" <<EOF
+listen: "127.0.0.1:$c"
+server_name: "bench-$s"
+jetstream { store_dir: "$WORK/nats-$s" }
+mqtt { listen: "127.0.0.1:$m" }
+cluster { name: "bench", listen: "127.0.0.1:$r", routes: ["nats://127.0.0.1:$peer"] }
+EOF
+        "$NATS" -c "$WORK/nats-$s.conf" >>"$OUT/cluster-nats-$s.log" 2>&1 &
+        PIDS+=($!)
+        eval "NATS_$s=\$!"
+    done
+    if wait_port "$A_M" && wait_port "$B_M"; then
+        sleep 3 # the JetStream meta group elects its leader
+        for ((rep = 1; rep <= REPS; rep++)); do
+            for qos in 0 1; do
+                name="cluster-q$qos.tcp.nats-2servers.$rep"
+                log "$name (fan-out 1→100 QoS $qos, NATS's MQTT, publisher on server 1, subscribers on server 2)"
+                "$BENCH" fanout --clients 100 --qos "$qos" --protocol mqtt --url "tcp://127.0.0.1:$A_M" \
+                    --sub-url "tcp://127.0.0.1:$B_M" --broker-pid "$NATS_b" --duration "$DURATION" --warmup "$WARMUP" \
+                    --json --quiet >"$OUT/$name.json" 2>"$OUT/$name.log" || log "FAILED $name: $(tail -2 "$OUT/$name.log" | tr '\n' ' ')"
+            done
+        done
+    else
+        log "the NATS cluster's MQTT did not start: $(tail -3 "$OUT/cluster-nats-a.log" | tr '\n' ' ')"
+    fi
+    for s in a b; do eval "p=\$NATS_$s"; stop "$p"; forget "$p"; done
+    # Latency across nodes: QoS 1 at 10k msg/s, publisher on node 1, one subscriber on node 2.
+    rm -rf "$WORK"/cdata* "$WORK/cnats"
+    "$NATS" -a 127.0.0.1 -p "$C_NATS" -m "$C_MON" -js -sd "$WORK/cnats" >>"$OUT/cluster-nats.log" 2>&1 &
+    CNATS_PID=$!
+    PIDS+=("$CNATS_PID")
+    wait_port "$C_NATS" || die "nats-server did not restart"
+    "$FERRY" --config "$WORK/cluster1.toml" >>"$OUT/cluster-ferry1.log" 2>&1 &
+    N1=$!
+    "$FERRY" --config "$WORK/cluster2.toml" >>"$OUT/cluster-ferry2.log" 2>&1 &
+    N2=$!
+    PIDS+=("$N1" "$N2")
+    wait_port "$C_TCP1" && wait_port "$C_TCP2" || die "ferry cluster nodes did not start"
+    sleep 1
+    for ((rep = 1; rep <= REPS; rep++)); do
+        name="cluster-latency.tcp.ferry-2nodes.$rep"
+        log "$name (QoS 1 at 10k msg/s, 10 publishers on node 1, 1 subscriber on node 2)"
+        "$BENCH" fanin --clients 10 --qos 1 --rate 10000 --protocol mqtt --url "tcp://127.0.0.1:$C_TCP1" \
+            --sub-url "tcp://127.0.0.1:$C_TCP2" --broker-pid "$N2" --duration "$DURATION" --warmup "$WARMUP" \
+            --json --quiet >"$OUT/$name.json" 2>"$OUT/$name.log" || log "FAILED $name: $(tail -2 "$OUT/$name.log" | tr '\n' ' ')"
+    done
+    for p in "$N1" "$N2" "$CNATS_PID"; do stop "$p"; forget "$p"; done
 fi
 
 # Disk stays bounded (row disk-bounded; Ferry only, TCP): storage on with the defaults of
