@@ -140,28 +140,34 @@ wait_port() {
 # ---------------------------------------------------------------- brokers
 read -r F_WS F_TCP F_STOMP M_WS M_TCP F_ADMIN N_MQTT N_CLIENT <<<"$(free_ports 8)"
 
-cat >"$WORK/ferry.toml" <<EOF
+# A Ferry configuration on loopback ports: node_conf DATA_DIR WS TCP STOMP [NATS_URL]
+# (the admin listener off; with NATS_URL, a cluster node named after DATA_DIR's name).
+node_conf() {
+    cat <<EOF
 [log]
 level = "warn"
 [listeners.ws]
-bind = "127.0.0.1:$F_WS"
+bind = "127.0.0.1:$2"
 [listeners.wss]
 enabled = false
 [listeners.mqtt]
-bind = "127.0.0.1:$F_TCP"
+bind = "127.0.0.1:$3"
 [listeners.mqtts]
 enabled = false
 [listeners.stomp]
-bind = "127.0.0.1:$F_STOMP"
+bind = "127.0.0.1:$4"
 [listeners.stomps]
 enabled = false
 [listeners.admin]
 enabled = false
+[storage]
+dir = "$1"
+EOF
+    if [[ -n ${5:-} ]]; then printf '[cluster]\nnats_url = "%s"\nnode_name = "bench-%s"\n' "$5" "$(basename "$1")"; fi
+}
 # Storage on, as by default (sync = "fsync"): the retained-q1 row acknowledges each
 # PUBLISH after its record is on disk; Mosquitto below keeps everything in memory.
-[storage]
-dir = "$WORK/data"
-EOF
+node_conf "$WORK/data" "$F_WS" "$F_TCP" "$F_STOMP" >"$WORK/ferry.toml"
 
 cat >"$WORK/mosquitto.conf" <<EOF
 # Reference broker for make bench: loopback only, anonymous, no persistence.
@@ -523,32 +529,9 @@ if [[ " $TRANSPORTS " == *" tcp "* && cluster =~ $ONLY && -n $NATS ]]; then
     CNATS_PID=$!
     PIDS+=("$CNATS_PID")
     wait_port "$C_NATS" || die "nats-server did not start: $(tail -5 "$OUT/cluster-nats.log")"
-    node_conf() { # N ws tcp stomp [nats url]
-        cat <<EOF
-[log]
-level = "warn"
-[listeners.ws]
-bind = "127.0.0.1:$2"
-[listeners.wss]
-enabled = false
-[listeners.mqtt]
-bind = "127.0.0.1:$3"
-[listeners.mqtts]
-enabled = false
-[listeners.stomp]
-bind = "127.0.0.1:$4"
-[listeners.stomps]
-enabled = false
-[listeners.admin]
-enabled = false
-[storage]
-dir = "$WORK/cdata$1"
-EOF
-        if [[ -n ${5:-} ]]; then printf '[cluster]\nnats_url = "%s"\nnode_name = "bench-%s"\n' "$5" "$1"; fi
-    }
-    node_conf 1 "$C_WS1" "$C_TCP1" "$C_ST1" "nats://127.0.0.1:$C_NATS" >"$WORK/cluster1.toml"
-    node_conf 2 "$C_WS2" "$C_TCP2" "$C_ST2" "nats://127.0.0.1:$C_NATS" >"$WORK/cluster2.toml"
-    node_conf 0 "$C_WS0" "$C_TCP0" "$C_ST0" >"$WORK/cluster0.toml"
+    node_conf "$WORK/cdata1" "$C_WS1" "$C_TCP1" "$C_ST1" "nats://127.0.0.1:$C_NATS" >"$WORK/cluster1.toml"
+    node_conf "$WORK/cdata2" "$C_WS2" "$C_TCP2" "$C_ST2" "nats://127.0.0.1:$C_NATS" >"$WORK/cluster2.toml"
+    node_conf "$WORK/cdata0" "$C_WS0" "$C_TCP0" "$C_ST0" >"$WORK/cluster0.toml"
     metric_of() { # port name: a counter off a node's /metrics, or 0
         curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; f = 1} END {if (!f) print 0}'
     }
