@@ -175,22 +175,47 @@ impl BrokerJournal {
         let _ = self.log(record);
     }
 
-    /// Writes `message`'s body under a new id; returns the id.
-    fn log_body(&self, message: &Arc<Message>) -> Result<u64, StorageUnavailable> {
-        let record = SessionRecord::Body { id: 0, message: None };
-        let mut body = Vec::with_capacity(48 + message.topic.as_str().len() + message.payload.len());
-        record.encode(&mut body);
-        records::encode_message(message, &mut body);
+    /// Appends the record that `key`'s session holds `delivery`, with the message's
+    /// body before it when the sessions' state has no body under the message's id (its
+    /// first copy, or every earlier copy was acknowledged and the body let go): both
+    /// under one hold of the sessions' lock, so that a snapshot, which takes that lock
+    /// to read its position, never falls between a body and the copy that needs it.
+    fn log_enqueued(&self, key: SessionKey, delivery: &Delivery) -> Result<Lsn, StorageUnavailable> {
+        let message = &delivery.message;
+        // The body's bytes, encoded before the lock when this is likely its first copy
+        // (the id is patched in under the lock).
+        let mut body_record = message.stored_id().is_none().then(|| encode_body(message));
+        let record = |body| SessionRecord::Enqueued {
+            key,
+            body,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscription_ids: delivery.subscription_ids.clone(),
+        };
         let mut sessions = self.sessions.lock();
-        let id = sessions.new_body();
-        // The id sits right after the format byte.
-        body[1..9].copy_from_slice(&id.to_le_bytes());
-        self.store.append(session_records::BODY, &body).map_err(unavailable)?;
-        sessions.apply(&SessionRecord::Body {
-            id,
-            message: Some(message.clone()),
-        });
-        Ok(id)
+        let body = match message.stored_id() {
+            Some(id) if sessions.has_body(id) => id,
+            known => {
+                let id = known.unwrap_or_else(|| sessions.new_body());
+                let mut bytes = body_record.take().unwrap_or_else(|| encode_body(message));
+                // The id sits right after the format byte.
+                bytes[1..9].copy_from_slice(&id.to_le_bytes());
+                self.store.append(session_records::BODY, &bytes).map_err(unavailable)?;
+                sessions.apply(&SessionRecord::Body {
+                    id,
+                    message: Some(message.clone()),
+                });
+                // Under the lock nobody else sets it meanwhile: this is `id`.
+                let Ok(id) = message.stored_id_or(|| Ok::<_, std::convert::Infallible>(id));
+                id
+            }
+        };
+        let record = record(body);
+        let mut bytes = Vec::with_capacity(48);
+        record.encode(&mut bytes);
+        let lsn = self.store.append(record.kind(), &bytes).map_err(unavailable)?;
+        sessions.apply(&record);
+        Ok(lsn)
     }
 
     /// Appends a queue record (kind `kind`, body written by `encode`) and applies it to
@@ -277,6 +302,14 @@ impl BrokerJournal {
     }
 }
 
+/// A BODY record of `message` with id 0 (the caller patches the id in at bytes 1..9).
+fn encode_body(message: &Message) -> Vec<u8> {
+    let mut body = Vec::with_capacity(48 + message.topic.as_str().len() + message.payload.len());
+    SessionRecord::Body { id: 0, message: None }.encode(&mut body);
+    records::encode_message(message, &mut body);
+    body
+}
+
 impl Journal for BrokerJournal {
     fn retained_set(&self, message: &Message) -> Result<Lsn, StorageUnavailable> {
         let mut body = Vec::with_capacity(32 + message.topic.as_str().len() + message.payload.len());
@@ -344,14 +377,7 @@ impl Journal for BrokerJournal {
     }
 
     fn enqueued(&self, key: SessionKey, delivery: &Delivery) -> Result<Lsn, StorageUnavailable> {
-        let body = delivery.message.stored_id_or(|| self.log_body(&delivery.message))?;
-        self.log(SessionRecord::Enqueued {
-            key,
-            body,
-            qos: delivery.qos,
-            retain: delivery.retain,
-            subscription_ids: delivery.subscription_ids.clone(),
-        })
+        self.log_enqueued(key, delivery)
     }
 
     fn sent(&self, key: SessionKey, message: &Message, pkid: u16) {
@@ -625,5 +651,55 @@ mod tests {
             .collect();
         assert_eq!(held[0], Bytes::from_static(b"1"));
         assert!(!held.contains(&Bytes::from_static(b"3")));
+    }
+
+    /// A message two sessions hold, acknowledged by the first before the second's copy
+    /// was logged (fan-out racing a fast subscriber), with or without a snapshot
+    /// between: the second copy is back after a reopen, its body with it.
+    #[test]
+    fn a_body_let_go_by_one_session_is_written_again_for_the_next() {
+        use ferry_core::Delivery;
+        for snapshot_between in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (journal, _, router, _) = open(dir.path());
+            let (first, _) = journal.session_open(None, "first", None).unwrap();
+            let (second, _) = journal.session_open(None, "second", None).unwrap();
+            let message = Arc::new(Message::new(
+                TopicName::new("t/a").unwrap(),
+                Bytes::from_static(b"kept"),
+                QoS::AtLeastOnce,
+                false,
+            ));
+            let delivery = Delivery {
+                message: message.clone(),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                subscription_ids: Vec::new(),
+            };
+            journal.enqueued(first, &delivery).unwrap();
+            let id = message.stored_id().expect("the body was written");
+            journal.sent(first, &message, 1);
+            journal.acked(first, &message);
+            assert_eq!(journal.session_counts().bodies, 0, "nobody holds the body now");
+            if snapshot_between {
+                journal.snapshot(&router).unwrap();
+            }
+            let last = journal.enqueued(second, &delivery).unwrap();
+            assert_eq!(message.stored_id(), Some(id), "written again under its id");
+            journal.store().wait_durable(last).unwrap();
+            drop(router);
+            Arc::try_unwrap(journal).unwrap().close().unwrap();
+            let (_, _, _, restored) = open(dir.path());
+            let held = |client: &str| {
+                restored
+                    .sessions
+                    .iter()
+                    .find(|s| &*s.client_id == client)
+                    .map(|s| s.messages.iter().map(|m| m.delivery.message.payload.clone()).collect::<Vec<_>>())
+                    .unwrap()
+            };
+            assert!(held("first").is_empty(), "snapshot between: {snapshot_between}");
+            assert_eq!(held("second"), [Bytes::from_static(b"kept")], "snapshot between: {snapshot_between}");
+        }
     }
 }

@@ -111,6 +111,11 @@ impl StoredSessions {
         id
     }
 
+    /// Whether a body is held under `id` (a copy names it, or it was just written).
+    pub(crate) fn has_body(&self, id: u64) -> bool {
+        self.bodies.contains_key(&id)
+    }
+
     fn release(bodies: &mut HashMap<u64, Body, Fast>, id: u64) {
         if let Some(b) = bodies.get_mut(&id) {
             b.refs = b.refs.saturating_sub(1);
@@ -172,7 +177,12 @@ impl StoredSessions {
                 retain,
                 subscription_ids,
             } => {
-                let (Some(s), Some(b)) = (self.sessions.get_mut(key), self.bodies.get_mut(body)) else {
+                let Some(b) = self.bodies.get_mut(body) else { return };
+                let Some(s) = self.sessions.get_mut(key) else {
+                    // The session ended meanwhile: a body only it was to hold goes.
+                    if b.refs == 0 {
+                        self.bodies.remove(body);
+                    }
                     return;
                 };
                 b.refs += 1;
