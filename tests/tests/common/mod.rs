@@ -277,8 +277,18 @@ impl Stream {
             }
             this.insert(n);
         }
-        let lost: Vec<_> = acked.difference(&self.received).take(5).collect();
-        assert!(lost.is_empty(), "{what}: acknowledged and lost: {lost:?}");
+        let lost: Vec<_> = acked.difference(&self.received).collect();
+        assert!(
+            lost.is_empty(),
+            "{what}: acknowledged and lost: {} ({:?} .. {:?}); this connection got {} ({:?} .. {:?}), the highest acknowledged is {:?}, sent {sent}",
+            lost.len(),
+            lost.first(),
+            lost.last(),
+            this.len(),
+            this.first(),
+            this.last(),
+            acked.last()
+        );
         new
     }
 }
