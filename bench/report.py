@@ -348,7 +348,12 @@ def cluster(runs, directory):
     """The cluster row: fan-out 1→100 with the publisher on node 1 and the subscribers on
     node 2 (one nats-server), one Ferry node alone, NATS's MQTT on two clustered servers;
     the NATS traffic per publication; the cross-node latency at 10k msg/s."""
-    cols = [("ferry-2nodes", "Ferry, 2 nodes"), ("ferry-1node", "Ferry, 1 node"), ("nats-2servers", "NATS MQTT, 2 servers")]
+    cols = [
+        ("ferry-2nodes", "Ferry, 2 nodes"),
+        ("ferry-3nodes", "Ferry, 3 nodes (subscribers on 2 and 3)"),
+        ("ferry-1node", "Ferry, 1 node"),
+        ("nats-2servers", "NATS MQTT, 2 servers"),
+    ]
     rows = [(q, runs.get((f"cluster-q{q}", "tcp"), {})) for q in (0, 1)]
     if not any(brokers for _, brokers in rows):
         return
@@ -376,6 +381,18 @@ def cluster(runs, directory):
             f"| {q} | " + " | ".join(values[b][1] for b, _ in cols) + f" | {ratio} "
             f"| {'–' if pp is None else f'{pp:.2f}'} | {'–' if pm is None else f'{pm:.0f} B'} |"
         )
+    for q, _ in rows:
+        per_pub = []
+        for path in sorted(Path(directory).glob(f"cluster-q{q}.tcp.ferry-3nodes.*.natsbytes")):
+            try:
+                n = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if n.get("sent"):
+                per_pub.append(n.get("received", 0) / n["sent"])
+        pp = median(per_pub)
+        if pp is not None:
+            print(f"\n3 nodes, QoS {q}: nodes 2 and 3 together received {pp:.2f} NATS messages per publication (one per receiving node).")
     lat = runs.get(("cluster-latency", "tcp"), {}).get("ferry-2nodes")
     if lat:
         print()

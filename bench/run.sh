@@ -513,8 +513,9 @@ if [[ " $TRANSPORTS " == *" tcp "* && persistent-q1 =~ $ONLY ]]; then
 fi
 
 # A cluster of two Ferry nodes on one nats-server (row cluster; TCP, MQTT): a publisher
-# on node 1, 100 subscribers on node 2, QoS 0 and 1, 64-byte payloads; beside it one
-# Ferry node alone with the same load. Nothing is pinned: both nodes, nats-server and
+# on node 1, 100 subscribers on node 2, QoS 0 and 1, 64-byte payloads; then three
+# nodes, the subscribers spread over nodes 2 and 3; beside them one Ferry node alone
+# with the same load. Nothing is pinned: both nodes, nats-server and
 # the load generator share the machine's cores, as a cluster on one machine would.
 # NATS bytes per message are read off nats-server's /varz (in_bytes / in_msgs) over the
 # run; NATS messages per publication are node 2's received messages over node 1's
@@ -523,7 +524,7 @@ fi
 # NATS's own MQTT runs in the same topology: two nats-servers in a NATS cluster, the
 # publisher on one, the subscribers on the other.
 if [[ " $TRANSPORTS " == *" tcp "* && cluster =~ $ONLY && -n $NATS ]]; then
-    read -r C_NATS C_MON C_WS1 C_TCP1 C_ST1 C_WS2 C_TCP2 C_ST2 C_WS0 C_TCP0 C_ST0 <<<"$(free_ports 11)"
+    read -r C_NATS C_MON C_WS1 C_TCP1 C_ST1 C_WS2 C_TCP2 C_ST2 C_WS0 C_TCP0 C_ST0 C_WS3 C_TCP3 C_ST3 <<<"$(free_ports 14)"
     rm -rf "$WORK/cnats"
     "$NATS" -a 127.0.0.1 -p "$C_NATS" -m "$C_MON" -js -sd "$WORK/cnats" >>"$OUT/cluster-nats.log" 2>&1 &
     CNATS_PID=$!
@@ -531,6 +532,7 @@ if [[ " $TRANSPORTS " == *" tcp "* && cluster =~ $ONLY && -n $NATS ]]; then
     wait_port "$C_NATS" || die "nats-server did not start: $(tail -5 "$OUT/cluster-nats.log")"
     node_conf "$WORK/cdata1" "$C_WS1" "$C_TCP1" "$C_ST1" "nats://127.0.0.1:$C_NATS" >"$WORK/cluster1.toml"
     node_conf "$WORK/cdata2" "$C_WS2" "$C_TCP2" "$C_ST2" "nats://127.0.0.1:$C_NATS" >"$WORK/cluster2.toml"
+    node_conf "$WORK/cdata3" "$C_WS3" "$C_TCP3" "$C_ST3" "nats://127.0.0.1:$C_NATS" >"$WORK/cluster3.toml"
     node_conf "$WORK/cdata0" "$C_WS0" "$C_TCP0" "$C_ST0" >"$WORK/cluster0.toml"
     metric_of() { # port name: a counter off a node's /metrics, or 0
         curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; f = 1} END {if (!f) print 0}'
@@ -562,6 +564,27 @@ if [[ " $TRANSPORTS " == *" tcp "* && cluster =~ $ONLY && -n $NATS ]]; then
             stop "$N2"
             forget "$N1"
             forget "$N2"
+            # Three nodes: the publisher on node 1, the 100 subscribers spread over nodes 2
+            # and 3 (50 each): NATS delivers one copy per publication to each of them.
+            rm -rf "$WORK"/cdata*
+            for n in 1 2 3; do
+                "$FERRY" --config "$WORK/cluster$n.toml" >>"$OUT/cluster-ferry$n.log" 2>&1 &
+                eval "N$n=\$!"
+            done
+            PIDS+=("$N1" "$N2" "$N3")
+            wait_port "$C_TCP1" && wait_port "$C_TCP2" && wait_port "$C_TCP3" || die "ferry cluster nodes did not start"
+            sleep 1
+            name="cluster-q$qos.tcp.ferry-3nodes.$rep"
+            log "$name (fan-out 1→100 QoS $qos, publisher on node 1, subscribers spread over nodes 2 and 3)"
+            s0=$(metric_of "$C_WS1" ferry_cluster_messages_sent_total)
+            r0=$(($(metric_of "$C_WS2" ferry_cluster_messages_received_total) + $(metric_of "$C_WS3" ferry_cluster_messages_received_total)))
+            "$BENCH" fanout --clients 100 --qos "$qos" --protocol mqtt --url "tcp://127.0.0.1:$C_TCP1" \
+                --sub-url "tcp://127.0.0.1:$C_TCP2,tcp://127.0.0.1:$C_TCP3" --broker-pid "$N2" --duration "$DURATION" --warmup "$WARMUP" \
+                --json --quiet >"$OUT/$name.json" 2>"$OUT/$name.log" || log "FAILED $name: $(tail -2 "$OUT/$name.log" | tr '\n' ' ')"
+            s1=$(metric_of "$C_WS1" ferry_cluster_messages_sent_total)
+            r1=$(($(metric_of "$C_WS2" ferry_cluster_messages_received_total) + $(metric_of "$C_WS3" ferry_cluster_messages_received_total)))
+            echo "{\"name\": \"$name\", \"sent\": $((s1 - s0)), \"received\": $((r1 - r0))}" >"$OUT/$name.natsbytes"
+            for n in "$N1" "$N2" "$N3"; do stop "$n"; forget "$n"; done
             name="cluster-q$qos.tcp.ferry-1node.$rep"
             log "$name (fan-out 1→100 QoS $qos, one Ferry node, no cluster, same cores)"
             "$FERRY" --config "$WORK/cluster0.toml" >>"$OUT/cluster-ferry0.log" 2>&1 &

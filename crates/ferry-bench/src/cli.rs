@@ -35,7 +35,8 @@ pub(crate) struct Args {
 
     /// fanout, fanin, pairs and cross: the subscribers connect to this URL instead
     /// (another node of a Ferry cluster), the publishers to `--url` (and
-    /// `--cross-url`). For two protocols it must serve both (ws:// or wss://).
+    /// `--cross-url`); several URLs, comma-separated, are taken in turn (subscribers
+    /// spread over nodes). For two protocols each must serve both (ws:// or wss://).
     #[arg(long)]
     pub sub_url: Option<String>,
 

@@ -104,7 +104,7 @@ pub(crate) async fn start(env: &Env, plan: Plan) -> anyhow::Result<Running> {
     // Open every connection: subscribers first, so that nothing published is missed.
     let mut openings = Vec::new();
     for (i, s) in plan.subscribers.iter().enumerate() {
-        let (connector, spec) = env.sub_side(s.protocol)?;
+        let (connector, spec) = env.sub_side(s.protocol, i)?;
         openings.push(Opening {
             connector,
             spec,

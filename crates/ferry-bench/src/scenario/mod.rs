@@ -37,7 +37,7 @@ pub(crate) struct Env {
     /// Per protocol: where and how to connect.
     pub connectors: HashMap<Protocol, Arc<Connector>>,
     /// Per protocol: where the subscribers connect, when `--sub-url` is given.
-    pub sub_connectors: HashMap<Protocol, Arc<Connector>>,
+    pub sub_connectors: HashMap<Protocol, Vec<Arc<Connector>>>,
     /// Per protocol: how sessions are opened.
     pub specs: HashMap<Protocol, Arc<SessionSpec>>,
     /// Shared counters.
@@ -65,8 +65,12 @@ impl Env {
             Spread::Never => false,
             Spread::Auto => args.clients > SPREAD_ABOVE,
         };
+        // `--sub-url A,B`: the subscribers take the URLs in turn.
         let sub_urls: Vec<(Protocol, String)> = match &args.sub_url {
-            Some(sub) => urls.iter().map(|(p, _)| (*p, sub.clone())).collect(),
+            Some(sub) => urls
+                .iter()
+                .flat_map(|(p, _)| sub.split(',').filter(|u| !u.is_empty()).map(|u| (*p, u.to_owned())))
+                .collect(),
             None => Vec::new(),
         };
         let mut connectors = HashMap::new();
@@ -89,7 +93,7 @@ impl Env {
             let connector = Connector::new(Arc::new(target), tls.clone(), subprotocol, framing, spread)
                 .map_err(anyhow::Error::msg)?
                 .with_deflate(args.deflate);
-            sub_connectors.insert(protocol, Arc::new(connector));
+            sub_connectors.entry(protocol).or_insert_with(Vec::new).push(Arc::new(connector));
         }
         for (protocol, url) in urls {
             let target = crate::url::parse(&url, protocol).with_context(|| format!("--url {url}"))?;
@@ -127,11 +131,16 @@ impl Env {
         })
     }
 
-    /// The connector and session spec for a subscriber speaking `protocol`: on
-    /// `--sub-url` when given, else as [`Env::side`].
-    pub(crate) fn sub_side(&self, protocol: Protocol) -> anyhow::Result<(Arc<Connector>, Arc<SessionSpec>)> {
+    /// The connector and session spec for subscriber number `index` speaking
+    /// `protocol`: on `--sub-url` when given (its URLs in turn), else as [`Env::side`].
+    pub(crate) fn sub_side(&self, protocol: Protocol, index: usize) -> anyhow::Result<(Arc<Connector>, Arc<SessionSpec>)> {
         let (connector, spec) = self.side(protocol)?;
-        Ok((self.sub_connectors.get(&protocol).cloned().unwrap_or(connector), spec))
+        let sub = self
+            .sub_connectors
+            .get(&protocol)
+            .filter(|all| !all.is_empty())
+            .map(|all| all[index % all.len()].clone());
+        Ok((sub.unwrap_or(connector), spec))
     }
 
     /// The connector and session spec for `protocol`.
