@@ -161,12 +161,13 @@ impl BrokerJournal {
 
     /// Appends a session record and applies it to the sessions' state, in one order.
     fn log(&self, record: SessionRecord) -> Result<Lsn, StorageUnavailable> {
-        let mut body = Vec::with_capacity(48);
-        record.encode(&mut body);
-        let mut sessions = self.sessions.lock();
-        let lsn = self.store.append(record.kind(), &body).map_err(unavailable)?;
-        sessions.apply(&record);
-        Ok(lsn)
+        with_scratch(|body| {
+            record.encode(body);
+            let mut sessions = self.sessions.lock();
+            let lsn = self.store.append(record.kind(), body).map_err(unavailable)?;
+            sessions.apply(&record);
+            Ok(lsn)
+        })
     }
 
     /// A lazy record: an error means the store is poisoned, which every later record
@@ -192,30 +193,39 @@ impl BrokerJournal {
             retain: delivery.retain,
             subscription_ids: delivery.subscription_ids.clone(),
         };
-        let mut sessions = self.sessions.lock();
-        let body = match message.stored_id() {
-            Some(id) if sessions.has_body(id) => id,
-            known => {
-                let id = known.unwrap_or_else(|| sessions.new_body());
-                let mut bytes = body_record.take().unwrap_or_else(|| encode_body(message));
-                // The id sits right after the format byte.
-                bytes[1..9].copy_from_slice(&id.to_le_bytes());
-                self.store.append(session_records::BODY, &bytes).map_err(unavailable)?;
-                sessions.apply(&SessionRecord::Body {
-                    id,
-                    message: Some(message.clone()),
-                });
-                // Under the lock nobody else sets it meanwhile: this is `id`.
-                let Ok(id) = message.stored_id_or(|| Ok::<_, std::convert::Infallible>(id));
-                id
-            }
-        };
-        let record = record(body);
-        let mut bytes = Vec::with_capacity(48);
-        record.encode(&mut bytes);
-        let lsn = self.store.append(record.kind(), &bytes).map_err(unavailable)?;
-        sessions.apply(&record);
-        Ok(lsn)
+        with_scratch(|bytes| {
+            let mut sessions = self.sessions.lock();
+            let (lsn, record) = match message.stored_id() {
+                Some(id) if sessions.has_body(id) => {
+                    let record = record(id);
+                    record.encode(bytes);
+                    (self.store.append(record.kind(), bytes).map_err(unavailable)?, record)
+                }
+                known => {
+                    let id = known.unwrap_or_else(|| sessions.new_body());
+                    let mut body = body_record.take().unwrap_or_else(|| encode_body(message));
+                    // The id sits right after the format byte.
+                    body[1..9].copy_from_slice(&id.to_le_bytes());
+                    let record = record(id);
+                    record.encode(bytes);
+                    // One append for both: consecutive positions, one lock of the queue.
+                    let lsn = self
+                        .store
+                        .append_all([(session_records::BODY, &body[..]), (record.kind(), &bytes[..])])
+                        .map_err(unavailable)?
+                        .unwrap_or_default();
+                    sessions.apply(&SessionRecord::Body {
+                        id,
+                        message: Some(message.clone()),
+                    });
+                    // Under the lock nobody else sets it meanwhile: this is `id`.
+                    let _ = message.stored_id_or(|| Ok::<_, std::convert::Infallible>(id));
+                    (lsn, record)
+                }
+            };
+            sessions.apply(&record);
+            Ok(lsn)
+        })
     }
 
     /// Appends a queue record (kind `kind`, body written by `encode`) and applies it to
@@ -226,12 +236,13 @@ impl BrokerJournal {
         encode: impl FnOnce(&mut Vec<u8>),
         apply: impl FnOnce(&mut StoredQueues),
     ) -> Result<Lsn, StorageUnavailable> {
-        let mut body = Vec::with_capacity(64);
-        encode(&mut body);
-        let mut queues = self.queues.lock();
-        let lsn = self.store.append(kind, &body).map_err(unavailable)?;
-        apply(&mut queues);
-        Ok(lsn)
+        with_scratch(|body| {
+            encode(body);
+            let mut queues = self.queues.lock();
+            let lsn = self.store.append(kind, body).map_err(unavailable)?;
+            apply(&mut queues);
+            Ok(lsn)
+        })
     }
 
     /// STOMP's durable queues now: how many hold messages, and how many messages.
@@ -302,6 +313,27 @@ impl BrokerJournal {
     }
 }
 
+/// Runs `f` with this thread's scratch buffer, empty: records are encoded there
+/// rather than in a new allocation each (the store copies them into its queue).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let out = f(&mut buf);
+            // A huge record's buffer is not kept.
+            if buf.capacity() > 64 << 10 {
+                *buf = Vec::new();
+            }
+            out
+        }
+        // Re-entered (never, today): a buffer of its own.
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
 /// A BODY record of `message` with id 0 (the caller patches the id in at bytes 1..9).
 fn encode_body(message: &Message) -> Vec<u8> {
     let mut body = Vec::with_capacity(48 + message.topic.as_str().len() + message.payload.len());
@@ -312,15 +344,17 @@ fn encode_body(message: &Message) -> Vec<u8> {
 
 impl Journal for BrokerJournal {
     fn retained_set(&self, message: &Message) -> Result<Lsn, StorageUnavailable> {
-        let mut body = Vec::with_capacity(32 + message.topic.as_str().len() + message.payload.len());
-        records::encode_retained_set(message, &mut body);
-        self.store.append(RETAINED_SET, &body).map_err(unavailable)
+        with_scratch(|body| {
+            records::encode_retained_set(message, body);
+            self.store.append(RETAINED_SET, body).map_err(unavailable)
+        })
     }
 
     fn retained_clear(&self, topic: &TopicName) -> Result<Lsn, StorageUnavailable> {
-        let mut body = Vec::with_capacity(8 + topic.as_str().len());
-        records::encode_retained_clear(topic, &mut body);
-        self.store.append(RETAINED_CLEAR, &body).map_err(unavailable)
+        with_scratch(|body| {
+            records::encode_retained_clear(topic, body);
+            self.store.append(RETAINED_CLEAR, body).map_err(unavailable)
+        })
     }
 
     fn session_open(
