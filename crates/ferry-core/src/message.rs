@@ -114,7 +114,10 @@ pub struct Message {
     pub expiry: Option<Expiry>,
     /// The publishing subscriber, for MQTT 5's no-local option; `None` for the broker's own.
     pub publisher: Option<SubscriberId>,
-    encoded: [OnceLock<Bytes>; ENCODING_SLOTS],
+    /// The encodings cache, allocated on a message's first encoding: most messages a
+    /// broker holds (retained, queued for offline sessions) are never encoded, and the
+    /// slots inline would make every message about 190 bytes bigger.
+    encoded: OnceLock<Box<[OnceLock<Bytes>; ENCODING_SLOTS]>>,
     /// The journal's id of this message's body, once a durable queue holds it: the body
     /// is written once however many sessions or queues hold the message.
     stored: OnceLock<u64>,
@@ -131,7 +134,7 @@ impl Message {
             properties: Properties::default(),
             expiry: None,
             publisher: None,
-            encoded: Default::default(),
+            encoded: OnceLock::new(),
             stored: OnceLock::new(),
         }
     }
@@ -165,10 +168,10 @@ impl Message {
     /// subscriber (no packet id, alias or subscription id in them). An out-of-range slot
     /// just encodes without caching.
     pub fn encoded(&self, slot: usize, encode: impl FnOnce(&Message) -> Bytes) -> Bytes {
-        match self.encoded.get(slot) {
-            Some(cell) => cell.get_or_init(|| encode(self)).clone(),
-            None => encode(self),
+        if slot >= ENCODING_SLOTS {
+            return encode(self);
         }
+        self.encoded.get_or_init(Box::default)[slot].get_or_init(|| encode(self)).clone()
     }
 }
 
@@ -212,6 +215,14 @@ mod tests {
 
     fn msg() -> Message {
         Message::new(TopicName::new("a/b").unwrap(), Bytes::from_static(b"hi"), QoS::AtLeastOnce, false)
+    }
+
+    /// What a message costs a broker that holds many (retained, queued): its struct,
+    /// without the encodings cache until it is first encoded.
+    #[test]
+    fn a_message_is_small_until_encoded() {
+        let size = std::mem::size_of::<Message>();
+        assert!(size <= 240, "Message is {size} bytes");
     }
 
     #[test]
