@@ -488,3 +488,238 @@ async fn mqtt_3_1_1_clients_on_two_nodes_over_tcp_and_websocket() {
     let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
     assert_eq!(got, want);
 }
+
+/// What an MQTT 5 connection's event loop gave: a packet, or how it ended.
+#[derive(Debug)]
+enum Ev {
+    P(Box<Packet>),
+    End(String),
+}
+
+/// An MQTT 5 connection whose CONNACK and end the test looks at (TCP).
+struct Raw {
+    client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Ev>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+fn raw5(b: &Broker, id: &str, clean_start: bool, expiry: Option<u32>) -> Raw {
+    let addr = b.addr("mqtt");
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_clean_start(clean_start);
+    o.set_session_expiry_interval(expiry);
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(p)) => {
+                    if tx.send(Ev::P(Box::new(p))).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Ev::End(format!("{e:?}")));
+                    return;
+                }
+            }
+        }
+    });
+    Raw { client, rx, _task: task }
+}
+
+impl Raw {
+    /// The CONNACK, or how the connection ended before it (10 s at most).
+    async fn connack(&mut self) -> Result<rumqttc::v5::mqttbytes::v5::ConnAck, String> {
+        match tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await {
+            Ok(Some(Ev::P(p))) if matches!(*p, Packet::ConnAck(_)) => match *p {
+                Packet::ConnAck(a) => Ok(a),
+                _ => unreachable!(),
+            },
+            Ok(Some(other)) => Err(format!("{other:?}")),
+            Ok(None) => Err("event loop gone".into()),
+            Err(_) => Err("no CONNACK in 10 s".into()),
+        }
+    }
+
+    /// How the connection ended, if it did within `wait` (packets are skipped).
+    async fn ended_within(&mut self, wait: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Ev::End(why))) => return Some(why),
+                Ok(Some(Ev::P(_))) => continue,
+                Ok(None) => return Some("event loop gone".into()),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next PUBLISH within 5 s.
+    async fn publish(&mut self) -> Publish {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Ev::P(p))) => {
+                    if let Packet::Publish(p) = *p {
+                        return p;
+                    }
+                }
+                other => panic!("no PUBLISH: {other:?}"),
+            }
+        }
+    }
+
+    /// Whether a SUBSCRIBE is answered within 5 s (the connection is alive and owned).
+    async fn works(&mut self, filter: &str) -> bool {
+        if self.client.subscribe(filter, QoS::AtLeastOnce).await.is_err() {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Ev::P(p))) if matches!(*p, Packet::SubAck(_)) => return true,
+                Ok(Some(Ev::P(_))) => continue,
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// The lines of `b`'s log about the cluster's sessions, for a failure's message.
+fn session_logs(b: &Broker) -> Vec<String> {
+    b.logs()
+        .into_iter()
+        .filter(|l| l.contains("cluster") || l.contains("CONNECT") || l.contains("taken"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_is_unique_in_the_cluster_mqtt_5_and_3_1_1() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    for n in [&a, &b] {
+        wait_health(n, "ok").await;
+    }
+
+    // MQTT 5: the connection on A gets DISCONNECT 0x8E when the same id connects on B.
+    let mut on_a = raw5(&a, "dup-5", true, None);
+    assert!(on_a.connack().await.is_ok());
+    let mut on_b = raw5(&b, "dup-5", true, None);
+    let ack = on_b.connack().await.expect("CONNACK on B");
+    assert_eq!(ack.code, rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success);
+    let ended = on_a.ended_within(Duration::from_secs(5)).await;
+    assert!(
+        ended.as_deref().is_some_and(|e| e.contains("SessionTakenOver")),
+        "A's connection: {ended:?}; A: {:#?}",
+        session_logs(&a)
+    );
+    assert!(on_b.works("t/x").await, "B's connection is the one left");
+    assert_eq!(m(&b, "ferry_cluster_takeovers_total").await, 1.0);
+    assert_eq!(m(&a, "ferry_cluster_takeovers_received_total").await, 1.0);
+
+    // And back: B's connection is taken over by A's.
+    let mut again_a = raw5(&a, "dup-5", true, None);
+    assert!(again_a.connack().await.is_ok());
+    assert!(on_b.ended_within(Duration::from_secs(5)).await.is_some(), "B's connection closed");
+    assert!(again_a.works("t/y").await);
+
+    // MQTT 3.1.1: the connection on A is closed.
+    let (_c311, mut rx311) = mqtt311(&a, "dup-311", false).await;
+    let (c311_b, _rx311_b) = mqtt311(&b, "dup-311", false).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, rx311.recv()).await {
+            Ok(None) => break,
+            Ok(Some(_)) => continue,
+            Err(_) => panic!("the 3.1.1 connection on A stayed open; A: {:#?}", session_logs(&a)),
+        }
+    }
+    c311_b.subscribe("t/z", rumqttc::QoS::AtLeastOnce).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connects_with_one_client_id_racing_on_two_nodes_leave_exactly_one_owner() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    for n in [&a, &b] {
+        wait_health(n, "ok").await;
+    }
+    for round in 0..5 {
+        let id = format!("race-{round}");
+        // Persistent sessions in even rounds, clean ones in odd ones.
+        let (clean, expiry) = if round % 2 == 0 { (false, Some(60)) } else { (true, None) };
+        let mut x = raw5(&a, &id, clean, expiry);
+        let mut y = raw5(&b, &id, clean, expiry);
+        let (ax, ay) = tokio::join!(x.connack(), y.connack());
+        let ok = |r: &Result<rumqttc::v5::mqttbytes::v5::ConnAck, String>| {
+            r.as_ref()
+                .is_ok_and(|a| a.code == rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success)
+        };
+        // Settle: a take-over closes the loser within the take-over's time.
+        let (ex, ey) = tokio::join!(x.ended_within(Duration::from_secs(3)), y.ended_within(Duration::from_secs(3)));
+        let alive_x = ok(&ax) && ex.is_none();
+        let alive_y = ok(&ay) && ey.is_none();
+        assert!(
+            alive_x ^ alive_y,
+            "round {round}: exactly one owner, got A {ax:?} then {ex:?}, B {ay:?} then {ey:?}; A: {:#?}; B: {:#?}",
+            session_logs(&a),
+            session_logs(&b)
+        );
+        let survivor = if alive_x { &mut x } else { &mut y };
+        assert!(survivor.works("race/t").await, "round {round}: the owner's connection works");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_moves_to_another_node_with_its_subscription_and_queued_messages() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    for n in [&a, &b] {
+        wait_health(n, "ok").await;
+    }
+    // Subscribed on A, then offline.
+    let mut first = raw5(&a, "mover", false, Some(300));
+    assert!(!first.connack().await.expect("CONNACK on A").session_present);
+    assert!(first.works("move/t").await);
+    first.client.disconnect().await.unwrap();
+    assert!(first.ended_within(Duration::from_secs(5)).await.is_some());
+
+    // Three QoS 1 messages queued for it on A.
+    let publisher = mqtt(&a, "mover-pub", false).await;
+    for i in 0..3 {
+        publisher
+            .client
+            .publish("move/t", QoS::AtLeastOnce, false, format!("queued {i}"))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // It comes back on B: session present, the queued messages, in order.
+    let mut moved = raw5(&b, "mover", false, Some(300));
+    let ack = moved.connack().await.expect("CONNACK on B");
+    assert!(ack.session_present, "session present on B; B: {:#?}", session_logs(&b));
+    for i in 0..3 {
+        let p = moved.publish().await;
+        assert_eq!(&p.payload[..], format!("queued {i}").as_bytes());
+        assert_eq!(p.qos, QoS::AtLeastOnce);
+    }
+    assert_eq!(m(&b, "ferry_cluster_sessions_moved_in_total").await, 1.0);
+    assert_eq!(m(&a, "ferry_mqtt_sessions_handed_off_total").await, 1.0);
+
+    // Its subscription works on B: for a publisher on B, and on A across the cluster.
+    let local = mqtt(&b, "mover-pub-b", false).await;
+    local.client.publish("move/t", QoS::AtLeastOnce, false, "on b").await.unwrap();
+    assert_eq!(&moved.publish().await.payload[..], b"on b");
+    wait_metric(&b, "ferry_cluster_nats_subscriptions", 1.0).await;
+    publisher.client.publish("move/t", QoS::AtLeastOnce, false, "from a").await.unwrap();
+    assert_eq!(&moved.publish().await.payload[..], b"from a");
+    // A does not deliver to the session any more: nothing left of it there.
+    assert_eq!(m(&a, "ferry_cluster_takeovers_received_total").await, 1.0);
+}

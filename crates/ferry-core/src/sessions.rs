@@ -111,6 +111,12 @@ pub trait SessionStore<S>: Send + Sync {
     /// Sessions known, online or not.
     fn len(&self) -> usize;
 
+    /// Another node took `client_id` over: forget its session here, telling a
+    /// connection serving it to leave, and return it (see
+    /// [`SessionRegistry::hand_off`]; the default: nothing handed off).
+    fn hand_off(&self, _client_id: &str) -> Option<Arc<SessionSlot<S>>> {
+        None
+    }
     /// Every known session, copied out for operators (the default: none listed).
     fn summaries(&self) -> Vec<SessionSummary> {
         Vec::new()
@@ -149,6 +155,10 @@ impl<S: Default + Send> SessionStore<S> for SessionRegistry<S> {
 
     fn summaries(&self) -> Vec<SessionSummary> {
         SessionRegistry::summaries(self)
+    }
+
+    fn hand_off(&self, client_id: &str) -> Option<Arc<SessionSlot<S>>> {
+        SessionRegistry::hand_off(self, client_id)
     }
 }
 
@@ -208,6 +218,18 @@ impl<S: Default> SessionRegistry<S> {
                 }
             }
         }
+    }
+
+    /// Another node took `client_id` over: the session is removed, a connection that
+    /// served it is told to leave (as by a take-over) and the slot is returned so the
+    /// caller can hand its state over and remove its subscriptions from the router.
+    pub fn hand_off(&self, client_id: &str) -> Option<Arc<SessionSlot<S>>> {
+        let slot = self.sessions.lock().remove(client_id)?;
+        if let Some(old) = slot.owner.lock().take() {
+            old.evict();
+        }
+        slot.outbox.detach();
+        Some(slot)
     }
 
     /// The connection `connection` no longer serves `slot`. The session stays for

@@ -699,7 +699,11 @@ mod tests {
                     .unwrap()
             };
             assert!(held("first").is_empty(), "snapshot between: {snapshot_between}");
-            assert_eq!(held("second"), [Bytes::from_static(b"kept")], "snapshot between: {snapshot_between}");
+            assert_eq!(
+                held("second"),
+                [Bytes::from_static(b"kept")],
+                "snapshot between: {snapshot_between}"
+            );
         }
     }
 }
