@@ -723,3 +723,51 @@ async fn a_persistent_session_moves_to_another_node_with_its_subscription_and_qu
     // A does not deliver to the session any more: nothing left of it there.
     assert_eq!(m(&a, "ferry_cluster_takeovers_received_total").await, 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nats_a_persistent_session_is_refused_and_a_clean_one_proceeds_locally() {
+    let mut nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    wait_health(&a, "ok").await;
+    nats.stop();
+    wait_health(&a, "degraded").await;
+
+    // MQTT 5: CONNACK 0x88 for a session that outlives its connection.
+    let mut persistent = raw5(&a, "p-5", false, Some(60));
+    let refused = persistent.connack().await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("ServerUnavailable")),
+        "{refused:?}; A: {:#?}",
+        session_logs(&a)
+    );
+    // MQTT 3.1.1 clean session 0: return code 3.
+    let addr = a.addr("mqtt");
+    let mut o = rumqttc::MqttOptions::new("p-311", addr.ip().to_string(), addr.port());
+    o.set_clean_session(false);
+    let (_c, mut eventloop) = rumqttc::AsyncClient::new(o, 10);
+    let first = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+        .await
+        .expect("an answer in time");
+    assert!(
+        matches!(
+            first,
+            Err(rumqttc::ConnectionError::ConnectionRefused(
+                rumqttc::ConnectReturnCode::ServiceUnavailable
+            ))
+        ),
+        "{first:?}"
+    );
+    // A clean session is served by this node alone.
+    let mut clean = raw5(&a, "c-5", true, None);
+    assert!(clean.connack().await.is_ok());
+    assert!(clean.works("t/local").await);
+    assert!(m(&a, "ferry_cluster_claims_refused_total").await >= 2.0);
+    assert!(m(&a, "ferry_cluster_claims_local_total").await >= 1.0);
+
+    // NATS back: the persistent session is accepted.
+    nats.resume();
+    wait_health(&a, "ok").await;
+    let mut back = raw5(&a, "p-5", false, Some(60));
+    let ack = back.connack().await.expect("CONNACK once NATS is back");
+    assert_eq!(ack.code, rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success);
+}
