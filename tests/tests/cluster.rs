@@ -771,3 +771,35 @@ async fn without_nats_a_persistent_session_is_refused_and_a_clean_one_proceeds_l
     let ack = back.connack().await.expect("CONNACK once NATS is back");
     assert_eq!(ack.code, rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_of_a_dead_node_resumes_on_another_from_its_record() {
+    let nats = NatsServer::start();
+    let mut a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    for n in [&a, &b] {
+        wait_health(n, "ok").await;
+    }
+    let mut first = raw5(&a, "phoenix", false, Some(300));
+    assert!(first.connack().await.is_ok());
+    assert!(first.works("ph/t").await);
+    // The claim, the session's subscriptions at CONNECT (none), then after SUBSCRIBE,
+    // written to the record.
+    wait_metric(&a, "ferry_cluster_sessions_kv_writes_total", 3.0).await;
+    a.kill_9();
+    assert!(first.ended_within(Duration::from_secs(5)).await.is_some());
+
+    // A is gone: B resumes the session from the record (its subscription, no messages).
+    let mut again = raw5(&b, "phoenix", false, Some(300));
+    let ack = again.connack().await.expect("CONNACK on B");
+    assert!(ack.session_present, "B: {:#?}", session_logs(&b));
+    assert!(
+        b.wait_log("resuming from the record's subscriptions", Duration::from_secs(5)),
+        "B: {:#?}",
+        session_logs(&b)
+    );
+    assert_eq!(m(&b, "ferry_cluster_takeovers_unanswered_total").await, 1.0);
+    let publisher = mqtt(&b, "phoenix-pub", false).await;
+    publisher.client.publish("ph/t", QoS::AtLeastOnce, false, "risen").await.unwrap();
+    assert_eq!(&again.publish().await.payload[..], b"risen");
+}

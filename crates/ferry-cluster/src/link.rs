@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 use crate::config::{ClusterConfig, Routing};
 use crate::dedup::{Dedup, Seen};
 use crate::envelope::{Envelope, Origin};
-use crate::ownership::{self, ClaimRequest, Ownership};
+use crate::ownership::{self, ClaimRequest, Ownership, SubsWrite};
+use crate::sessions::RecordSub;
 use crate::subject::{key_topic, topic_key, Subjects};
 
 /// Subjects longer than this are not sent (NATS's control line is 4096 bytes).
@@ -120,6 +121,7 @@ pub struct LinkTasks {
     kv: mpsc::Receiver<RetainedWrite>,
     interest: mpsc::UnboundedReceiver<Interest>,
     claims: mpsc::Receiver<ClaimRequest>,
+    subs: mpsc::Receiver<SubsWrite>,
 }
 
 /// Why the link could not start.
@@ -169,6 +171,7 @@ impl Cluster {
         let (kv_tx, kv_rx) = mpsc::channel(KV_QUEUE);
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
         let (claims_tx, claims_rx) = mpsc::channel(config.claim_queue.max(1));
+        let (subs_tx, subs_rx) = mpsc::channel(config.claim_queue.max(1));
         let shared = Arc::new(Shared {
             origin: Origin {
                 name: node_name,
@@ -180,7 +183,7 @@ impl Cluster {
             kv: kv_tx,
             interest: interest_tx,
             stats: ClusterStats::default(),
-            ownership: Ownership::new(claims_tx, config.claim_timeout),
+            ownership: Ownership::new(claims_tx, subs_tx, config.claim_timeout),
             down: Mutex::new(Some("not connected to NATS yet".into())),
             synced: AtomicBool::new(false),
         });
@@ -192,6 +195,7 @@ impl Cluster {
             kv: kv_rx,
             interest: interest_rx,
             claims: claims_rx,
+            subs: subs_rx,
         };
         Ok((Cluster { shared }, tasks))
     }
@@ -249,6 +253,16 @@ impl SessionOwnership for Cluster {
         }
         ticket
     }
+
+    fn subscriptions_changed(&self, client_id: &str, subscriptions: Vec<(String, ferry_core::SubscribeOptions)>) {
+        let write = SubsWrite {
+            client_id: client_id.to_owned(),
+            subs: subscriptions.iter().map(|(f, o)| RecordSub::new(f, o)).collect(),
+        };
+        if self.shared.ownership.subs_tx.try_send(write).is_err() {
+            self.shared.stats.session_kv_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ClusterLink for Cluster {
@@ -303,6 +317,7 @@ impl LinkTasks {
             kv,
             interest,
             claims,
+            subs,
         } = self;
         let (connected_tx, connected_rx) = watch::channel(0u64);
         let events = shared.clone();
@@ -350,6 +365,12 @@ impl LinkTasks {
                 config.clone(),
                 connected_rx.clone(),
                 sessions_tx,
+            )),
+            tokio::spawn(ownership::subscriptions_writer(
+                shared.clone(),
+                config.clone(),
+                sessions_rx.clone(),
+                subs,
             )),
             tokio::spawn(ownership::claims(
                 client.clone(),

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::ClusterConfig;
 use crate::link::{open_bucket, unix_ms, Shared};
-use crate::sessions::{client_key, decode_answer, decode_request, encode_answer, encode_request, Record};
+use crate::sessions::{client_key, decode_answer, decode_request, encode_answer, encode_request, Record, RecordSub};
 
 /// One claim handed from a connection's task to the link.
 pub(crate) struct ClaimRequest {
@@ -30,10 +30,18 @@ pub(crate) struct ClaimRequest {
     pub(crate) ticket: ClaimTicket,
 }
 
+/// A persistent session's subscriptions, for its record.
+pub(crate) struct SubsWrite {
+    pub(crate) client_id: String,
+    pub(crate) subs: Vec<RecordSub>,
+}
+
 /// What claims and take-overs share inside the link.
 pub(crate) struct Ownership {
     /// Claims waiting for the link.
     pub(crate) tx: mpsc::Sender<ClaimRequest>,
+    /// Subscription changes waiting to be written to the records.
+    pub(crate) subs_tx: mpsc::Sender<SubsWrite>,
     /// Claims this node won recently, by client id: a take-over request that comes
     /// before the connection acted on its outcome revokes it.
     won: Mutex<HashMap<String, (ClaimTicket, Instant)>>,
@@ -43,9 +51,10 @@ pub(crate) struct Ownership {
 }
 
 impl Ownership {
-    pub(crate) fn new(tx: mpsc::Sender<ClaimRequest>, claim_timeout: Duration) -> Self {
+    pub(crate) fn new(tx: mpsc::Sender<ClaimRequest>, subs_tx: mpsc::Sender<SubsWrite>, claim_timeout: Duration) -> Self {
         Self {
             tx,
+            subs_tx,
             won: Mutex::new(HashMap::new()),
             handoff: std::sync::OnceLock::new(),
             claim_timeout,
@@ -192,6 +201,13 @@ async fn claim_inner(
             owner: me.clone(),
             epoch: old.as_ref().map_or(0, |r| r.epoch) + 1,
             persistent: request.persistent,
+            // Kept until this node's session writes its own: should this node die
+            // first, the next one still finds them.
+            subs: old
+                .as_ref()
+                .filter(|_| request.persistent)
+                .map(|r| r.subs.clone())
+                .unwrap_or_default(),
         };
         let written = match current.as_ref().map(|e| e.revision) {
             None => kv
@@ -208,7 +224,7 @@ async fn claim_inner(
         match written {
             Ok(()) => {
                 stats.session_kv_writes.fetch_add(1, Ordering::Relaxed);
-                previous = old.map(|r| r.owner);
+                previous = old;
                 won = true;
                 break;
             }
@@ -229,9 +245,10 @@ async fn claim_inner(
         return Err("the client id's record changed on every attempt".into());
     }
     shared.ownership.won(&request.client_id, &request.ticket);
-    let Some(owner) = previous.filter(|o| o != me) else {
+    let Some(previous) = previous.filter(|r| &r.owner != me) else {
         return Ok(None);
     };
+    let owner = previous.owner.clone();
     stats.takeovers.fetch_add(1, Ordering::Relaxed);
     let subject = shared.subjects.takeover(&owner);
     let asked = client.request(subject, encode_request(&request.client_id, request.persistent));
@@ -255,13 +272,85 @@ async fn claim_inner(
         Err(_) => "no answer within cluster.takeover_timeout".into(),
     };
     stats.takeovers_unanswered.fetch_add(1, Ordering::Relaxed);
+    let subscriptions: Vec<_> = previous.subs.iter().filter_map(RecordSub::options).collect();
+    if request.persistent && previous.persistent && !subscriptions.is_empty() {
+        info!(
+            client = request.client_id,
+            owner,
+            why,
+            subscriptions = subscriptions.len(),
+            "cluster: the previous owner of the client id did not hand its session over; resuming from the record's subscriptions (its queued messages are lost)"
+        );
+        return Ok(Some(MovedSession {
+            subscriptions,
+            deliveries: Vec::new(),
+        }));
+    }
     info!(
         client = request.client_id,
-        owner,
-        why,
-        "cluster: the previous owner of the client id did not hand its session over; resuming without it (its subscriptions and queued messages are lost)"
+        owner, why, "cluster: the previous owner of the client id did not hand its session over; resuming without it"
     );
     Ok(None)
+}
+
+/// Writes persistent sessions' subscriptions into their records, in order, as long
+/// as this node owns them (a record another node owns now is left alone).
+pub(crate) async fn subscriptions_writer(
+    shared: Arc<Shared>,
+    config: ClusterConfig,
+    store: watch::Receiver<Option<kv::Store>>,
+    mut rx: mpsc::Receiver<SubsWrite>,
+) {
+    let stats = &shared.stats;
+    while let Some(write) = rx.recv().await {
+        let Some(kv) = store.borrow().clone() else {
+            stats.session_kv_errors.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let written = tokio::time::timeout(config.claim_timeout, write_subs(&shared, &config, &kv, &write)).await;
+        if let Err(why) = written.unwrap_or_else(|_| Err("timed out".into())) {
+            stats.session_kv_errors.fetch_add(1, Ordering::Relaxed);
+            debug!(
+                client = write.client_id,
+                why, "cluster: subscriptions not written to the session record"
+            );
+        }
+    }
+}
+
+async fn write_subs(shared: &Shared, config: &ClusterConfig, kv: &kv::Store, write: &SubsWrite) -> Result<(), String> {
+    let stats = &shared.stats;
+    let key = client_key(&write.client_id);
+    for _ in 0..config.claim_attempts.max(1) {
+        let entry = kv.entry(key.clone()).await.map_err(|e| e.to_string())?;
+        stats.session_kv_reads.fetch_add(1, Ordering::Relaxed);
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Ok(());
+        };
+        let Ok(mut record) = Record::decode(&entry.value) else {
+            return Ok(());
+        };
+        if record.owner != shared.origin.name {
+            debug!(
+                client = write.client_id,
+                owner = record.owner,
+                "cluster: session owned elsewhere now; its subscriptions not written"
+            );
+            return Ok(());
+        }
+        record.subs.clone_from(&write.subs);
+        match kv.update(&key, record.encode(), entry.revision).await {
+            Ok(_) => {
+                stats.session_kv_writes.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                stats.session_kv_conflicts.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("the record changed on every attempt".into())
 }
 
 /// Answers take-over requests on this node's control subject: the local connection is

@@ -63,6 +63,54 @@ pub struct Record {
     pub epoch: u64,
     /// Whether the session outlives its connection.
     pub persistent: bool,
+    /// A persistent session's subscriptions, as its owner last wrote them: what
+    /// another node resumes from if the owner dies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subs: Vec<RecordSub>,
+}
+
+/// One subscription in a [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSub {
+    /// The filter as the client sent it.
+    pub f: String,
+    /// The granted QoS (0 to 2).
+    pub qos: u8,
+    /// No local.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nl: bool,
+    /// Retain as published.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rap: bool,
+    /// The subscription identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<u32>,
+}
+
+impl RecordSub {
+    /// The record's form of a subscription.
+    pub fn new(filter: &str, o: &SubscribeOptions) -> Self {
+        Self {
+            f: filter.to_owned(),
+            qos: o.qos as u8,
+            nl: o.no_local,
+            rap: o.retain_as_published,
+            sid: o.id,
+        }
+    }
+
+    /// Back to the filter and options; `None` for a QoS this node cannot read.
+    pub fn options(&self) -> Option<(String, SubscribeOptions)> {
+        Some((
+            self.f.clone(),
+            SubscribeOptions {
+                qos: QoS::from_u8(self.qos)?,
+                no_local: self.nl,
+                retain_as_published: self.rap,
+                id: self.sid,
+            },
+        ))
+    }
 }
 
 impl Record {
@@ -293,15 +341,38 @@ mod tests {
 
     #[test]
     fn record_round_trip() {
-        let r = Record {
+        let mut r = Record {
             v: 1,
             owner: "n2".into(),
             epoch: 7,
             persistent: true,
+            subs: Vec::new(),
         };
         let b = r.encode();
         assert_eq!(&b[..], br#"{"v":1,"owner":"n2","epoch":7,"persistent":true}"#);
-        assert_eq!(Record::decode(&b), Ok(r));
+        assert_eq!(Record::decode(&b), Ok(r.clone()));
+        let o = SubscribeOptions {
+            qos: QoS::AtLeastOnce,
+            no_local: true,
+            retain_as_published: false,
+            id: Some(5),
+        };
+        r.subs = vec![RecordSub::new("a/#", &o), RecordSub::new("b", &SubscribeOptions::default())];
+        let b = r.encode();
+        assert_eq!(
+            &b[..],
+            br#"{"v":1,"owner":"n2","epoch":7,"persistent":true,"subs":[{"f":"a/#","qos":1,"nl":true,"sid":5},{"f":"b","qos":0}]}"#
+        );
+        let back = Record::decode(&b).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.subs[0].options(), Some(("a/#".to_owned(), o)));
+        assert_eq!(
+            Record::decode(br#"{"v":1,"owner":"n","epoch":1,"persistent":true,"subs":[{"f":"x","qos":3}]}"#)
+                .unwrap()
+                .subs[0]
+                .options(),
+            None
+        );
         assert!(Record::decode(b"{}").is_err());
         assert!(Record::decode(br#"{"v":2,"owner":"n2","epoch":7,"persistent":true}"#).is_err());
     }

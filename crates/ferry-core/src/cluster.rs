@@ -146,6 +146,12 @@ pub trait SessionOwnership: Send + Sync {
     /// outlives its connection or resumes one (it needs the cluster; a clean one may
     /// proceed locally when the cluster is unreachable).
     fn claim(&self, client_id: &str, persistent: bool, wakeup: Wakeup) -> ClaimTicket;
+
+    /// A persistent session this node owns now has `subscriptions` (after its CONNECT,
+    /// a SUBSCRIBE or an UNSUBSCRIBE): kept with its ownership record so that another
+    /// node can resume it if this one dies. Returns at once (the write is queued; one
+    /// the queue cannot take is dropped and counted). The default: not kept.
+    fn subscriptions_changed(&self, _client_id: &str, _subscriptions: Vec<(String, SubscribeOptions)>) {}
 }
 
 /// The adapter's side of a take-over from another node.

@@ -97,6 +97,14 @@ impl MqttShared {
         self.ownership.get()
     }
 
+    /// In a cluster: tells it the subscriptions of `slot`, a persistent session, so
+    /// that another node can resume it should this one die.
+    pub(crate) fn share_subscriptions(&self, slot: &SessionSlot<SessionState>) {
+        let Some(ownership) = self.ownership() else { return };
+        let subscriptions = slot.state.lock().subscriptions.iter().map(|(f, (_, o))| (f.clone(), *o)).collect();
+        ownership.subscriptions_changed(&slot.client_id, subscriptions);
+    }
+
     /// Restores a session another node handed over into `slot` (just claimed): its
     /// subscriptions in the router, its messages queued (what does not fit is dropped
     /// and counted).

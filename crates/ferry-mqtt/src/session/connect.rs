@@ -292,6 +292,9 @@ impl MqttConnection {
             session_present = true;
         }
         let connack_at = journal.and_then(|j| self.broker.journal_session(&j, &claim.slot, session_expiry));
+        if !session_expiry.is_zero() {
+            self.broker.share_subscriptions(&claim.slot);
+        }
         let receive_max = connect.properties.receive_maximum().unwrap_or(u16::MAX);
         let mut ack = ConnAck::accepted(session_present);
         if v5 {
