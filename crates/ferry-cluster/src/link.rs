@@ -63,6 +63,7 @@ ferry_core::counters! {
         session_kv_reads: Counter("cluster_sessions_kv_reads", "Reads of the sessions bucket"),
         session_kv_writes: Counter("cluster_sessions_kv_writes", "Compare-and-set writes to the sessions bucket that succeeded"),
         session_kv_conflicts: Counter("cluster_sessions_kv_conflicts", "Compare-and-set writes to the sessions bucket that lost to another node's write"),
+        fenced: Counter("cluster_sessions_fenced", "Local sessions closed because their record named another node when this one wrote it (a take-over this node missed)"),
         session_kv_errors: Counter("cluster_sessions_kv_errors", "Sessions bucket operations that failed"),
     }
 }

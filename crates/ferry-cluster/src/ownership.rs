@@ -318,7 +318,7 @@ pub(crate) async fn subscriptions_writer(
     }
 }
 
-async fn write_subs(shared: &Shared, config: &ClusterConfig, kv: &kv::Store, write: &SubsWrite) -> Result<(), String> {
+async fn write_subs(shared: &Arc<Shared>, config: &ClusterConfig, kv: &kv::Store, write: &SubsWrite) -> Result<(), String> {
     let stats = &shared.stats;
     let key = client_key(&write.client_id);
     for _ in 0..config.claim_attempts.max(1) {
@@ -331,11 +331,21 @@ async fn write_subs(shared: &Shared, config: &ClusterConfig, kv: &kv::Store, wri
             return Ok(());
         };
         if record.owner != shared.origin.name {
-            debug!(
-                client = write.client_id,
-                owner = record.owner,
-                "cluster: session owned elsewhere now; its subscriptions not written"
-            );
+            // Fencing: another node owns the client id now and this one missed the
+            // take-over (cut off meanwhile): the local connection and session go. Not
+            // at once: the new owner's take-over request may be on its way, and it
+            // should find the session to move.
+            if let Some(handoff) = shared.ownership.handoff.get().cloned() {
+                let (client_id, owner, wait) = (write.client_id.clone(), record.owner.clone(), config.takeover_timeout);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait + Duration::from_secs(1)).await;
+                    if handoff.hand_off(&client_id).is_some() {
+                        shared.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                        info!(client = client_id, owner, "cluster: session owned by another node now; closed here");
+                    }
+                });
+            }
             return Ok(());
         }
         record.subs.clone_from(&write.subs);
