@@ -161,3 +161,34 @@ pub trait SessionHandoff: Send + Sync {
     /// link task; must not block on I/O.
     fn hand_off(&self, client_id: &str) -> Option<MovedSession>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket() -> ClaimTicket {
+        ClaimTicket::new(Wakeup::default(), Instant::now())
+    }
+
+    #[test]
+    fn a_ticket_settles_once() {
+        let t = ticket();
+        assert!(!t.is_settled());
+        assert!(t.settle(|_| ()).is_none(), "nothing before the outcome");
+        t.resolve(ClaimOutcome::Owned { moved: None });
+        t.resolve(ClaimOutcome::Unavailable("second".into()));
+        assert!(t.is_settled());
+        let got = t.settle(|o| matches!(o, ClaimOutcome::Owned { moved: None }));
+        assert_eq!(got, Some(true), "the first outcome counts");
+        assert!(t.settle(|_| ()).is_none(), "read once");
+    }
+
+    #[test]
+    fn a_revoked_claim_is_unavailable_to_its_connection() {
+        let t = ticket();
+        t.resolve(ClaimOutcome::Owned { moved: None });
+        t.clone().revoke();
+        let got = t.settle(|o| matches!(o, ClaimOutcome::Unavailable(_)));
+        assert_eq!(got, Some(true));
+    }
+}

@@ -365,6 +365,23 @@ mod tests {
     }
 
     #[test]
+    fn a_session_handed_off_to_another_node_is_forgotten_and_its_connection_told_to_leave() {
+        let r: SessionRegistry<u32> = SessionRegistry::new(OutboxLimits::default());
+        let first = owner(1);
+        let c1 = r.claim("a", first.clone(), false);
+        *c1.slot.state.lock() = 7;
+        let gone = r.hand_off("a").expect("the session");
+        assert!(first.is_taken_over());
+        assert_eq!((gone.id, *gone.state.lock()), (c1.slot.id, 7));
+        assert!(r.is_empty());
+        assert!(r.hand_off("a").is_none());
+        // The evicted connection's late release changes nothing.
+        assert!(r.release(&c1.slot, 1, Some(Duration::ZERO), Instant::now()).is_none());
+        // A new claim starts afresh.
+        assert!(!r.claim("a", owner(2), false).resumed);
+    }
+
+    #[test]
     fn clean_start_discards_the_old_session() {
         let r: SessionRegistry<u32> = SessionRegistry::new(OutboxLimits::default());
         let c1 = r.claim("a", owner(1), false);
