@@ -504,11 +504,18 @@ struct Raw {
 }
 
 fn raw5(b: &Broker, id: &str, clean_start: bool, expiry: Option<u32>) -> Raw {
+    raw5_with(b, id, clean_start, expiry, None)
+}
+
+fn raw5_with(b: &Broker, id: &str, clean_start: bool, expiry: Option<u32>, will: Option<rumqttc::v5::mqttbytes::v5::LastWill>) -> Raw {
     let addr = b.addr("mqtt");
     let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     o.set_keep_alive(Duration::from_secs(10));
     o.set_clean_start(clean_start);
     o.set_session_expiry_interval(expiry);
+    if let Some(will) = will {
+        o.set_last_will(will);
+    }
     let (client, mut eventloop) = AsyncClient::new(o, 100);
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
@@ -802,4 +809,84 @@ async fn a_persistent_session_of_a_dead_node_resumes_on_another_from_its_record(
     let publisher = mqtt(&b, "phoenix-pub", false).await;
     publisher.client.publish("ph/t", QoS::AtLeastOnce, false, "risen").await.unwrap();
     assert_eq!(&again.publish().await.payload[..], b"risen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_wills_are_published_once_by_another_node_after_their_delay() {
+    use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+    let nats = NatsServer::start();
+    let fast = [
+        ("FERRY_CLUSTER__HEARTBEAT_INTERVAL", "200ms"),
+        ("FERRY_CLUSTER__NODE_TIMEOUT", "1s"),
+    ];
+    let mut a = node(&nats, "A", &fast);
+    let b = node(&nats, "B", &fast);
+    let c = node(&nats, "C", &fast);
+    for n in [&a, &b, &c] {
+        wait_health(n, "ok").await;
+    }
+    let will = |topic: &str, delay: Option<u32>| {
+        let props = delay.map(|d| LastWillProperties {
+            delay_interval: Some(d),
+            payload_format_indicator: None,
+            message_expiry_interval: None,
+            content_type: None,
+            response_topic: None,
+            correlation_data: None,
+            user_properties: Vec::new(),
+        });
+        Some(LastWill::new(topic, "gone", QoS::AtLeastOnce, false, props))
+    };
+    // On A: one client disconnects normally (no will), one with a will of delay 0, one
+    // (persistent) with a will delayed 3 s.
+    let mut polite = raw5_with(&a, "w-polite", true, None, will("will/polite", None));
+    assert!(polite.connack().await.is_ok());
+    polite.client.disconnect().await.unwrap();
+    assert!(polite.ended_within(Duration::from_secs(5)).await.is_some());
+    let mut now_w = raw5_with(&a, "w-now", true, None, will("will/now", None));
+    assert!(now_w.connack().await.is_ok());
+    let mut later = raw5_with(&a, "w-later", false, Some(60), will("will/later", Some(3)));
+    assert!(later.connack().await.is_ok());
+    // Three claims, the polite one's end, the persistent session's subscriptions.
+    wait_metric(&a, "ferry_cluster_sessions_kv_writes_total", 5.0).await;
+
+    let mut on_b = mqtt(&b, "will-sub-b", false).await;
+    on_b.subscribe("will/#", QoS::AtLeastOnce).await;
+    let mut on_c = mqtt(&c, "will-sub-c", false).await;
+    on_c.subscribe("will/#", QoS::AtLeastOnce).await;
+    wait_metric(&b, "ferry_cluster_nats_subscriptions", 2.0).await;
+    wait_metric(&c, "ferry_cluster_nats_subscriptions", 2.0).await;
+    // B and C have heard A's heartbeats.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    a.kill_9();
+    let killed = Instant::now();
+    let mut got_b: Vec<(String, Duration)> = Vec::new();
+    let mut got_c: Vec<(String, Duration)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && (got_b.len() < 2 || got_c.len() < 2) {
+        for p in on_b.publishes_within(Duration::from_millis(100)).await {
+            got_b.push((String::from_utf8_lossy(&p.topic).into_owned(), killed.elapsed()));
+        }
+        for p in on_c.publishes_within(Duration::from_millis(100)).await {
+            got_c.push((String::from_utf8_lossy(&p.topic).into_owned(), killed.elapsed()));
+        }
+    }
+    // Nothing more comes: each will once.
+    for p in on_b.publishes_within(Duration::from_secs(2)).await {
+        got_b.push((String::from_utf8_lossy(&p.topic).into_owned(), killed.elapsed()));
+    }
+    for p in on_c.publishes_within(Duration::from_millis(200)).await {
+        got_c.push((String::from_utf8_lossy(&p.topic).into_owned(), killed.elapsed()));
+    }
+    let logs = || format!("B: {:#?}\nC: {:#?}", session_logs(&b), session_logs(&c));
+    for got in [&got_b, &got_c] {
+        let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(topics, ["will/now", "will/later"], "{got:?}; {}", logs());
+        let (now_at, later_at) = (got[0].1, got[1].1);
+        assert!(later_at >= now_at + Duration::from_millis(2500), "the delayed will waited: {got:?}");
+    }
+    let published =
+        m(&b, "ferry_cluster_dead_node_wills_published_total").await + m(&c, "ferry_cluster_dead_node_wills_published_total").await;
+    assert_eq!(published, 2.0, "each will published by one node; {}", logs());
 }

@@ -65,6 +65,15 @@ pub struct ClusterConfig {
     /// Claims waiting for the link; past it new CONNECTs are refused (persistent
     /// sessions) or proceed locally (clean ones), counted.
     pub claim_queue: usize,
+    /// The JetStream key-value bucket of node heartbeats (liveness).
+    pub nodes_bucket: String,
+    /// How often a node writes its heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A node whose heartbeat is older than this is dead: another node publishes the
+    /// wills of its connected clients.
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -88,6 +97,9 @@ impl Default for ClusterConfig {
             claim_timeout: Duration::from_secs(5),
             claim_attempts: 5,
             claim_queue: 4_096,
+            nodes_bucket: "ferry_nodes".into(),
+            heartbeat_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::config::{ClusterConfig, Routing};
 use crate::dedup::{Dedup, Seen};
 use crate::envelope::{Envelope, Origin};
 use crate::ownership::{self, ClaimRequest, Ownership, SubsWrite};
-use crate::sessions::RecordSub;
+use crate::sessions::{RecordSub, RecordWill};
 use crate::subject::{key_topic, topic_key, Subjects};
 
 /// Subjects longer than this are not sent (NATS's control line is 4096 bytes).
@@ -63,6 +63,8 @@ ferry_core::counters! {
         session_kv_reads: Counter("cluster_sessions_kv_reads", "Reads of the sessions bucket"),
         session_kv_writes: Counter("cluster_sessions_kv_writes", "Compare-and-set writes to the sessions bucket that succeeded"),
         session_kv_conflicts: Counter("cluster_sessions_kv_conflicts", "Compare-and-set writes to the sessions bucket that lost to another node's write"),
+        nodes_dead: Counter("cluster_nodes_dead", "Nodes this node judged dead (no heartbeat for cluster.node_timeout)"),
+        wills_published: Counter("cluster_dead_node_wills_published", "Wills of a dead node's clients this node published (it won their records)"),
         fenced: Counter("cluster_sessions_fenced", "Local sessions closed because their record named another node when this one wrote it (a take-over this node missed)"),
         session_kv_errors: Counter("cluster_sessions_kv_errors", "Sessions bucket operations that failed"),
     }
@@ -96,7 +98,7 @@ pub(crate) struct Shared {
     pub(crate) stats: ClusterStats,
     pub(crate) ownership: Ownership,
     /// Why the link is not up, if it is not (for `/healthz`).
-    down: Mutex<Option<String>>,
+    pub(crate) down: Mutex<Option<String>>,
     synced: AtomicBool,
 }
 
@@ -231,7 +233,7 @@ impl Cluster {
 }
 
 impl SessionOwnership for Cluster {
-    fn claim(&self, client_id: &str, persistent: bool, wakeup: Wakeup) -> ClaimTicket {
+    fn claim(&self, client_id: &str, persistent: bool, will: Option<(Arc<Message>, Duration)>, wakeup: Wakeup) -> ClaimTicket {
         let s = &self.shared;
         s.stats.claims.fetch_add(1, Ordering::Relaxed);
         let ticket = ClaimTicket::new(wakeup, Instant::now() + s.ownership.claim_timeout);
@@ -242,6 +244,7 @@ impl SessionOwnership for Cluster {
         let request = ClaimRequest {
             client_id: client_id.to_owned(),
             persistent,
+            will: will.map(|(m, delay)| RecordWill::new(&m, delay, &s.origin, Instant::now(), unix_ms())),
             ticket: ticket.clone(),
         };
         if s.ownership.tx.try_send(request).is_err() {
@@ -256,9 +259,22 @@ impl SessionOwnership for Cluster {
     }
 
     fn subscriptions_changed(&self, client_id: &str, subscriptions: Vec<(String, ferry_core::SubscribeOptions)>) {
-        let write = SubsWrite {
+        let write = SubsWrite::Subs {
             client_id: client_id.to_owned(),
             subs: subscriptions.iter().map(|(f, o)| RecordSub::new(f, o)).collect(),
+        };
+        if self.shared.ownership.subs_tx.try_send(write).is_err() {
+            self.shared.stats.session_kv_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn connection_ended(&self, client_id: &str, epoch: u64) {
+        if epoch == 0 {
+            return;
+        }
+        let write = SubsWrite::Ended {
+            client_id: client_id.to_owned(),
+            epoch,
         };
         if self.shared.ownership.subs_tx.try_send(write).is_err() {
             self.shared.stats.session_kv_errors.fetch_add(1, Ordering::Relaxed);
@@ -377,10 +393,18 @@ impl LinkTasks {
                 client.clone(),
                 shared.clone(),
                 config.clone(),
-                sessions_rx,
+                sessions_rx.clone(),
                 claims,
             )),
             tokio::spawn(ownership::control(client.clone(), shared.clone())),
+            tokio::spawn(crate::liveness::liveness(
+                client.clone(),
+                shared.clone(),
+                router.clone(),
+                config.clone(),
+                connected_rx.clone(),
+                sessions_rx,
+            )),
             tokio::spawn(forward(client.clone(), shared.clone(), out)),
             tokio::spawn(interest_task(client.clone(), receive, config.routing, interest)),
             tokio::spawn(retained_writer(shared.clone(), store_rx, kv)),
@@ -583,6 +607,7 @@ pub(crate) async fn open_bucket(
     bucket: &str,
     replicas: usize,
     description: &str,
+    max_age: Duration,
 ) -> Result<kv::Store, String> {
     use async_nats::jetstream::stream;
     let js = async_nats::jetstream::new(client.clone());
@@ -601,6 +626,7 @@ pub(crate) async fn open_bucket(
             deny_purge: false,
             allow_direct: true,
             num_replicas: replicas.max(1),
+            max_age,
             discard: stream::DiscardPolicy::New,
             ..Default::default()
         })
@@ -634,6 +660,7 @@ async fn retained_mirror(
             &config.retained_bucket,
             config.retained_replicas,
             "Ferry's retained messages",
+            Duration::ZERO,
         )
         .await
         {

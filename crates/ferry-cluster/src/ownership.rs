@@ -21,19 +21,31 @@ use tracing::{debug, info, warn};
 
 use crate::config::ClusterConfig;
 use crate::link::{open_bucket, unix_ms, Shared};
-use crate::sessions::{client_key, decode_answer, decode_request, encode_answer, encode_request, Record, RecordSub};
+use crate::sessions::{client_key, decode_answer, decode_request, encode_answer, encode_request, Record, RecordSub, RecordWill};
 
 /// One claim handed from a connection's task to the link.
 pub(crate) struct ClaimRequest {
     pub(crate) client_id: String,
     pub(crate) persistent: bool,
+    pub(crate) will: Option<RecordWill>,
     pub(crate) ticket: ClaimTicket,
 }
 
-/// A persistent session's subscriptions, for its record.
-pub(crate) struct SubsWrite {
-    pub(crate) client_id: String,
-    pub(crate) subs: Vec<RecordSub>,
+/// A change to a record this node owns.
+pub(crate) enum SubsWrite {
+    /// A persistent session's subscriptions.
+    Subs { client_id: String, subs: Vec<RecordSub> },
+    /// The connection of the claim at `epoch` ended: its will is not the cluster's to
+    /// publish any more.
+    Ended { client_id: String, epoch: u64 },
+}
+
+impl SubsWrite {
+    fn client_id(&self) -> &str {
+        match self {
+            SubsWrite::Subs { client_id, .. } | SubsWrite::Ended { client_id, .. } => client_id,
+        }
+    }
 }
 
 /// What claims and take-overs share inside the link.
@@ -87,7 +99,7 @@ pub(crate) fn without_cluster(shared: &Shared, client_id: &str, persistent: bool
     } else {
         shared.stats.claims_local.fetch_add(1, Ordering::Relaxed);
         info!(client = client_id, why, "cluster: clean session proceeds on this node alone");
-        ClaimOutcome::Owned { moved: None }
+        ClaimOutcome::Owned { moved: None, epoch: 0 }
     }
 }
 
@@ -108,6 +120,7 @@ pub(crate) async fn sessions_bucket(
             &config.sessions_bucket,
             config.sessions_replicas,
             "Ferry's session ownership",
+            Duration::ZERO,
         )
         .await
         {
@@ -162,7 +175,7 @@ async fn claim(
         Err(_) => Err("claiming the client id took longer than cluster.claim_timeout".to_owned()),
     };
     let outcome = match result {
-        Ok(moved) => ClaimOutcome::Owned { moved },
+        Ok((moved, epoch)) => ClaimOutcome::Owned { moved, epoch },
         Err(why) => without_cluster(&shared, &request.client_id, request.persistent, &why),
     };
     request.ticket.resolve(outcome);
@@ -176,12 +189,12 @@ async fn claim_inner(
     config: &ClusterConfig,
     kv: &kv::Store,
     request: &ClaimRequest,
-) -> Result<Option<MovedSession>, String> {
+) -> Result<(Option<MovedSession>, u64), String> {
     let stats = &shared.stats;
     let me = &shared.origin.name;
     let key = client_key(&request.client_id);
     let mut previous = None;
-    let mut won = false;
+    let mut won = None;
     for _ in 0..config.claim_attempts.max(1) {
         let entry = kv.entry(key.clone()).await.map_err(|e| {
             stats.session_kv_errors.fetch_add(1, Ordering::Relaxed);
@@ -208,6 +221,7 @@ async fn claim_inner(
                 .filter(|_| request.persistent)
                 .map(|r| r.subs.clone())
                 .unwrap_or_default(),
+            will: request.will.clone(),
         };
         let written = match current.as_ref().map(|e| e.revision) {
             None => kv
@@ -225,7 +239,7 @@ async fn claim_inner(
             Ok(()) => {
                 stats.session_kv_writes.fetch_add(1, Ordering::Relaxed);
                 previous = old;
-                won = true;
+                won = Some(record.epoch);
                 break;
             }
             Err((true, _)) => {
@@ -241,12 +255,12 @@ async fn claim_inner(
             }
         }
     }
-    if !won {
+    let Some(epoch) = won else {
         return Err("the client id's record changed on every attempt".into());
-    }
+    };
     shared.ownership.won(&request.client_id, &request.ticket);
     let Some(previous) = previous.filter(|r| &r.owner != me) else {
-        return Ok(None);
+        return Ok((None, epoch));
     };
     let owner = previous.owner.clone();
     stats.takeovers.fetch_add(1, Ordering::Relaxed);
@@ -264,7 +278,7 @@ async fn claim_inner(
                     handed_over = moved.is_some(),
                     "cluster: previous owner answered the take-over"
                 );
-                return Ok(moved);
+                return Ok((moved, epoch));
             }
             Err(e) => format!("unreadable answer: {e}"),
         },
@@ -281,16 +295,19 @@ async fn claim_inner(
             subscriptions = subscriptions.len(),
             "cluster: the previous owner of the client id did not hand its session over; resuming from the record's subscriptions (its queued messages are lost)"
         );
-        return Ok(Some(MovedSession {
-            subscriptions,
-            deliveries: Vec::new(),
-        }));
+        return Ok((
+            Some(MovedSession {
+                subscriptions,
+                deliveries: Vec::new(),
+            }),
+            epoch,
+        ));
     }
     info!(
         client = request.client_id,
         owner, why, "cluster: the previous owner of the client id did not hand its session over; resuming without it"
     );
-    Ok(None)
+    Ok((None, epoch))
 }
 
 /// Writes persistent sessions' subscriptions into their records, in order, as long
@@ -311,7 +328,7 @@ pub(crate) async fn subscriptions_writer(
         if let Err(why) = written.unwrap_or_else(|_| Err("timed out".into())) {
             stats.session_kv_errors.fetch_add(1, Ordering::Relaxed);
             debug!(
-                client = write.client_id,
+                client = write.client_id(),
                 why, "cluster: subscriptions not written to the session record"
             );
         }
@@ -320,7 +337,7 @@ pub(crate) async fn subscriptions_writer(
 
 async fn write_subs(shared: &Arc<Shared>, config: &ClusterConfig, kv: &kv::Store, write: &SubsWrite) -> Result<(), String> {
     let stats = &shared.stats;
-    let key = client_key(&write.client_id);
+    let key = client_key(write.client_id());
     for _ in 0..config.claim_attempts.max(1) {
         let entry = kv.entry(key.clone()).await.map_err(|e| e.to_string())?;
         stats.session_kv_reads.fetch_add(1, Ordering::Relaxed);
@@ -336,7 +353,7 @@ async fn write_subs(shared: &Arc<Shared>, config: &ClusterConfig, kv: &kv::Store
             // at once: the new owner's take-over request may be on its way, and it
             // should find the session to move.
             if let Some(handoff) = shared.ownership.handoff.get().cloned() {
-                let (client_id, owner, wait) = (write.client_id.clone(), record.owner.clone(), config.takeover_timeout);
+                let (client_id, owner, wait) = (write.client_id().to_owned(), record.owner.clone(), config.takeover_timeout);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(wait + Duration::from_secs(1)).await;
@@ -348,7 +365,12 @@ async fn write_subs(shared: &Arc<Shared>, config: &ClusterConfig, kv: &kv::Store
             }
             return Ok(());
         }
-        record.subs.clone_from(&write.subs);
+        match write {
+            SubsWrite::Subs { subs, .. } => record.subs.clone_from(subs),
+            SubsWrite::Ended { epoch, .. } if *epoch == record.epoch => record.will = None,
+            // A later claim of this node's own: its will stays.
+            SubsWrite::Ended { .. } => return Ok(()),
+        }
         match kv.update(&key, record.encode(), entry.revision).await {
             Ok(_) => {
                 stats.session_kv_writes.fetch_add(1, Ordering::Relaxed);

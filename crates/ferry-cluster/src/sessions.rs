@@ -67,6 +67,44 @@ pub struct Record {
     /// another node resumes from if the owner dies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subs: Vec<RecordSub>,
+    /// The connected client's will, for another node to publish should the owner die
+    /// (cleared when the connection ends on a live owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub will: Option<RecordWill>,
+}
+
+/// A will in a [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordWill {
+    /// The will's topic.
+    pub topic: String,
+    /// Seconds to wait before publishing it (the lower of will delay and session
+    /// expiry).
+    pub delay_s: u64,
+    /// The message's envelope (QoS, retain, properties, payload; see
+    /// [`crate::envelope`]), base64 (standard, padded).
+    pub env: String,
+}
+
+impl RecordWill {
+    /// The record's form of `message`, due `delay` after its connection is lost.
+    pub fn new(message: &ferry_core::Message, delay: std::time::Duration, origin: &Origin, now: Instant, now_ms: u64) -> Self {
+        use base64::Engine;
+        let envelope = Envelope::encode_message(origin, 0, now_ms, message, now);
+        Self {
+            topic: message.topic.as_str().to_owned(),
+            delay_s: delay.as_secs(),
+            env: base64::engine::general_purpose::STANDARD.encode(&envelope),
+        }
+    }
+
+    /// The message again (`None`: unreadable, or expired meanwhile).
+    pub fn message(&self, now: Instant, now_ms: u64) -> Option<ferry_core::Message> {
+        use base64::Engine;
+        let topic = TopicName::new(&self.topic).ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.env).ok()?;
+        Envelope::decode(Bytes::from(bytes)).ok()?.into_message(topic, now, now_ms)
+    }
 }
 
 /// One subscription in a [`Record`].
@@ -347,6 +385,7 @@ mod tests {
             epoch: 7,
             persistent: true,
             subs: Vec::new(),
+            will: None,
         };
         let b = r.encode();
         assert_eq!(&b[..], br#"{"v":1,"owner":"n2","epoch":7,"persistent":true}"#);
@@ -375,6 +414,32 @@ mod tests {
         );
         assert!(Record::decode(b"{}").is_err());
         assert!(Record::decode(br#"{"v":2,"owner":"n2","epoch":7,"persistent":true}"#).is_err());
+    }
+
+    #[test]
+    fn will_in_a_record_round_trips() {
+        let now = Instant::now();
+        let m = Message::new(TopicName::new("w/x").unwrap(), Bytes::from_static(b"bye"), QoS::AtLeastOnce, true);
+        let w = RecordWill::new(&m, std::time::Duration::from_secs(10), &origin(), now, 1_000);
+        assert_eq!(w.topic, "w/x");
+        assert_eq!(w.delay_s, 10);
+        let r = Record {
+            v: 1,
+            owner: "n1".into(),
+            epoch: 1,
+            persistent: false,
+            subs: Vec::new(),
+            will: Some(w.clone()),
+        };
+        let back = Record::decode(&r.encode()).unwrap();
+        assert_eq!(back, r);
+        let m2 = back.will.unwrap().message(now, 1_000).unwrap();
+        assert_eq!((m2.topic, m2.payload, m2.qos, m2.retain), (m.topic, m.payload, m.qos, m.retain));
+        let bad = RecordWill {
+            env: "not base64!".into(),
+            ..w
+        };
+        assert!(bad.message(now, 1_000).is_none());
     }
 
     #[test]

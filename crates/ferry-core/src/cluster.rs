@@ -57,6 +57,9 @@ pub enum ClaimOutcome {
     Owned {
         /// The session handed over, if any.
         moved: Option<MovedSession>,
+        /// The claim's epoch in the cluster's record (0: not recorded, the session is
+        /// on this node alone); given back in [`SessionOwnership::connection_ended`].
+        epoch: u64,
     },
     /// Ownership could not be settled (NATS unreachable, too many concurrent claims):
     /// the CONNECT is refused with "server unavailable".
@@ -144,8 +147,15 @@ pub trait SessionOwnership: Send + Sync {
     /// Start claiming `client_id` for this node, from a connection's task: returns at
     /// once; the ticket's `wakeup` rings once it is settled. `persistent`: the session
     /// outlives its connection or resumes one (it needs the cluster; a clean one may
-    /// proceed locally when the cluster is unreachable).
-    fn claim(&self, client_id: &str, persistent: bool, wakeup: Wakeup) -> ClaimTicket;
+    /// proceed locally when the cluster is unreachable). `will`: the connection's will
+    /// and the delay it waits (the lower of will delay and session expiry), kept with
+    /// the record so that another node publishes it should this one die.
+    fn claim(&self, client_id: &str, persistent: bool, will: Option<(Arc<Message>, std::time::Duration)>, wakeup: Wakeup) -> ClaimTicket;
+
+    /// The connection that claimed `client_id` at `epoch` ended without being taken
+    /// over: its will is no longer for the cluster to publish (this node published or
+    /// scheduled it, or the client disconnected normally). Returns at once.
+    fn connection_ended(&self, _client_id: &str, _epoch: u64) {}
 
     /// A persistent session this node owns now has `subscriptions` (after its CONNECT,
     /// a SUBSCRIBE or an UNSUBSCRIBE): kept with its ownership record so that another
@@ -175,10 +185,10 @@ mod tests {
         let t = ticket();
         assert!(!t.is_settled());
         assert!(t.settle(|_| ()).is_none(), "nothing before the outcome");
-        t.resolve(ClaimOutcome::Owned { moved: None });
+        t.resolve(ClaimOutcome::Owned { moved: None, epoch: 1 });
         t.resolve(ClaimOutcome::Unavailable("second".into()));
         assert!(t.is_settled());
-        let got = t.settle(|o| matches!(o, ClaimOutcome::Owned { moved: None }));
+        let got = t.settle(|o| matches!(o, ClaimOutcome::Owned { moved: None, .. }));
         assert_eq!(got, Some(true), "the first outcome counts");
         assert!(t.settle(|_| ()).is_none(), "read once");
     }
@@ -186,7 +196,7 @@ mod tests {
     #[test]
     fn a_revoked_claim_is_unavailable_to_its_connection() {
         let t = ticket();
-        t.resolve(ClaimOutcome::Owned { moved: None });
+        t.resolve(ClaimOutcome::Owned { moved: None, epoch: 1 });
         t.clone().revoke();
         let got = t.settle(|o| matches!(o, ClaimOutcome::Unavailable(_)));
         assert_eq!(got, Some(true));

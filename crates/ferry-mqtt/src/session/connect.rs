@@ -239,11 +239,14 @@ impl MqttConnection {
         }
         // In a cluster the client id is claimed there first (off this task; the
         // wakeup rings when it is settled), and a session another node had comes along.
+        let mut cluster_epoch = None;
         let moved = match (self.broker.ownership().cloned(), claimed) {
             (None, _) => None,
             (Some(ownership), None) => {
                 let persistent = !accepted.connect.clean_start || !session_expiry.is_zero();
-                let ticket = ownership.claim(&accepted.client_id, persistent, self.info.wakeup.clone());
+                // MQTT 5 §3.1.3.2.2: the will waits for its delay or the session's end.
+                let will = accepted.will.as_ref().map(|w| (w.message.clone(), w.delay.min(session_expiry)));
+                let ticket = ownership.claim(&accepted.client_id, persistent, will, self.info.wakeup.clone());
                 let deadline = ticket.deadline() + Duration::from_secs(1);
                 self.phase = Phase::Claiming(Box::new(Claiming {
                     accepted,
@@ -258,7 +261,10 @@ impl MqttConnection {
                 info!(conn = self.info.id, client = %accepted.client_id, why, "CONNECT refused: the cluster could not settle the client id");
                 return self.refuse(version, ReasonCode::SERVER_UNAVAILABLE, "cluster unavailable", w, out);
             }
-            (Some(_), Some(ClaimOutcome::Owned { moved })) => moved,
+            (Some(_), Some(ClaimOutcome::Owned { moved, epoch })) => {
+                cluster_epoch = Some(epoch);
+                moved
+            }
         };
         let Accepted {
             connect,
@@ -346,6 +352,7 @@ impl MqttConnection {
             ended: None,
             held: None,
             awaiting_connack: false,
+            cluster_epoch,
             policy: gate.client_policy(identity, now),
         }));
         // The CONNACK of a persistent session waits for its record to be on disk; what

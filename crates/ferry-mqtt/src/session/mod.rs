@@ -69,6 +69,9 @@ struct Connected {
     /// The CONNACK is held (a persistent session's record is not on disk yet): nothing
     /// else is sent before it.
     awaiting_connack: bool,
+    /// In a cluster: the epoch of this connection's claim (see
+    /// `ferry_core::SessionOwnership::connection_ended`).
+    cluster_epoch: Option<u64>,
 }
 
 impl Connected {
@@ -479,6 +482,9 @@ impl Connection for MqttConnection {
         } else {
             c.ended.unwrap_or(End::Abnormal)
         };
+        if let (false, Some(epoch), Some(ownership)) = (end == End::TakenOver, c.cluster_epoch, self.broker.ownership()) {
+            ownership.connection_ended(&c.client_id, epoch);
+        }
         if end == End::TakenOver {
             // MQTT 5 §3.1.4: the old connection's will is published on take-over
             // unless its delay outlasts the new connection's arrival.
