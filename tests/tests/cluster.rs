@@ -2,7 +2,11 @@
 //! cross nodes for MQTT 3.1.1/5 and STOMP over TCP and WebSocket with their
 //! properties, once each even with overlapping subscriptions, never back to their own
 //! node, only to nodes with interest; retained messages are shared and survive node
-//! and NATS restarts; a node cut off from NATS serves its own clients and says so.
+//! and NATS restarts; a node cut off from NATS serves its own clients and says so. An
+//! MQTT client id is unique in the cluster (take-over across nodes, racing connects),
+//! a persistent session moves between nodes with its subscriptions and queued
+//! messages (from its record when the old node is dead), a persistent session is
+//! refused without NATS, and a dead node's wills are published once.
 
 use std::time::{Duration, Instant};
 
