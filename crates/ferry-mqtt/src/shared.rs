@@ -348,21 +348,22 @@ impl SessionHandoff for MqttShared {
         let slot = self.sessions.hand_off(client_id)?;
         // The client came back (on another node): a delayed will of its is not sent.
         self.cancel_will(client_id);
-        let moved = {
+        let mut moved = {
             let state = slot.state.lock();
             let subscriptions = state.subscriptions.iter().map(|(f, (_, o))| (f.clone(), *o)).collect();
             // In-flight PUBLISHes first (a QoS 2 one already released reached its
             // client: not sent again), then the queue.
-            let mut deliveries: Vec<_> = state
+            let deliveries: Vec<_> = state
                 .order
                 .iter()
                 .filter_map(|pkid| state.inflight.get(pkid))
                 .filter(|f| f.stage == Stage::Published)
                 .map(|f| f.delivery.clone())
                 .collect();
-            while slot.outbox.pop_into(1024, &mut deliveries) > 0 {}
             MovedSession { subscriptions, deliveries }
         };
+        // The queue after the state's lock is released (the two are not nested).
+        while slot.outbox.pop_into(1024, &mut moved.deliveries) > 0 {}
         self.drop_session(&slot);
         self.stats.handed_off.fetch_add(1, Ordering::Relaxed);
         info!(
