@@ -2,7 +2,11 @@
 //! cross nodes for MQTT 3.1.1/5 and STOMP over TCP and WebSocket with their
 //! properties, once each even with overlapping subscriptions, never back to their own
 //! node, only to nodes with interest; retained messages are shared and survive node
-//! and NATS restarts; a node cut off from NATS serves its own clients and says so.
+//! and NATS restarts; a node cut off from NATS serves its own clients and says so. An
+//! MQTT client id is unique in the cluster (take-over across nodes, racing connects),
+//! a persistent session moves between nodes with its subscriptions and queued
+//! messages (from its record when the old node is dead), a persistent session is
+//! refused without NATS, and a dead node's wills are published once.
 
 use std::time::{Duration, Instant};
 
@@ -487,4 +491,406 @@ async fn mqtt_3_1_1_clients_on_two_nodes_over_tcp_and_websocket() {
     }
     let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
     assert_eq!(got, want);
+}
+
+/// What an MQTT 5 connection's event loop gave: a packet, or how it ended.
+#[derive(Debug)]
+enum Ev {
+    P(Box<Packet>),
+    End(String),
+}
+
+/// An MQTT 5 connection whose CONNACK and end the test looks at (TCP).
+struct Raw {
+    client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Ev>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+fn raw5(b: &Broker, id: &str, clean_start: bool, expiry: Option<u32>) -> Raw {
+    raw5_with(b, id, clean_start, expiry, None)
+}
+
+fn raw5_with(b: &Broker, id: &str, clean_start: bool, expiry: Option<u32>, will: Option<rumqttc::v5::mqttbytes::v5::LastWill>) -> Raw {
+    let addr = b.addr("mqtt");
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_clean_start(clean_start);
+    o.set_session_expiry_interval(expiry);
+    if let Some(will) = will {
+        o.set_last_will(will);
+    }
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(p)) => {
+                    if tx.send(Ev::P(Box::new(p))).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Ev::End(format!("{e:?}")));
+                    return;
+                }
+            }
+        }
+    });
+    Raw { client, rx, _task: task }
+}
+
+impl Raw {
+    /// The CONNACK, or how the connection ended before it (10 s at most).
+    async fn connack(&mut self) -> Result<rumqttc::v5::mqttbytes::v5::ConnAck, String> {
+        match tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await {
+            Ok(Some(Ev::P(p))) if matches!(*p, Packet::ConnAck(_)) => match *p {
+                Packet::ConnAck(a) => Ok(a),
+                _ => unreachable!(),
+            },
+            Ok(Some(other)) => Err(format!("{other:?}")),
+            Ok(None) => Err("event loop gone".into()),
+            Err(_) => Err("no CONNACK in 10 s".into()),
+        }
+    }
+
+    /// How the connection ended, if it did within `wait` (packets are skipped).
+    async fn ended_within(&mut self, wait: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Ev::End(why))) => return Some(why),
+                Ok(Some(Ev::P(_))) => continue,
+                Ok(None) => return Some("event loop gone".into()),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next PUBLISH within 5 s.
+    async fn publish(&mut self) -> Publish {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Ev::P(p))) => {
+                    if let Packet::Publish(p) = *p {
+                        return p;
+                    }
+                }
+                other => panic!("no PUBLISH: {other:?}"),
+            }
+        }
+    }
+
+    /// Whether a SUBSCRIBE is answered within 5 s (the connection is alive and owned).
+    async fn works(&mut self, filter: &str) -> bool {
+        if self.client.subscribe(filter, QoS::AtLeastOnce).await.is_err() {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Ev::P(p))) if matches!(*p, Packet::SubAck(_)) => return true,
+                Ok(Some(Ev::P(_))) => continue,
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// The lines of `b`'s log about the cluster's sessions, for a failure's message.
+fn session_logs(b: &Broker) -> Vec<String> {
+    b.logs()
+        .into_iter()
+        .filter(|l| l.contains("cluster") || l.contains("CONNECT") || l.contains("taken"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_is_unique_in_the_cluster_mqtt_5_and_3_1_1() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    for n in [&a, &b] {
+        wait_health(n, "ok").await;
+    }
+
+    // MQTT 5: the connection on A gets DISCONNECT 0x8E when the same id connects on B.
+    let mut on_a = raw5(&a, "dup-5", true, None);
+    assert!(on_a.connack().await.is_ok());
+    let mut on_b = raw5(&b, "dup-5", true, None);
+    let ack = on_b.connack().await.expect("CONNACK on B");
+    assert_eq!(ack.code, rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success);
+    let ended = on_a.ended_within(Duration::from_secs(5)).await;
+    assert!(
+        ended.as_deref().is_some_and(|e| e.contains("SessionTakenOver")),
+        "A's connection: {ended:?}; A: {:#?}",
+        session_logs(&a)
+    );
+    assert!(on_b.works("t/x").await, "B's connection is the one left");
+    assert_eq!(m(&b, "ferry_cluster_takeovers_total").await, 1.0);
+    assert_eq!(m(&a, "ferry_cluster_takeovers_received_total").await, 1.0);
+
+    // And back: B's connection is taken over by A's.
+    let mut again_a = raw5(&a, "dup-5", true, None);
+    assert!(again_a.connack().await.is_ok());
+    assert!(on_b.ended_within(Duration::from_secs(5)).await.is_some(), "B's connection closed");
+    assert!(again_a.works("t/y").await);
+
+    // MQTT 3.1.1: the connection on A is closed.
+    let (_c311, mut rx311) = mqtt311(&a, "dup-311", false).await;
+    let (c311_b, _rx311_b) = mqtt311(&b, "dup-311", false).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, rx311.recv()).await {
+            Ok(None) => break,
+            Ok(Some(_)) => continue,
+            Err(_) => panic!("the 3.1.1 connection on A stayed open; A: {:#?}", session_logs(&a)),
+        }
+    }
+    c311_b.subscribe("t/z", rumqttc::QoS::AtLeastOnce).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connects_with_one_client_id_racing_on_two_nodes_leave_exactly_one_owner() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    for n in [&a, &b] {
+        wait_health(n, "ok").await;
+    }
+    for round in 0..5 {
+        let id = format!("race-{round}");
+        // Persistent sessions in even rounds, clean ones in odd ones.
+        let (clean, expiry) = if round % 2 == 0 { (false, Some(60)) } else { (true, None) };
+        let mut x = raw5(&a, &id, clean, expiry);
+        let mut y = raw5(&b, &id, clean, expiry);
+        let (ax, ay) = tokio::join!(x.connack(), y.connack());
+        let ok = |r: &Result<rumqttc::v5::mqttbytes::v5::ConnAck, String>| {
+            r.as_ref()
+                .is_ok_and(|a| a.code == rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success)
+        };
+        // Settle: a take-over closes the loser within the take-over's time.
+        let (ex, ey) = tokio::join!(x.ended_within(Duration::from_secs(3)), y.ended_within(Duration::from_secs(3)));
+        let alive_x = ok(&ax) && ex.is_none();
+        let alive_y = ok(&ay) && ey.is_none();
+        assert!(
+            alive_x ^ alive_y,
+            "round {round}: exactly one owner, got A {ax:?} then {ex:?}, B {ay:?} then {ey:?}; A: {:#?}; B: {:#?}",
+            session_logs(&a),
+            session_logs(&b)
+        );
+        let survivor = if alive_x { &mut x } else { &mut y };
+        assert!(survivor.works("race/t").await, "round {round}: the owner's connection works");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_moves_to_another_node_with_its_subscription_and_queued_messages() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    for n in [&a, &b] {
+        wait_health(n, "ok").await;
+    }
+    // Subscribed on A, then offline.
+    let mut first = raw5(&a, "mover", false, Some(300));
+    assert!(!first.connack().await.expect("CONNACK on A").session_present);
+    assert!(first.works("move/t").await);
+    first.client.disconnect().await.unwrap();
+    assert!(first.ended_within(Duration::from_secs(5)).await.is_some());
+
+    // Three QoS 1 messages queued for it on A.
+    let publisher = mqtt(&a, "mover-pub", false).await;
+    for i in 0..3 {
+        publisher
+            .client
+            .publish("move/t", QoS::AtLeastOnce, false, format!("queued {i}"))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // It comes back on B: session present, the queued messages, in order.
+    let mut moved = raw5(&b, "mover", false, Some(300));
+    let ack = moved.connack().await.expect("CONNACK on B");
+    assert!(ack.session_present, "session present on B; B: {:#?}", session_logs(&b));
+    for i in 0..3 {
+        let p = moved.publish().await;
+        assert_eq!(&p.payload[..], format!("queued {i}").as_bytes());
+        assert_eq!(p.qos, QoS::AtLeastOnce);
+    }
+    assert_eq!(m(&b, "ferry_cluster_sessions_moved_in_total").await, 1.0);
+    assert_eq!(m(&a, "ferry_mqtt_sessions_handed_off_total").await, 1.0);
+
+    // Its subscription works on B: for a publisher on B, and on A across the cluster.
+    let local = mqtt(&b, "mover-pub-b", false).await;
+    local.client.publish("move/t", QoS::AtLeastOnce, false, "on b").await.unwrap();
+    assert_eq!(&moved.publish().await.payload[..], b"on b");
+    wait_metric(&b, "ferry_cluster_nats_subscriptions", 1.0).await;
+    publisher.client.publish("move/t", QoS::AtLeastOnce, false, "from a").await.unwrap();
+    assert_eq!(&moved.publish().await.payload[..], b"from a");
+    // A does not deliver to the session any more: nothing left of it there.
+    assert_eq!(m(&a, "ferry_cluster_takeovers_received_total").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nats_a_persistent_session_is_refused_and_a_clean_one_proceeds_locally() {
+    let mut nats = NatsServer::start();
+    let a = node(&nats, "A", &[]);
+    wait_health(&a, "ok").await;
+    nats.stop();
+    wait_health(&a, "degraded").await;
+
+    // MQTT 5: CONNACK 0x88 for a session that outlives its connection.
+    let mut persistent = raw5(&a, "p-5", false, Some(60));
+    let refused = persistent.connack().await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("ServerUnavailable")),
+        "{refused:?}; A: {:#?}",
+        session_logs(&a)
+    );
+    // MQTT 3.1.1 clean session 0: return code 3.
+    let addr = a.addr("mqtt");
+    let mut o = rumqttc::MqttOptions::new("p-311", addr.ip().to_string(), addr.port());
+    o.set_clean_session(false);
+    let (_c, mut eventloop) = rumqttc::AsyncClient::new(o, 10);
+    let first = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+        .await
+        .expect("an answer in time");
+    assert!(
+        matches!(
+            first,
+            Err(rumqttc::ConnectionError::ConnectionRefused(
+                rumqttc::ConnectReturnCode::ServiceUnavailable
+            ))
+        ),
+        "{first:?}"
+    );
+    // A clean session is served by this node alone.
+    let mut clean = raw5(&a, "c-5", true, None);
+    assert!(clean.connack().await.is_ok());
+    assert!(clean.works("t/local").await);
+    assert!(m(&a, "ferry_cluster_claims_refused_total").await >= 2.0);
+    assert!(m(&a, "ferry_cluster_claims_local_total").await >= 1.0);
+
+    // NATS back: the persistent session is accepted.
+    nats.resume();
+    wait_health(&a, "ok").await;
+    let mut back = raw5(&a, "p-5", false, Some(60));
+    let ack = back.connack().await.expect("CONNACK once NATS is back");
+    assert_eq!(ack.code, rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_of_a_dead_node_resumes_on_another_from_its_record() {
+    let nats = NatsServer::start();
+    let mut a = node(&nats, "A", &[]);
+    let b = node(&nats, "B", &[]);
+    for n in [&a, &b] {
+        wait_health(n, "ok").await;
+    }
+    let mut first = raw5(&a, "phoenix", false, Some(300));
+    assert!(first.connack().await.is_ok());
+    assert!(first.works("ph/t").await);
+    // The claim, the session's subscriptions at CONNECT (none), then after SUBSCRIBE,
+    // written to the record.
+    wait_metric(&a, "ferry_cluster_sessions_kv_writes_total", 3.0).await;
+    a.kill_9();
+    assert!(first.ended_within(Duration::from_secs(5)).await.is_some());
+
+    // A is gone: B resumes the session from the record (its subscription, no messages).
+    let mut again = raw5(&b, "phoenix", false, Some(300));
+    let ack = again.connack().await.expect("CONNACK on B");
+    assert!(ack.session_present, "B: {:#?}", session_logs(&b));
+    assert!(
+        b.wait_log("resuming from the record's subscriptions", Duration::from_secs(5)),
+        "B: {:#?}",
+        session_logs(&b)
+    );
+    assert_eq!(m(&b, "ferry_cluster_takeovers_unanswered_total").await, 1.0);
+    let publisher = mqtt(&b, "phoenix-pub", false).await;
+    publisher.client.publish("ph/t", QoS::AtLeastOnce, false, "risen").await.unwrap();
+    assert_eq!(&again.publish().await.payload[..], b"risen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_wills_are_published_once_by_another_node_after_their_delay() {
+    use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+    let nats = NatsServer::start();
+    let fast = [
+        ("FERRY_CLUSTER__HEARTBEAT_INTERVAL", "200ms"),
+        ("FERRY_CLUSTER__NODE_TIMEOUT", "1s"),
+    ];
+    let mut a = node(&nats, "A", &fast);
+    let b = node(&nats, "B", &fast);
+    let c = node(&nats, "C", &fast);
+    for n in [&a, &b, &c] {
+        wait_health(n, "ok").await;
+    }
+    let will = |topic: &str, delay: Option<u32>| {
+        let props = delay.map(|d| LastWillProperties {
+            delay_interval: Some(d),
+            payload_format_indicator: None,
+            message_expiry_interval: None,
+            content_type: None,
+            response_topic: None,
+            correlation_data: None,
+            user_properties: Vec::new(),
+        });
+        Some(LastWill::new(topic, "gone", QoS::AtLeastOnce, false, props))
+    };
+    // On A: one client disconnects normally (no will), one with a will of delay 0, one
+    // (persistent) with a will delayed 3 s.
+    let mut polite = raw5_with(&a, "w-polite", true, None, will("will/polite", None));
+    assert!(polite.connack().await.is_ok());
+    polite.client.disconnect().await.unwrap();
+    assert!(polite.ended_within(Duration::from_secs(5)).await.is_some());
+    let mut now_w = raw5_with(&a, "w-now", true, None, will("will/now", None));
+    assert!(now_w.connack().await.is_ok());
+    let mut later = raw5_with(&a, "w-later", false, Some(60), will("will/later", Some(3)));
+    assert!(later.connack().await.is_ok());
+    // Three claims, the polite one's end, the persistent session's subscriptions.
+    wait_metric(&a, "ferry_cluster_sessions_kv_writes_total", 5.0).await;
+
+    let mut on_b = mqtt(&b, "will-sub-b", false).await;
+    on_b.subscribe("will/#", QoS::AtLeastOnce).await;
+    let mut on_c = mqtt(&c, "will-sub-c", false).await;
+    on_c.subscribe("will/#", QoS::AtLeastOnce).await;
+    wait_metric(&b, "ferry_cluster_nats_subscriptions", 2.0).await;
+    wait_metric(&c, "ferry_cluster_nats_subscriptions", 2.0).await;
+    // B and C have heard A's heartbeats.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    a.kill_9();
+    let killed = Instant::now();
+    let mut got_b: Vec<(String, Duration)> = Vec::new();
+    let mut got_c: Vec<(String, Duration)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && (got_b.len() < 2 || got_c.len() < 2) {
+        for p in on_b.publishes_within(Duration::from_millis(100)).await {
+            got_b.push((String::from_utf8_lossy(&p.topic).into_owned(), killed.elapsed()));
+        }
+        for p in on_c.publishes_within(Duration::from_millis(100)).await {
+            got_c.push((String::from_utf8_lossy(&p.topic).into_owned(), killed.elapsed()));
+        }
+    }
+    // Nothing more comes: each will once.
+    for p in on_b.publishes_within(Duration::from_secs(2)).await {
+        got_b.push((String::from_utf8_lossy(&p.topic).into_owned(), killed.elapsed()));
+    }
+    for p in on_c.publishes_within(Duration::from_millis(200)).await {
+        got_c.push((String::from_utf8_lossy(&p.topic).into_owned(), killed.elapsed()));
+    }
+    let logs = || format!("B: {:#?}\nC: {:#?}", session_logs(&b), session_logs(&c));
+    for got in [&got_b, &got_c] {
+        let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(topics, ["will/now", "will/later"], "{got:?}; {}", logs());
+        let (now_at, later_at) = (got[0].1, got[1].1);
+        assert!(later_at >= now_at + Duration::from_millis(2500), "the delayed will waited: {got:?}");
+    }
+    let published =
+        m(&b, "ferry_cluster_dead_node_wills_published_total").await + m(&c, "ferry_cluster_dead_node_wills_published_total").await;
+    assert_eq!(published, 2.0, "each will published by one node; {}", logs());
 }

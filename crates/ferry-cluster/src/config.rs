@@ -1,6 +1,7 @@
 //! `[cluster]`: whether this node is in a cluster, and how it reaches NATS.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,34 @@ pub struct ClusterConfig {
     pub retained_replicas: usize,
     /// Messages waiting to go to NATS; past it new ones are dropped and counted.
     pub forward_queue: usize,
+    /// The JetStream key-value bucket of session ownership (which node owns which
+    /// client id).
+    pub sessions_bucket: String,
+    /// Replicas of the sessions bucket.
+    pub sessions_replicas: usize,
+    /// How long a node waits for the previous owner of a client id to answer a
+    /// take-over (hand over the session) before resuming without it.
+    #[serde(with = "humantime_serde")]
+    pub takeover_timeout: Duration,
+    /// How long claiming a client id may take in all (bucket reads and writes, the
+    /// take-over); past it the CONNECT is refused with "server unavailable".
+    #[serde(with = "humantime_serde")]
+    pub claim_timeout: Duration,
+    /// Compare-and-set attempts on a client id's record before the CONNECT is refused
+    /// (another node wrote it meanwhile each time).
+    pub claim_attempts: u32,
+    /// Claims waiting for the link; past it new CONNECTs are refused (persistent
+    /// sessions) or proceed locally (clean ones), counted.
+    pub claim_queue: usize,
+    /// The JetStream key-value bucket of node heartbeats (liveness).
+    pub nodes_bucket: String,
+    /// How often a node writes its heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A node whose heartbeat is older than this is dead: another node publishes the
+    /// wills of its connected clients.
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -62,6 +91,15 @@ impl Default for ClusterConfig {
             retained_bucket: "ferry_retained".into(),
             retained_replicas: 1,
             forward_queue: 65_536,
+            sessions_bucket: "ferry_sessions".into(),
+            sessions_replicas: 1,
+            takeover_timeout: Duration::from_secs(2),
+            claim_timeout: Duration::from_secs(5),
+            claim_attempts: 5,
+            claim_queue: 4_096,
+            nodes_bucket: "ferry_nodes".into(),
+            heartbeat_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(3),
         }
     }
 }

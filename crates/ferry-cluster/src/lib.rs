@@ -11,6 +11,11 @@
 //! * [`link`]: the I/O: one NATS connection per node (`no_echo`, named after the
 //!   node), the subscriptions that follow local interest, the retained bucket and its
 //!   mirror.
+//! * [`sessions`]: session ownership records and the take-over's bytes, sans-IO; the
+//!   claims (compare-and-set in the sessions bucket) and take-over requests run in the
+//!   link's tasks (module `ownership`); heartbeats in the nodes bucket, and a dead
+//!   node's wills published once by the node that wins their records (module
+//!   `liveness`).
 //!
 //! Guarantee across nodes (tier T0): at most once. A message published while NATS is
 //! unreachable, or dropped by a full queue, does not reach the other nodes; within a
@@ -20,6 +25,9 @@ pub mod config;
 pub mod dedup;
 pub mod envelope;
 pub mod link;
+mod liveness;
+mod ownership;
+pub mod sessions;
 pub mod subject;
 
 pub use config::{ClusterConfig, Routing};

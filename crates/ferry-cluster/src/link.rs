@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
-use ferry_core::{ClusterLink, Message, Router, TopicFilter, TopicName};
+use ferry_core::{ClaimTicket, ClusterLink, Message, Router, SessionHandoff, SessionOwnership, TopicFilter, TopicName, Wakeup};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -20,6 +20,8 @@ use tracing::{debug, info, warn};
 use crate::config::{ClusterConfig, Routing};
 use crate::dedup::{Dedup, Seen};
 use crate::envelope::{Envelope, Origin};
+use crate::ownership::{self, ClaimRequest, Ownership, SubsWrite};
+use crate::sessions::{RecordSub, RecordWill};
 use crate::subject::{key_topic, topic_key, Subjects};
 
 /// Subjects longer than this are not sent (NATS's control line is 4096 bytes).
@@ -50,6 +52,21 @@ ferry_core::counters! {
         connects: Counter("cluster_connects", "Times the NATS connection came up (the first time and every reconnect)"),
         retained_synced: Gauge("cluster_retained_synced", "1 once the retained mirror caught up with the bucket since the last connect"),
         resync_ms: Gauge("cluster_retained_resync_ms", "How long the last catch-up of the retained mirror took, in milliseconds"),
+        claims: Counter("cluster_claims", "Client ids this node's connections claimed in the cluster"),
+        claims_refused: Counter("cluster_claims_refused", "Claims of persistent sessions refused (NATS unreachable, bucket errors, timeouts, queue full): CONNACK server unavailable"),
+        claims_local: Counter("cluster_claims_local", "Clean sessions that proceeded on this node alone because the cluster could not be asked"),
+        takeovers: Counter("cluster_takeovers", "Client ids this node took from another node (take-over requests sent)"),
+        takeovers_received: Counter("cluster_takeovers_received", "Take-over requests from other nodes answered by this node"),
+        takeovers_unanswered: Counter("cluster_takeovers_unanswered", "Take-overs whose previous owner did not answer in time (dead or cut off)"),
+        sessions_moved_in: Counter("cluster_sessions_moved_in", "Sessions another node handed over to this node"),
+        handoff_dropped: Counter("cluster_handoff_messages_dropped", "Messages of a handed-over session left out: the answer would exceed NATS's max_payload"),
+        session_kv_reads: Counter("cluster_sessions_kv_reads", "Reads of the sessions bucket"),
+        session_kv_writes: Counter("cluster_sessions_kv_writes", "Compare-and-set writes to the sessions bucket that succeeded"),
+        session_kv_conflicts: Counter("cluster_sessions_kv_conflicts", "Compare-and-set writes to the sessions bucket that lost to another node's write"),
+        nodes_dead: Counter("cluster_nodes_dead", "Nodes this node judged dead (no heartbeat for cluster.node_timeout)"),
+        wills_published: Counter("cluster_dead_node_wills_published", "Wills of a dead node's clients this node published (it won their records)"),
+        fenced: Counter("cluster_sessions_fenced", "Local sessions closed because their record named another node when this one wrote it (a take-over this node missed)"),
+        session_kv_errors: Counter("cluster_sessions_kv_errors", "Sessions bucket operations that failed"),
     }
 }
 
@@ -71,16 +88,17 @@ enum Interest {
     Removed(TopicFilter),
 }
 
-struct Shared {
-    origin: Origin,
-    subjects: Subjects,
+pub(crate) struct Shared {
+    pub(crate) origin: Origin,
+    pub(crate) subjects: Subjects,
     seq: AtomicU64,
     out: mpsc::Sender<Outgoing>,
     kv: mpsc::Sender<RetainedWrite>,
     interest: mpsc::UnboundedSender<Interest>,
-    stats: ClusterStats,
+    pub(crate) stats: ClusterStats,
+    pub(crate) ownership: Ownership,
     /// Why the link is not up, if it is not (for `/healthz`).
-    down: Mutex<Option<String>>,
+    pub(crate) down: Mutex<Option<String>>,
     synced: AtomicBool,
 }
 
@@ -105,6 +123,8 @@ pub struct LinkTasks {
     out: mpsc::Receiver<Outgoing>,
     kv: mpsc::Receiver<RetainedWrite>,
     interest: mpsc::UnboundedReceiver<Interest>,
+    claims: mpsc::Receiver<ClaimRequest>,
+    subs: mpsc::Receiver<SubsWrite>,
 }
 
 /// Why the link could not start.
@@ -129,7 +149,7 @@ pub enum ClusterError {
     Connect(#[from] async_nats::ConnectError),
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -153,6 +173,8 @@ impl Cluster {
         let (out_tx, out_rx) = mpsc::channel(config.forward_queue.max(1));
         let (kv_tx, kv_rx) = mpsc::channel(KV_QUEUE);
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+        let (claims_tx, claims_rx) = mpsc::channel(config.claim_queue.max(1));
+        let (subs_tx, subs_rx) = mpsc::channel(config.claim_queue.max(1));
         let shared = Arc::new(Shared {
             origin: Origin {
                 name: node_name,
@@ -164,6 +186,7 @@ impl Cluster {
             kv: kv_tx,
             interest: interest_tx,
             stats: ClusterStats::default(),
+            ownership: Ownership::new(claims_tx, subs_tx, config.claim_timeout),
             down: Mutex::new(Some("not connected to NATS yet".into())),
             synced: AtomicBool::new(false),
         });
@@ -174,6 +197,8 @@ impl Cluster {
             out: out_rx,
             kv: kv_rx,
             interest: interest_rx,
+            claims: claims_rx,
+            subs: subs_rx,
         };
         Ok((Cluster { shared }, tasks))
     }
@@ -181,6 +206,12 @@ impl Cluster {
     /// The link's counters.
     pub fn stats(&self) -> &ClusterStats {
         &self.shared.stats
+    }
+
+    /// The adapter that hands a session over when another node takes its client id
+    /// (set once, before the link starts; a second call is ignored).
+    pub fn set_handoff(&self, handoff: Arc<dyn SessionHandoff>) {
+        let _ = self.shared.ownership.handoff.set(handoff);
     }
 
     /// This node's name.
@@ -198,6 +229,56 @@ impl Cluster {
             return Err("cluster: retained messages not synchronised yet".into());
         }
         Ok(())
+    }
+}
+
+impl SessionOwnership for Cluster {
+    fn claim(&self, client_id: &str, persistent: bool, will: Option<(Arc<Message>, Duration)>, wakeup: Wakeup) -> ClaimTicket {
+        let s = &self.shared;
+        s.stats.claims.fetch_add(1, Ordering::Relaxed);
+        let ticket = ClaimTicket::new(wakeup, Instant::now() + s.ownership.claim_timeout);
+        if s.down.lock().is_some() {
+            ticket.resolve(ownership::without_cluster(s, client_id, persistent, "NATS unreachable"));
+            return ticket;
+        }
+        let request = ClaimRequest {
+            client_id: client_id.to_owned(),
+            persistent,
+            will: will.map(|(m, delay)| RecordWill::new(&m, delay, &s.origin, Instant::now(), unix_ms())),
+            ticket: ticket.clone(),
+        };
+        if s.ownership.tx.try_send(request).is_err() {
+            ticket.resolve(ownership::without_cluster(
+                s,
+                client_id,
+                persistent,
+                "too many claims waiting (cluster.claim_queue)",
+            ));
+        }
+        ticket
+    }
+
+    fn subscriptions_changed(&self, client_id: &str, subscriptions: Vec<(String, ferry_core::SubscribeOptions)>) {
+        let write = SubsWrite::Subs {
+            client_id: client_id.to_owned(),
+            subs: subscriptions.iter().map(|(f, o)| RecordSub::new(f, o)).collect(),
+        };
+        if self.shared.ownership.subs_tx.try_send(write).is_err() {
+            self.shared.stats.session_kv_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn connection_ended(&self, client_id: &str, epoch: u64) {
+        if epoch == 0 {
+            return;
+        }
+        let write = SubsWrite::Ended {
+            client_id: client_id.to_owned(),
+            epoch,
+        };
+        if self.shared.ownership.subs_tx.try_send(write).is_err() {
+            self.shared.stats.session_kv_errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -252,6 +333,8 @@ impl LinkTasks {
             out,
             kv,
             interest,
+            claims,
+            subs,
         } = self;
         let (connected_tx, connected_rx) = watch::channel(0u64);
         let events = shared.clone();
@@ -292,7 +375,36 @@ impl LinkTasks {
             dedup: Mutex::new(Dedup::new(MAX_ORIGINS)),
         });
         let (store_tx, store_rx) = watch::channel(None);
+        let (sessions_tx, sessions_rx) = watch::channel(None);
         Ok(vec![
+            tokio::spawn(ownership::sessions_bucket(
+                client.clone(),
+                config.clone(),
+                connected_rx.clone(),
+                sessions_tx,
+            )),
+            tokio::spawn(ownership::subscriptions_writer(
+                shared.clone(),
+                config.clone(),
+                sessions_rx.clone(),
+                subs,
+            )),
+            tokio::spawn(ownership::claims(
+                client.clone(),
+                shared.clone(),
+                config.clone(),
+                sessions_rx.clone(),
+                claims,
+            )),
+            tokio::spawn(ownership::control(client.clone(), shared.clone())),
+            tokio::spawn(crate::liveness::liveness(
+                client.clone(),
+                shared.clone(),
+                router.clone(),
+                config.clone(),
+                connected_rx.clone(),
+                sessions_rx,
+            )),
             tokio::spawn(forward(client.clone(), shared.clone(), out)),
             tokio::spawn(interest_task(client.clone(), receive, config.routing, interest)),
             tokio::spawn(retained_writer(shared.clone(), store_rx, kv)),
@@ -487,20 +599,25 @@ async fn retained_writer(shared: Arc<Shared>, mut store: watch::Receiver<Option<
     }
 }
 
-/// Opens (or creates) the retained bucket. The stream is created here with the
-/// configuration a KV bucket has, rather than through `create_key_value`, which first
-/// asks for the account's info in a form nats-server 2.9 does not answer in.
-async fn open_bucket(client: &async_nats::Client, config: &ClusterConfig) -> Result<kv::Store, String> {
+/// Opens (or creates) a bucket. The stream is created here with the configuration a
+/// KV bucket has, rather than through `create_key_value`, which first asks for the
+/// account's info in a form nats-server 2.9 does not answer in.
+pub(crate) async fn open_bucket(
+    client: &async_nats::Client,
+    bucket: &str,
+    replicas: usize,
+    description: &str,
+    max_age: Duration,
+) -> Result<kv::Store, String> {
     use async_nats::jetstream::stream;
     let js = async_nats::jetstream::new(client.clone());
-    if let Ok(store) = js.get_key_value(&config.retained_bucket).await {
+    if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }
-    let bucket = &config.retained_bucket;
     let created = js
         .create_stream(stream::Config {
             name: format!("KV_{bucket}"),
-            description: Some("Ferry's retained messages".into()),
+            description: Some(description.into()),
             subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
             storage: stream::StorageType::File,
@@ -508,14 +625,15 @@ async fn open_bucket(client: &async_nats::Client, config: &ClusterConfig) -> Res
             deny_delete: true,
             deny_purge: false,
             allow_direct: true,
-            num_replicas: config.retained_replicas.max(1),
+            num_replicas: replicas.max(1),
+            max_age,
             discard: stream::DiscardPolicy::New,
             ..Default::default()
         })
         .await;
     if let Err(e) = created {
         // Another node may have created it meanwhile: try to open it once more.
-        debug!(error = %e, "cluster: creating the retained bucket failed");
+        debug!(error = %e, bucket, "cluster: creating a bucket failed");
     }
     js.get_key_value(bucket).await.map_err(|e| e.to_string())
 }
@@ -537,7 +655,15 @@ async fn retained_mirror(
         }
         connected.mark_unchanged();
         let started = Instant::now();
-        let store = match open_bucket(&client, &config).await {
+        let store = match open_bucket(
+            &client,
+            &config.retained_bucket,
+            config.retained_replicas,
+            "Ferry's retained messages",
+            Duration::ZERO,
+        )
+        .await
+        {
             Ok(store) => store,
             Err(e) => {
                 warn!(error = %e, bucket = config.retained_bucket, "cluster: retained bucket not available; retrying");

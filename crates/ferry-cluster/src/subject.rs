@@ -82,6 +82,8 @@ pub fn key_topic(key: &str) -> Result<TopicName, SubjectError> {
 pub struct Subjects {
     /// `<prefix>.m.`
     message_prefix: String,
+    /// `<prefix>.ctl.`
+    control_prefix: String,
 }
 
 impl Subjects {
@@ -89,7 +91,17 @@ impl Subjects {
     pub fn new(prefix: &str) -> Self {
         Self {
             message_prefix: format!("{prefix}.m."),
+            control_prefix: format!("{prefix}.ctl."),
         }
+    }
+
+    /// The subject node `node` answers take-over requests on:
+    /// `<prefix>.ctl.<E(node)>.takeover`.
+    pub fn takeover(&self, node: &str) -> String {
+        let mut s = self.control_prefix.clone();
+        encode_level(node, &mut s);
+        s.push_str(".takeover");
+        s
     }
 
     /// The subject a message published to `topic` is sent on.

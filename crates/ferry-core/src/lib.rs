@@ -47,7 +47,7 @@ pub use adapter::{
     Adapter, Carrier, ClientCert, CloseCode, CloseRequest, Connection, ConnectionInfo, Input, MessageKind, Outgoing, Output, Sniff,
     Subprotocol, TransportCredentials, Wakeup,
 };
-pub use cluster::ClusterLink;
+pub use cluster::{ClaimOutcome, ClaimTicket, ClusterLink, MovedSession, SessionHandoff, SessionOwnership};
 pub use coalesce::Coalescer;
 pub use compact_map::CompactMap;
 pub use journal::{

@@ -111,6 +111,12 @@ pub trait SessionStore<S>: Send + Sync {
     /// Sessions known, online or not.
     fn len(&self) -> usize;
 
+    /// Another node took `client_id` over: forget its session here, telling a
+    /// connection serving it to leave, and return it (see
+    /// [`SessionRegistry::hand_off`]; the default: nothing handed off).
+    fn hand_off(&self, _client_id: &str) -> Option<Arc<SessionSlot<S>>> {
+        None
+    }
     /// Every known session, copied out for operators (the default: none listed).
     fn summaries(&self) -> Vec<SessionSummary> {
         Vec::new()
@@ -149,6 +155,10 @@ impl<S: Default + Send> SessionStore<S> for SessionRegistry<S> {
 
     fn summaries(&self) -> Vec<SessionSummary> {
         SessionRegistry::summaries(self)
+    }
+
+    fn hand_off(&self, client_id: &str) -> Option<Arc<SessionSlot<S>>> {
+        SessionRegistry::hand_off(self, client_id)
     }
 }
 
@@ -208,6 +218,18 @@ impl<S: Default> SessionRegistry<S> {
                 }
             }
         }
+    }
+
+    /// Another node took `client_id` over: the session is removed, a connection that
+    /// served it is told to leave (as by a take-over) and the slot is returned so the
+    /// caller can hand its state over and remove its subscriptions from the router.
+    pub fn hand_off(&self, client_id: &str) -> Option<Arc<SessionSlot<S>>> {
+        let slot = self.sessions.lock().remove(client_id)?;
+        if let Some(old) = slot.owner.lock().take() {
+            old.evict();
+        }
+        slot.outbox.detach();
+        Some(slot)
     }
 
     /// The connection `connection` no longer serves `slot`. The session stays for
@@ -340,6 +362,23 @@ mod tests {
         // The evicted connection's late release does not touch the new owner.
         assert!(r.release(&c1.slot, 1, Some(Duration::ZERO), Instant::now()).is_none());
         assert_eq!(c2.slot.owner().map(|o| o.connection), Some(2));
+    }
+
+    #[test]
+    fn a_session_handed_off_to_another_node_is_forgotten_and_its_connection_told_to_leave() {
+        let r: SessionRegistry<u32> = SessionRegistry::new(OutboxLimits::default());
+        let first = owner(1);
+        let c1 = r.claim("a", first.clone(), false);
+        *c1.slot.state.lock() = 7;
+        let gone = r.hand_off("a").expect("the session");
+        assert!(first.is_taken_over());
+        assert_eq!((gone.id, *gone.state.lock()), (c1.slot.id, 7));
+        assert!(r.is_empty());
+        assert!(r.hand_off("a").is_none());
+        // The evicted connection's late release changes nothing.
+        assert!(r.release(&c1.slot, 1, Some(Duration::ZERO), Instant::now()).is_none());
+        // A new claim starts afresh.
+        assert!(!r.claim("a", owner(2), false).resumed);
     }
 
     #[test]

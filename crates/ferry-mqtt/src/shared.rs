@@ -4,15 +4,16 @@
 //! binary calls periodically with the current time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use ferry_auth::{CoreParts, Gatekeeper};
 use ferry_core::{
-    Journal, Lsn, Message, OutboxLimits, RestoredSession, RestoredWill, Router, SessionRegistry, SessionSlot, SessionStore, Subscriber,
+    Journal, Lsn, Message, MovedSession, OutboxLimits, RestoredSession, RestoredWill, Router, SessionHandoff, SessionOwnership,
+    SessionRegistry, SessionSlot, SessionStore, Subscriber, Subscription, TopicFilter,
 };
 use parking_lot::Mutex;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::MqttConfig;
 use crate::session_state::{InFlight, SessionState, Stage};
@@ -41,6 +42,9 @@ ferry_core::counters! {
         too_large_unauthenticated: Counter("mqtt_too_large_unauthenticated", "MQTT connections closed for input beyond mqtt.max_packet_size_unauthenticated before authentication"),
         will_denied: Counter("mqtt_will_denied", "MQTT CONNECTs refused because the ACL denies the will topic"),
         text_frames: Counter("mqtt_text_frames", "MQTT connections closed for sending a packet in a WebSocket text frame"),
+        handed_off: Counter("mqtt_sessions_handed_off", "MQTT sessions handed to another node of the cluster (its client connected there)"),
+        adopted: Counter("mqtt_sessions_adopted", "MQTT sessions taken from another node of the cluster"),
+        adopt_dropped: Counter("mqtt_adopted_messages_dropped", "Messages of a session taken from another node that did not fit its queue"),
     }
 }
 
@@ -58,6 +62,7 @@ pub struct MqttShared {
     pub gate: Arc<Gatekeeper>,
     wills: Mutex<Vec<PendingWill>>,
     next_client: AtomicU64,
+    ownership: OnceLock<Arc<dyn SessionOwnership>>,
 }
 
 impl MqttShared {
@@ -77,6 +82,56 @@ impl MqttShared {
             gate: parts.gate,
             wills: Mutex::new(Vec::new()),
             next_client: AtomicU64::new(1),
+            ownership: OnceLock::new(),
+        }
+    }
+
+    /// In a cluster: client ids are claimed through `ownership` before a CONNECT is
+    /// accepted (set once, before the listeners open; a second call is ignored).
+    pub fn set_ownership(&self, ownership: Arc<dyn SessionOwnership>) {
+        let _ = self.ownership.set(ownership);
+    }
+
+    /// The cluster's session ownership, when in a cluster.
+    pub(crate) fn ownership(&self) -> Option<&Arc<dyn SessionOwnership>> {
+        self.ownership.get()
+    }
+
+    /// In a cluster: tells it the subscriptions of `slot`, a persistent session, so
+    /// that another node can resume it should this one die.
+    pub(crate) fn share_subscriptions(&self, slot: &SessionSlot<SessionState>) {
+        let Some(ownership) = self.ownership() else { return };
+        let subscriptions = slot.state.lock().subscriptions.iter().map(|(f, (_, o))| (f.clone(), *o)).collect();
+        ownership.subscriptions_changed(&slot.client_id, subscriptions);
+    }
+
+    /// Restores a session another node handed over into `slot` (just claimed): its
+    /// subscriptions in the router, its messages queued (what does not fit is dropped
+    /// and counted).
+    pub(crate) fn adopt(&self, slot: &SessionSlot<SessionState>, moved: MovedSession) {
+        self.stats.adopted.fetch_add(1, Ordering::Relaxed);
+        let durable = slot.state.lock().durable;
+        for (filter, options) in moved.subscriptions {
+            let parsed = Subscription::parse(&filter)
+                .ok()
+                .or_else(|| TopicFilter::new(&filter).ok().map(Subscription::Plain));
+            let Some(subscription) = parsed else {
+                warn!(client = %slot.client_id, filter, "cluster: a handed-over subscription is not a valid filter; left out");
+                continue;
+            };
+            let subscriber = Subscriber {
+                id: slot.id,
+                outbox: slot.outbox.clone(),
+                options,
+                durable,
+            };
+            self.router.subscribe_as(&subscription, subscriber, Some(slot.client_id.clone()));
+            slot.state.lock().subscriptions.insert(filter, (subscription, options));
+        }
+        for delivery in moved.deliveries {
+            if slot.outbox.push(delivery) == ferry_core::Pushed::Dropped {
+                self.stats.adopt_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -285,5 +340,38 @@ impl MqttShared {
         }
         let next_will = self.wills.lock().iter().map(|w| w.at).min();
         [next_will, self.sessions.next_expiry()].into_iter().flatten().min()
+    }
+}
+
+impl SessionHandoff for MqttShared {
+    fn hand_off(&self, client_id: &str) -> Option<MovedSession> {
+        let slot = self.sessions.hand_off(client_id)?;
+        // The client came back (on another node): a delayed will of its is not sent.
+        self.cancel_will(client_id);
+        let mut moved = {
+            let state = slot.state.lock();
+            let subscriptions = state.subscriptions.iter().map(|(f, (_, o))| (f.clone(), *o)).collect();
+            // In-flight PUBLISHes first (a QoS 2 one already released reached its
+            // client: not sent again), then the queue.
+            let deliveries: Vec<_> = state
+                .order
+                .iter()
+                .filter_map(|pkid| state.inflight.get(pkid))
+                .filter(|f| f.stage == Stage::Published)
+                .map(|f| f.delivery.clone())
+                .collect();
+            MovedSession { subscriptions, deliveries }
+        };
+        // The queue after the state's lock is released (the two are not nested).
+        while slot.outbox.pop_into(1024, &mut moved.deliveries) > 0 {}
+        self.drop_session(&slot);
+        self.stats.handed_off.fetch_add(1, Ordering::Relaxed);
+        info!(
+            client = client_id,
+            subscriptions = moved.subscriptions.len(),
+            messages = moved.deliveries.len(),
+            "cluster: session handed to another node"
+        );
+        Some(moved)
     }
 }

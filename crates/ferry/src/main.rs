@@ -258,6 +258,11 @@ fn adapters(settings: &Settings, gate: &Arc<Gatekeeper>) -> anyhow::Result<Wired
     let stomp = Arc::new(StompAdapter::new(parts, settings.stomp.clone()));
     let mut registry = Registry::new();
     let broker = mqtt.broker();
+    // In a cluster, MQTT client ids are claimed there, and sessions handed between nodes.
+    if let Some((link, _)) = &cluster {
+        broker.set_ownership(Arc::new(link.clone()));
+        link.set_handoff(broker.clone());
+    }
     if !sessions.is_empty() {
         let (count, messages) = broker.restore(sessions, Instant::now(), std::time::SystemTime::now());
         info!(sessions = count, messages, "storage: persistent MQTT sessions taken back");

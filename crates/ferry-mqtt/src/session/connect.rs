@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use ferry_auth::{AuthFailure, CheckState, ConnectAttempt, Identity};
-use ferry_core::{Expiry, Message, Output, Owner, TopicName};
+use ferry_core::{ClaimOutcome, Expiry, Message, Output, Owner, TopicName};
 use tracing::{debug, info};
 
-use super::{Authenticating, Connected, MqttConnection, PendingWill, Phase, Writer};
+use super::{Authenticating, Claiming, Connected, MqttConnection, PendingWill, Phase, Writer};
 use crate::codec::{ConnAck, Connect, DecodeError, Packet, Property, ReasonCode, Version};
 use crate::convert;
 
@@ -153,11 +153,8 @@ impl MqttConnection {
         let version = accepted.version();
         match verdict.result {
             Ok(identity) => {
-                self.finish_connect(accepted, identity, now, w, out);
-                if matches!(self.phase, Phase::Connected(_)) {
-                    self.decoder.set_max_packet_size(self.broker.config.max_packet_size);
-                    self.decode_input(now, w, out);
-                }
+                self.finish_connect(accepted, identity, None, now, w, out);
+                self.after_connect(now, w, out);
             }
             Err(failure) => {
                 let code = if version.is_v5() {
@@ -174,34 +171,108 @@ impl MqttConnection {
         }
     }
 
-    /// An authenticated CONNECT: the will's topic checked against the ACL, then the
-    /// session claimed (or taken over), keep-alive and limits settled, CONNACK sent.
-    fn finish_connect(&mut self, accepted: Accepted, identity: Identity, now: Instant, w: &mut Writer, out: &mut Output) {
-        let Accepted {
-            connect,
-            client_id,
-            assigned,
-            will,
-        } = accepted;
-        let version = connect.version;
+    /// Once connected: the full packet size, and the input the client sent meanwhile.
+    fn after_connect(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
+        if matches!(self.phase, Phase::Connected(_)) {
+            self.decoder.set_max_packet_size(self.broker.config.max_packet_size);
+            self.decode_input(now, w, out);
+        }
+    }
+
+    /// The cluster settled the client id's claim (the wakeup rang): go on with the
+    /// CONNECT, under the claim's lock (a take-over from another node waits for it).
+    pub(super) fn advance_claim(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
+        let Phase::Claiming(c) = &self.phase else { return };
+        if !c.ticket.is_settled() {
+            return;
+        }
+        let Phase::Claiming(c) = std::mem::replace(&mut self.phase, Phase::Closed) else {
+            return;
+        };
+        let Claiming {
+            accepted,
+            identity,
+            ticket,
+            ..
+        } = *c;
+        ticket.settle(|outcome| self.finish_connect(accepted, identity, Some(outcome), now, w, out));
+        self.after_connect(now, w, out);
+    }
+
+    /// An authenticated CONNECT: the will's topic checked against the ACL, the client
+    /// id claimed in the cluster (`claimed`: how that ended; `None`: not asked yet),
+    /// then the session claimed (or taken over), keep-alive and limits settled,
+    /// CONNACK sent.
+    fn finish_connect(
+        &mut self,
+        accepted: Accepted,
+        identity: Identity,
+        claimed: Option<ClaimOutcome>,
+        now: Instant,
+        w: &mut Writer,
+        out: &mut Output,
+    ) {
+        let version = accepted.connect.version;
         let v5 = version.is_v5();
         let gate = self.broker.gate.clone();
-        let config = &self.broker.config;
         // As Mosquitto: a will the client may not publish refuses the CONNECT.
-        if let Some(will) = &will {
+        if let Some(will) = &accepted.will {
             if !gate.may_publish(&identity, will.message.topic.as_str()) {
                 self.broker.stats.will_denied.fetch_add(1, Ordering::Relaxed);
                 return self.refuse(version, ReasonCode::NOT_AUTHORIZED, "will topic not authorized", w, out);
             }
         }
         let session_expiry = if v5 {
-            Duration::from_secs(u64::from(connect.properties.session_expiry_interval().unwrap_or(0)))
-        } else if connect.clean_start {
+            Duration::from_secs(u64::from(accepted.connect.properties.session_expiry_interval().unwrap_or(0)))
+        } else if accepted.connect.clean_start {
             Duration::ZERO
         } else {
             Duration::MAX
         }
-        .min(config.max_session_expiry);
+        .min(self.broker.config.max_session_expiry);
+        // A session that must outlive its connection needs the disk: refuse the CONNECT
+        // before claiming anything when the journal cannot take it.
+        let journal = self.broker.router.journal().cloned().filter(|_| !session_expiry.is_zero());
+        if let Some(Err(e)) = journal.as_ref().map(|j| j.health()) {
+            info!(conn = self.info.id, client = %accepted.client_id, error = %e, "persistent session refused: storage unavailable");
+            return self.refuse(version, ReasonCode::SERVER_UNAVAILABLE, "storage unavailable", w, out);
+        }
+        // In a cluster the client id is claimed there first (off this task; the
+        // wakeup rings when it is settled), and a session another node had comes along.
+        let mut cluster_epoch = None;
+        let moved = match (self.broker.ownership().cloned(), claimed) {
+            (None, _) => None,
+            (Some(ownership), None) => {
+                let persistent = !accepted.connect.clean_start || !session_expiry.is_zero();
+                // MQTT 5 §3.1.3.2.2: the will waits for its delay or the session's end.
+                let will = accepted.will.as_ref().map(|w| (w.message.clone(), w.delay.min(session_expiry)));
+                let ticket = ownership.claim(&accepted.client_id, persistent, will, self.info.wakeup.clone());
+                let deadline = ticket.deadline() + Duration::from_secs(1);
+                self.phase = Phase::Claiming(Box::new(Claiming {
+                    accepted,
+                    identity,
+                    ticket,
+                    deadline,
+                }));
+                // The outcome may be in already (NATS unreachable, say).
+                return self.advance_claim(now, w, out);
+            }
+            (Some(_), Some(ClaimOutcome::Unavailable(why))) => {
+                info!(conn = self.info.id, client = %accepted.client_id, why, "CONNECT refused: the cluster could not settle the client id");
+                return self.refuse(version, ReasonCode::SERVER_UNAVAILABLE, "cluster unavailable", w, out);
+            }
+            (Some(_), Some(ClaimOutcome::Owned { moved, epoch })) => {
+                cluster_epoch = Some(epoch);
+                moved
+            }
+        };
+        let Accepted {
+            connect,
+            client_id,
+            assigned,
+            will,
+        } = accepted;
+        let config = &self.broker.config;
         let mut keep_alive = connect.keep_alive;
         let max_keep_alive = u16::try_from(config.max_keep_alive.as_secs()).unwrap_or(u16::MAX);
         let server_keep_alive = if max_keep_alive > 0 && (keep_alive == 0 || keep_alive > max_keep_alive) && v5 {
@@ -210,13 +281,6 @@ impl MqttConnection {
         } else {
             None
         };
-        // A session that must outlive its connection needs the disk: refuse the CONNECT
-        // before claiming anything when the journal cannot take it.
-        let journal = self.broker.router.journal().cloned().filter(|_| !session_expiry.is_zero());
-        if let Some(Err(e)) = journal.as_ref().map(|j| j.health()) {
-            info!(conn = self.info.id, client = %client_id, error = %e, "persistent session refused: storage unavailable");
-            return self.refuse(version, ReasonCode::SERVER_UNAVAILABLE, "storage unavailable", w, out);
-        }
         let owner = Owner::new(self.info.id, self.info.wakeup.clone());
         // Claim first: it marks a previous connection as taken over, so that if that
         // connection ends only now it does not queue its delayed will; then cancel a
@@ -227,8 +291,16 @@ impl MqttConnection {
             self.broker.drop_session(old);
         }
         // MQTT 3.1.1 §3.2.2.2: session present only for a resumed clean-session-0 session.
-        let session_present = claim.resumed && !connect.clean_start;
+        let mut session_present = claim.resumed && !connect.clean_start;
+        if let (Some(moved), false) = (moved, connect.clean_start) {
+            info!(conn = self.info.id, client = %client_id, subscriptions = moved.subscriptions.len(), messages = moved.deliveries.len(), "cluster: session taken from another node");
+            self.broker.adopt(&claim.slot, moved);
+            session_present = true;
+        }
         let connack_at = journal.and_then(|j| self.broker.journal_session(&j, &claim.slot, session_expiry));
+        if !session_expiry.is_zero() {
+            self.broker.share_subscriptions(&claim.slot);
+        }
         let receive_max = connect.properties.receive_maximum().unwrap_or(u16::MAX);
         let mut ack = ConnAck::accepted(session_present);
         if v5 {
@@ -280,6 +352,7 @@ impl MqttConnection {
             ended: None,
             held: None,
             awaiting_connack: false,
+            cluster_epoch,
             policy: gate.client_policy(identity, now),
         }));
         // The CONNACK of a persistent session waits for its record to be on disk; what

@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use ferry_auth::{ClientPolicy, ConnectCheck};
-use ferry_core::{CloseCode, CloseRequest, Connection, ConnectionInfo, HeldAcks, Input, Message, MessageKind, Output, Owner, SessionSlot};
+use ferry_auth::{ClientPolicy, ConnectCheck, Identity};
+use ferry_core::{
+    ClaimTicket, CloseCode, CloseRequest, Connection, ConnectionInfo, HeldAcks, Input, Message, MessageKind, Output, Owner, SessionSlot,
+};
 use tracing::{debug, info};
 
 use crate::codec::{DecodeError, Decoder, Disconnect, Packet, ReasonCode, Version};
@@ -67,6 +69,9 @@ struct Connected {
     /// The CONNACK is held (a persistent session's record is not on disk yet): nothing
     /// else is sent before it.
     awaiting_connack: bool,
+    /// In a cluster: the epoch of this connection's claim (see
+    /// `ferry_core::SessionOwnership::connection_ended`).
+    cluster_epoch: Option<u64>,
 }
 
 impl Connected {
@@ -87,6 +92,17 @@ struct Authenticating {
     /// The gatekeeper's verdict, its delay and the CONNECT timeout (the connection's
     /// wakeup rings when the verdict is in).
     check: ConnectCheck,
+}
+
+/// State of an authenticated connection whose client id is being claimed in the
+/// cluster (and its session fetched from the node that had it); the connection's
+/// wakeup rings when the claim is settled.
+struct Claiming {
+    accepted: connect::Accepted,
+    identity: Identity,
+    ticket: ClaimTicket,
+    /// Past it the CONNECT is refused with "server unavailable".
+    deadline: Instant,
 }
 
 /// The broker's topic aliases toward one client: the first `max` distinct topics sent
@@ -133,6 +149,9 @@ enum Phase {
     AwaitingConnect { deadline: Instant },
     /// CONNECT valid, credentials being checked; later input is kept undecoded.
     Authenticating(Box<Authenticating>),
+    /// Authenticated, the client id being claimed in the cluster; later input is kept
+    /// undecoded.
+    Claiming(Box<Claiming>),
     /// CONNECT accepted.
     Connected(Box<Connected>),
     /// Closing; nothing more is read.
@@ -293,7 +312,7 @@ impl MqttConnection {
     fn decode_input(&mut self, now: Instant, w: &mut Writer, out: &mut Output) {
         loop {
             match &self.phase {
-                Phase::Closed | Phase::Authenticating(_) => break,
+                Phase::Closed | Phase::Authenticating(_) | Phase::Claiming(_) => break,
                 Phase::Connected(c) if c.ended.is_some() => break,
                 _ => {}
             }
@@ -317,11 +336,15 @@ impl MqttConnection {
                 }
             }
         }
-        if let (Phase::Authenticating(a), true) = (&self.phase, self.input.len() > self.broker.config.max_packet_size) {
+        let waiting = match &self.phase {
+            Phase::Authenticating(a) => Some(a.accepted.version()),
+            Phase::Claiming(c) => Some(c.accepted.version()),
+            _ => None,
+        };
+        if let (Some(version), true) = (waiting, self.input.len() > self.broker.config.max_packet_size) {
             self.broker.stats.too_large_unauthenticated.fetch_add(1, Ordering::Relaxed);
             info!(conn = self.info.id, peer = %self.info.peer, buffered = self.input.len(), "too much input while authenticating: closing");
             // The CONNECT is not answered yet: a 5.0 client reads why in its CONNACK.
-            let version = a.accepted.version();
             if version.is_v5() {
                 return self.refuse(version, ReasonCode::PACKET_TOO_LARGE, "too much input before CONNACK", w, out);
             }
@@ -361,6 +384,8 @@ impl Connection for MqttConnection {
         let mut w = Writer::default();
         if matches!(self.phase, Phase::Authenticating(_)) {
             self.advance_auth(now, &mut w, out);
+        } else if matches!(self.phase, Phase::Claiming(_)) {
+            self.advance_claim(now, &mut w, out);
         } else if !self.check_taken_over(&mut w, out) {
             self.release_acks(now, &mut w, out);
             self.pump(now, &mut w, out);
@@ -373,6 +398,7 @@ impl Connection for MqttConnection {
             Phase::AwaitingConnect { deadline } => Some(*deadline),
             // Once the verdict is in, only its delay is waited for.
             Phase::Authenticating(a) => a.check.timeout(),
+            Phase::Claiming(c) => Some(c.deadline),
             Phase::Connected(c) if c.ended.is_none() => {
                 let keep_alive = c.keep_alive_limit.map(|limit| self.last_packet + limit);
                 [keep_alive, c.policy.expires_at()].into_iter().flatten().min()
@@ -391,6 +417,16 @@ impl Connection for MqttConnection {
                 info!(conn = self.info.id, peer = %self.info.peer, "no CONNECT in time: closing");
                 self.phase_close("", &mut w, out);
                 self.phase = Phase::Closed;
+            }
+            Phase::Claiming(c) if now >= c.deadline => {
+                let version = c.accepted.version();
+                self.refuse(
+                    version,
+                    ReasonCode::SERVER_UNAVAILABLE,
+                    "the cluster did not settle the client id in time",
+                    &mut w,
+                    out,
+                );
             }
             Phase::Authenticating(a) if a.check.timed_out(now) => {
                 let version = a.accepted.version();
@@ -446,6 +482,9 @@ impl Connection for MqttConnection {
         } else {
             c.ended.unwrap_or(End::Abnormal)
         };
+        if let (false, Some(epoch), Some(ownership)) = (end == End::TakenOver, c.cluster_epoch, self.broker.ownership()) {
+            ownership.connection_ended(&c.client_id, epoch);
+        }
         if end == End::TakenOver {
             // MQTT 5 §3.1.4: the old connection's will is published on take-over
             // unless its delay outlasts the new connection's arrival.

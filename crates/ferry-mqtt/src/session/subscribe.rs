@@ -114,6 +114,9 @@ impl MqttConnection {
         });
         self.acknowledge(ack, durable_at, w);
         let Phase::Connected(c) = &self.phase else { return };
+        if !c.session_expiry.is_zero() {
+            self.broker.share_subscriptions(&c.slot);
+        }
         if !retained.is_empty() {
             // Behind the SUBACK, through the outbox so the in-flight window applies.
             for d in retained {
@@ -147,6 +150,9 @@ impl MqttConnection {
                 }
                 None => codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED),
             }
+        }
+        if !c.session_expiry.is_zero() {
+            self.broker.share_subscriptions(&c.slot);
         }
         let ack = Packet::UnsubAck(UnsubAck {
             pkid: u.pkid,
